@@ -1,0 +1,83 @@
+"""Every setting of RLHF Studio, read from the environment (or a `.env` file) once.
+
+Names are the environment variables, upper-cased: ``DATABASE_URL``, ``SECRET_KEY`` and so on.
+The defaults are the embedded ones: a SQLite file under ``./data/`` and no external service, so
+that ``rlhf up`` works on a bare machine. Outside development the secret key has no working
+default: the process refuses to start until one is set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development",
+        description="`production` refuses default secrets and marks cookies Secure.",
+    )
+    data_dir: Path = Field(Path("data"), description="Where the embedded SQLite files live.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL. Default: sqlite:///<DATA_DIR>/rlhf.db. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis, for Celery.")
+    broker_url: str = Field(
+        "",
+        description="Celery broker. Default: kombu's SQLAlchemy transport on a SQLite file "
+        "under DATA_DIR (no Redis needed); set it to REDIS_URL's value in production.",
+    )
+    secret_key: str = Field(
+        DEV_SECRET_KEY, description="Signs session cookies and CSRF tokens. Required in production."
+    )
+    artifacts_dir: Path = Field(Path("data/artifacts"), description="Model checkpoints.")
+    session_max_age_s: int = Field(14 * 24 * 3600, description="Session cookie lifetime.")
+    https_only: bool | None = Field(
+        None, description="Mark cookies Secure. Default: on in production, off otherwise."
+    )
+    default_lease_s: int = Field(
+        15 * 60, description="How long a pair stays reserved for the rater it was shown to."
+    )
+    undo_window_s: int = Field(15 * 60, description="How long after a judgment undo is allowed.")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted import file.")
+    login_rate_limit: int = Field(
+        10, description="Failed logins allowed per username and client address per 5 minutes."
+    )
+    db_pool_size: int = Field(10, description="Connections per web process (PostgreSQL).")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'rlhf.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        if self.https_only is None:
+            self.https_only = self.environment == "production"
+        if self.environment == "production" and (
+            self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least 32 characters in "
+                "production, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

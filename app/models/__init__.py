@@ -1,0 +1,34 @@
+"""The tables. Importing this package registers all of them on `Base.metadata`."""
+
+from app.db import Base
+from app.models.comparison import (
+    Assignment,
+    AssignmentStatus,
+    Choice,
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    JudgmentSource,
+)
+from app.models.demonstration import Demonstration
+from app.models.project import Project, Scale
+from app.models.prompt import Completion, Prompt
+from app.models.user import Role, User
+
+__all__ = [
+    "Assignment",
+    "AssignmentStatus",
+    "Base",
+    "Choice",
+    "Comparison",
+    "ComparisonKind",
+    "Completion",
+    "Demonstration",
+    "Judgment",
+    "JudgmentSource",
+    "Project",
+    "Prompt",
+    "Role",
+    "Scale",
+    "User",
+]

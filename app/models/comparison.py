@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.models.types import JSONType, UTCDateTime, utcnow
+
+
+class ComparisonKind(enum.StrEnum):
+    regular = "regular"
+    gold = "gold"  # the answer is known: measures rater accuracy
+
+
+class Choice(enum.StrEnum):
+    A = "A"
+    B = "B"
+    tie = "tie"
+
+
+class AssignmentStatus(enum.StrEnum):
+    active = "active"  # shown to the rater; holds a slot until lease_expires_at
+    done = "done"  # judged
+    skipped = "skipped"  # the rater passed; the slot returns to others
+    lapsed = "lapsed"  # lease ran out and the slot went to someone else
+
+
+class JudgmentSource(enum.StrEnum):
+    human = "human"
+    ai = "ai"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16, validate_strings=True)
+
+
+class Comparison(Base):
+    """A prompt and two of its completions, to be judged by `project.overlap` raters."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        UniqueConstraint("completion_a_id", "completion_b_id"),
+        CheckConstraint("completion_a_id <> completion_b_id", name="distinct_completions"),
+        Index("ix_comparisons_open", "project_id", "judgment_count"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    completion_a_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"))
+    completion_b_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"))
+    kind: Mapped[ComparisonKind] = mapped_column(_enum(ComparisonKind), default="regular")
+    gold_choice: Mapped[Choice | None] = mapped_column(_enum(Choice), nullable=True)
+    # Kept equal to the number of judgments under the comparison's row lock.
+    judgment_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Assignment(Base):
+    """A comparison shown to one rater, with the side each completion was shown on."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("comparison_id", "rater_id"),
+        Index("ix_assignments_rater_status", "rater_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    a_on_left: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[AssignmentStatus] = mapped_column(_enum(AssignmentStatus), default="active")
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Judgment(Base):
+    """One rater's verdict on one comparison. Unique per (comparison, rater): retries are safe."""
+
+    __tablename__ = "judgments"
+    __table_args__ = (
+        UniqueConstraint("comparison_id", "rater_id"),
+        CheckConstraint("strength BETWEEN 0 AND 2", name="strength_range"),
+        Index("ix_judgments_rater_created", "rater_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), nullable=True
+    )
+    choice: Mapped[Choice] = mapped_column(_enum(Choice))
+    # 0 for a tie, 1 "better", 2 "much better".
+    strength: Mapped[int] = mapped_column(Integer)
+    both_bad: Mapped[bool] = mapped_column(Boolean, default=False)
+    flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # Which completion was on the left when the rater decided (position-bias analysis).
+    a_on_left: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[JudgmentSource] = mapped_column(_enum(JudgmentSource), default="human")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, Enum, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.models.types import UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    rater = "rater"
+    admin = "admin"
+    researcher = "researcher"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=16, validate_strings=True)
+    )
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set for accounts created with a one-time password: the first login asks for a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped on password change and "log out everywhere": older session cookies stop working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
