@@ -1,0 +1,117 @@
+"""Passwords, sessions, roles, CSRF and login throttling.
+
+Sessions are signed cookies (Starlette's SessionMiddleware, HttpOnly, SameSite=Lax, Secure in
+production) holding the user id, the user's session epoch and a CSRF token. Bumping
+``User.session_epoch`` (password change, deactivation) ends every older session. Every request
+loads the user row, so a deactivated account stops working at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from fastapi import Request
+
+_hasher = PasswordHasher()
+# Verifying against this hash when the username is unknown keeps response times uniform.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    """A one-time password: 16 characters from an unambiguous alphabet (~80 bits)."""
+    alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Passwords need at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > 256:
+        return "Passwords may have at most 256 characters."
+    return None
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+def start_session(request: Request, *, user_id: int, epoch: int) -> None:
+    """Log a user in with a brand-new session (fresh CSRF token: no fixation)."""
+    request.session.clear()
+    request.session.update(
+        {"uid": user_id, "epoch": epoch, "csrf": secrets.token_urlsafe(32), "at": int(time.time())}
+    )
+
+
+def end_session(request: Request) -> None:
+    request.session.clear()
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def csrf_valid(request: Request, submitted: str | None) -> bool:
+    expected = request.session.get("csrf")
+    return bool(expected and submitted and hmac.compare_digest(str(expected), submitted))
+
+
+# --- login throttling -----------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Failed logins per (username, client address) in a sliding window, per process."""
+
+    def __init__(self, limit: int, window_s: float = 300.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _prune(self, key: tuple[str, str], now: float) -> deque[float]:
+        failures = self._failures[key]
+        while failures and now - failures[0] > self.window_s:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, username: str, client: str) -> float:
+        """Seconds until another attempt is allowed (0 when allowed now)."""
+        now = time.monotonic()
+        with self._lock:
+            failures = self._prune((username.lower(), client), now)
+            if len(failures) < self.limit:
+                return 0.0
+            return max(0.0, self.window_s - (now - failures[0]))
+
+    def record_failure(self, username: str, client: str) -> None:
+        with self._lock:
+            self._failures[(username.lower(), client)].append(time.monotonic())
+
+    def reset(self, username: str, client: str) -> None:
+        with self._lock:
+            self._failures.pop((username.lower(), client), None)

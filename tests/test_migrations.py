@@ -1,0 +1,23 @@
+"""The models and the migrations must describe the same schema."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import app.models  # noqa: F401
+from app.db import Base, make_engine
+from app.migrations import current_revision, head_revision
+
+
+def test_models_match_migrations(db_url: str) -> None:
+    engine = make_engine(db_url, pool_size=1)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == [], f"models and migrations disagree; run alembic revision --autogenerate: {diff}"
+
+
+def test_database_is_at_head(db_url: str) -> None:
+    assert current_revision(db_url) == head_revision(db_url)
