@@ -1,0 +1,5 @@
+"""All routers, in one list for the app factory."""
+
+from app.routes import admin, auth, health, rate
+
+routers = [auth.router, rate.router, admin.router, health.router]

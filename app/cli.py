@@ -1,0 +1,362 @@
+"""The `rlhf` command. `rlhf --help` and `rlhf COMMAND --help` document every option."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.config import ROOT_DIR, get_settings
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.models import Role, Scale
+
+DEMO_PAIRS = ROOT_DIR / "app" / "demo" / "demo_pairs.jsonl"
+DEMO_USERS = {"admin": Role.admin, "rater": Role.rater, "researcher": Role.researcher}
+DEMO_PASSWORD_SUFFIX = "-demo-password"  # development only: "rater-demo-password", ...
+
+cli = typer.Typer(
+    help="RLHF Studio: collect human preference labels and turn them into better models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+users_cli = typer.Typer(help="Accounts of raters, researchers and admins.", no_args_is_help=True)
+projects_cli = typer.Typer(help="Labeling projects.", no_args_is_help=True)
+import_cli = typer.Typer(
+    help="Import prompts, pairs or demonstrations from JSONL or CSV (all or nothing).",
+    no_args_is_help=True,
+)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(projects_cli, name="projects")
+cli.add_typer(import_cli, name="import")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    settings = get_settings()
+    return make_sessionmaker(make_engine(settings.database_url, pool_size=2))
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+# --- serving --------------------------------------------------------------------------------
+
+
+@cli.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Seed the demo project and users first.")] = False,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Migrate the database, then serve the app (embedded defaults: SQLite under ./data/)."""
+    settings = get_settings()
+    upgrade()
+    if demo:
+        seed_demo()
+    console.print(
+        f"RLHF Studio on [bold]http://{host}:{port}[/bold]  (database: {_redact(settings.database_url)})"
+    )
+    import uvicorn
+
+    uvicorn.run("app.asgi:app", host=host, port=port, reload=reload, log_level="info")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Web processes (about one per core).")] = 2,
+) -> None:
+    """Production launch: several web processes, no auto-migration (run `rlhf db upgrade`)."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@db_cli.command("upgrade")
+def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the migrations up to REVISION (default: the newest)."""
+    from app import migrations
+
+    settings = get_settings()
+    migrations.upgrade(settings.database_url, revision)
+    console.print(f"Database at revision {migrations.current_revision(settings.database_url)}.")
+
+
+@db_cli.command("current")
+def current() -> None:
+    """Show the database's revision and the newest one."""
+    from app import migrations
+
+    url = get_settings().database_url
+    console.print(
+        f"current: {migrations.current_revision(url)}  head: {migrations.head_revision(url)}"
+    )
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@users_cli.command("add")
+def add_user(
+    name: Annotated[str, typer.Argument(help="Username.")],
+    role: Annotated[Role, typer.Option(help="rater, researcher or admin.")] = Role.rater,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an account. Without --password-stdin a one-time password is generated and printed."""
+    from app.services.users import UserError, create_user
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        with session_scope(_sessions()) as session:
+            user, generated = create_user(session, username=name, role=role, password=password)
+    except UserError as error:
+        raise _fail(str(error)) from None
+    console.print(f"Created {user.role.value} [bold]{user.username}[/bold].")
+    if generated:
+        console.print(f"One-time password (shown once, changed at first login): {generated}")
+
+
+@users_cli.command("list")
+def list_users() -> None:
+    """List accounts."""
+    from sqlalchemy import select
+
+    from app.models import User
+
+    table = Table("username", "role", "active", "last login")
+    with session_scope(_sessions()) as session:
+        for user in session.scalars(select(User).order_by(User.role, User.username)):
+            table.add_row(
+                user.username,
+                user.role.value,
+                str(user.is_active),
+                str(user.last_login_at or "never"),
+            )
+    console.print(table)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+@projects_cli.command("add")
+def add_project(
+    slug: Annotated[str, typer.Argument(help="Short name used in URLs and commands.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    overlap: Annotated[int, typer.Option(help="Distinct raters per pair.")] = 1,
+    scale: Annotated[Scale, typer.Option(help="five, three or two choice points.")] = Scale.five,
+    flag: Annotated[
+        list[str] | None, typer.Option(help="A flag raters can set (repeatable).")
+    ] = None,
+    instructions_file: Annotated[
+        Path | None, typer.Option(help="Markdown file with the raters' instructions.", exists=True)
+    ] = None,
+    rationale_required: Annotated[bool, typer.Option(help="Require a rationale.")] = False,
+) -> None:
+    """Create a labeling project."""
+    from pydantic import ValidationError
+
+    from app.schemas.project import ProjectCreate
+    from app.services.projects import ProjectExists, create_project
+
+    try:
+        project_in = ProjectCreate(
+            slug=slug,
+            name=name or slug,
+            overlap=overlap,
+            scale=scale,
+            flags=flag or [],
+            instructions=instructions_file.read_text(encoding="utf-8") if instructions_file else "",
+            rationale_required=rationale_required,
+        )
+        with session_scope(_sessions()) as session:
+            project = create_project(session, project_in=project_in)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise _fail(problems) from None
+    except ProjectExists as error:
+        raise _fail(str(error)) from None
+    console.print(f"Created project [bold]{project.slug}[/bold] (overlap {project.overlap}).")
+
+
+@projects_cli.command("list")
+def list_projects() -> None:
+    """List projects with their counts."""
+    from app.services.stats import project_counts
+
+    table = Table("slug", "name", "prompts", "pairs", "complete", "judgments", "demos", "overlap")
+    with session_scope(_sessions()) as session:
+        for c in project_counts(session):
+            table.add_row(
+                c.project.slug, c.project.name, str(c.prompts), str(c.pairs),
+                str(c.pairs_complete), str(c.judgments), str(c.demonstrations), str(c.project.overlap),
+            )  # fmt: skip
+    console.print(table)
+
+
+# --- imports --------------------------------------------------------------------------------
+
+
+def _import(kind: str, file: Path, project_slug: str) -> None:
+    from app.services import importing
+    from app.services.projects import get_project
+
+    data = file.read_bytes()
+    try:
+        with session_scope(_sessions()) as session:
+            project = get_project(session, project_slug)
+            if project is None:
+                raise _fail(f"no project {project_slug!r} (see `rlhf projects list`)")
+            with console.status(f"Importing {file.name}…"):
+                report = importing.import_file(
+                    session,
+                    project=project,
+                    kind=importing.ImportKind(kind),
+                    filename=file.name,
+                    data=data,
+                )
+    except importing.ImportFailed as failure:
+        err.print(
+            f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]"
+        )
+        for problem in failure.problems[:50]:
+            err.print(f"  {problem}", highlight=False)
+        if len(failure.problems) > 50:
+            err.print(f"  … and {len(failure.problems) - 50} more")
+        raise typer.Exit(1) from None
+    console.print(
+        f"{file.name}: {report.rows} rows, {report.created} {kind} created, "
+        f"{report.created_prompts} new prompts, {len(report.duplicates)} duplicates skipped."
+    )
+    for duplicate in report.duplicates[:20]:
+        console.print(f"  skipped: {duplicate}", highlight=False)
+
+
+_FILE = Annotated[Path, typer.Argument(help="A .jsonl or .csv file.", exists=True, dir_okay=False)]
+_PROJECT = Annotated[str, typer.Option("--project", help="Project slug.")]
+
+
+@import_cli.command("prompts")
+def import_prompts(file: _FILE, project: _PROJECT) -> None:
+    """Prompts: a `prompt` string or a `messages` list per row."""
+    _import("prompts", file, project)
+
+
+@import_cli.command("pairs")
+def import_pairs(file: _FILE, project: _PROJECT) -> None:
+    """Pairs: prompt/messages, completion_a, completion_b [, model_a, model_b, gold]."""
+    _import("pairs", file, project)
+
+
+@import_cli.command("demos")
+def import_demos(file: _FILE, project: _PROJECT) -> None:
+    """Demonstrations for SFT: prompt/messages and response."""
+    _import("demos", file, project)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+DEMO_INSTRUCTIONS = """\
+Read the conversation, then both responses. Pick the response that is **more helpful, correct
+and honest**. Prefer the shorter one when both are equally good.
+
+* Use *much better* when one response is clearly usable and the other is not.
+* Choose **tie** only when you cannot tell them apart in quality.
+* Tick **both are bad** when neither answers the request, whichever you prefer.
+* Flag factual errors and harmful content, and say why in the rationale when you can.
+"""
+
+
+@cli.command()
+def demo() -> None:
+    """Seed a demo project with real pairs from the demo model and demo accounts."""
+    upgrade()
+    seed_demo()
+
+
+def seed_demo() -> None:
+    from sqlalchemy import select
+
+    from app.models import User
+    from app.schemas.project import ProjectCreate
+    from app.services import importing
+    from app.services.projects import create_project, get_project
+    from app.services.users import create_user
+
+    settings = get_settings()
+    development = settings.environment == "development"
+    lines = []
+    with session_scope(_sessions()) as session:
+        project = get_project(session, "demo")
+        if project is None:
+            project = create_project(
+                session,
+                project_in=ProjectCreate(
+                    slug="demo",
+                    name="Demo: SmolLM2 answers",
+                    instructions=DEMO_INSTRUCTIONS,
+                    overlap=1,
+                    flags=["factual error", "harmful", "off-topic"],
+                ),
+            )
+            report = importing.import_file(
+                session,
+                project=project,
+                kind=importing.ImportKind.pairs,
+                filename=DEMO_PAIRS.name,
+                data=DEMO_PAIRS.read_bytes(),
+            )
+            lines.append(
+                f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct."
+            )
+        else:
+            lines.append("Demo project 'demo' exists already.")
+        for username, role in DEMO_USERS.items():
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                lines.append(f"  {role.value:<10} {username:<11} (exists; password unchanged)")
+                continue
+            password = username + DEMO_PASSWORD_SUFFIX if development else None
+            _, generated = create_user(session, username=username, role=role, password=password)
+            lines.append(f"  {role.value:<10} {username:<11} password: {password or generated}")
+    console.print("\n".join(lines), highlight=False)
+    console.print("Log in at http://127.0.0.1:8000/login (rater: labels pairs at /rate).")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Dependencies shared by the routes, declared once as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
+from app.config import Settings
+from app.models import Role, User
+
+
+class LoginRequired(Exception):
+    """No valid session: pages redirect to the login form, htmx gets HX-Redirect."""
+
+
+class Forbidden(Exception):
+    def __init__(self, message: str = "Your role does not give access to this page.") -> None:
+        super().__init__(message)
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; the transaction commits when the route returns normally."""
+    with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_optional_user(request: Request, session: SessionDep) -> User | None:
+    uid = request.session.get("uid")
+    if uid is None:
+        return None
+    user = session.get(User, uid)
+    if user is None or not user.is_active or user.session_epoch != request.session.get("epoch"):
+        request.session.clear()
+        return None
+    request.state.user = user
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+
+
+def get_current_user(user: OptionalUser) -> User:
+    if user is None:
+        raise LoginRequired()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], User]:
+    allowed = frozenset(roles)
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise Forbidden()
+        return user
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the route matrix test
+    return check
+
+
+RaterUser = Annotated[User, Depends(require_roles(Role.rater, Role.admin))]
+AdminUser = Annotated[User, Depends(require_roles(Role.admin))]
+StaffUser = Annotated[User, Depends(require_roles(Role.admin, Role.researcher))]
+
+
+async def verify_csrf(request: Request) -> None:
+    """Every state-changing request from a browser carries the session's CSRF token.
+
+    htmx sends it as the X-CSRF-Token header (set once on <body>); plain forms as a hidden field.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    submitted = request.headers.get(CSRF_HEADER)
+    if submitted is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()  # cached on the request: the route reads it again
+            value = form.get(CSRF_FIELD)
+            submitted = value if isinstance(value, str) else None
+    if not csrf_valid(request, submitted):
+        raise CsrfFailed()

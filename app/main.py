@@ -1,0 +1,131 @@
+"""The FastAPI application factory: routers, static files, middleware. No logic here."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.auth import LoginThrottle
+from app.config import ROOT_DIR, Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.deps import CsrfFailed, Forbidden, LoginRequired
+from app.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.routes import routers
+from app.templating import is_htmx, render
+
+SESSION_COOKIE = "rlhf_session"
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") or is_htmx(request)
+
+
+def _error(request: Request, status: int, title: str, message: object) -> Response:
+    """An error page for browsers, JSON for API clients."""
+    if _wants_html(request):
+        context = {"title": title, "message": message}
+        return render(request, "error.html", context, status_code=status)
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _exc: LoginRequired) -> Response:
+        target = "/login?next=" + quote(request.url.path)
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        if _wants_html(request):
+            return RedirectResponse(target, status_code=303)
+        return JSONResponse({"detail": "Not logged in."}, status_code=401)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        if _wants_html(request):
+            return render(
+                request,
+                "error.html",
+                {"title": "Not allowed", "message": str(exc)},
+                status_code=403,
+            )
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(CsrfFailed)
+    async def csrf_failed(request: Request, _exc: CsrfFailed) -> Response:
+        message = (
+            "The form was stale or did not come from this site. Reload the page and try again."
+        )
+        if _wants_html(request):
+            return render(
+                request,
+                "error.html",
+                {"title": "Form expired", "message": message},
+                status_code=403,
+            )
+        return JSONResponse({"detail": message}, status_code=403)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request) and exc.status_code >= 400:
+            titles = {404: "Not found", 405: "Not allowed", 413: "Too large"}
+            return render(
+                request,
+                "error.html",
+                {"title": titles.get(exc.status_code, "Error"), "message": exc.detail},
+                status_code=exc.status_code,
+            )
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        if _wants_html(request):
+            message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            return render(
+                request,
+                "error.html",
+                {"title": "Invalid input", "message": message},
+                status_code=422,
+            )
+        return JSONResponse({"detail": problems}, status_code=422)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="RLHF Studio",
+        summary="Collect human preference labels and turn them into better language models.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
+
+    for router in routers:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(ROOT_DIR / "static")), name="static")
+
+    # Last added runs first: size limit, then security headers, then the session cookie.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=bool(settings.https_only),
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=bool(settings.https_only))
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024)
+    _install_error_handlers(app)
+    return app

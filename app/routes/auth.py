@@ -1,0 +1,133 @@
+"""Login, logout and password change."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+
+from app.auth import (
+    end_session,
+    hash_password,
+    password_problem,
+    start_session,
+    verify_password,
+)
+from app.deps import CurrentUser, OptionalUser, SessionDep, verify_csrf
+from app.models import Role, User
+from app.models.types import utcnow
+from app.templating import render
+
+router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)])
+
+HOME_BY_ROLE = {Role.rater: "/rate", Role.admin: "/admin", Role.researcher: "/projects"}
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only same-site paths: an open redirect would help phishing."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@router.get("/", include_in_schema=False)
+def home(user: OptionalUser) -> Response:
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)
+
+
+@router.get("/login", include_in_schema=False)
+def login_form(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next) or HOME_BY_ROLE[user.role], status_code=303)
+    return render(request, "login.html", {"next": _safe_next(next) or ""})
+
+
+@router.post("/login", include_in_schema=False)
+def login(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    throttle = request.app.state.login_throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.blocked_for(username, client)
+    if wait:
+        return render(
+            request,
+            "login.html",
+            {"error": f"Too many failed attempts. Try again in {int(wait) + 1} seconds.",
+             "username": username, "next": next},
+            status_code=429,
+        )  # fmt: skip
+    user = session.scalars(
+        select(User).where(func.lower(User.username) == username.strip().lower())
+    ).one_or_none()
+    if not verify_password(user.password_hash if user else None, password) or not (
+        user and user.is_active
+    ):
+        throttle.record_failure(username, client)
+        return render(
+            request,
+            "login.html",
+            {"error": "Wrong username or password.", "username": username, "next": next},
+            status_code=401,
+        )
+    throttle.reset(username, client)
+    user.last_login_at = utcnow()
+    start_session(request, user_id=user.id, epoch=user.session_epoch)
+    if user.must_change_password:
+        return RedirectResponse("/account/password", status_code=303)
+    return RedirectResponse(_safe_next(next) or HOME_BY_ROLE[user.role], status_code=303)
+
+
+@router.post("/logout", include_in_schema=False)
+def logout(request: Request) -> Response:
+    end_session(request)
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/account/password", include_in_schema=False)
+def password_form(request: Request, user: CurrentUser) -> Response:
+    return render(request, "password.html", {"forced": user.must_change_password})
+
+
+@router.post("/account/password", include_in_schema=False)
+def change_password(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    current_password: Annotated[str, Form(max_length=256)],
+    new_password: Annotated[str, Form(max_length=256)],
+    confirm_password: Annotated[str, Form(max_length=256)],
+) -> Response:
+    error = None
+    if not verify_password(user.password_hash, current_password):
+        error = "The current password is wrong."
+    elif new_password != confirm_password:
+        error = "The two new passwords differ."
+    elif new_password == current_password:
+        error = "Choose a password different from the current one."
+    else:
+        error = password_problem(new_password)
+    if error:
+        return render(
+            request,
+            "password.html",
+            {"forced": user.must_change_password, "error": error},
+            status_code=422,
+        )
+    user.password_hash = hash_password(new_password)
+    user.must_change_password = False
+    user.session_epoch += 1  # other sessions of this account end here
+    start_session(request, user_id=user.id, epoch=user.session_epoch)
+    return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)

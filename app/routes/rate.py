@@ -1,0 +1,177 @@
+"""The rater workbench: one pair at a time, judged by mouse or keyboard, swapped in by htmx."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.deps import RaterUser, SessionDep, SettingsDep, verify_csrf
+from app.models import Project
+from app.services import rating
+from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
+from app.templating import is_htmx, render
+
+router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
+
+FLAG_KEYS = "qwertyio"  # flag n is toggled by FLAG_KEYS[n]
+
+
+def _project(session: Session, slug: str) -> Project:
+    project = session.scalars(
+        select(Project).where(Project.slug == slug, Project.is_active.is_(True))
+    ).one_or_none()
+    if project is None:
+        raise HTTPException(404, "No active project with this name.")
+    return project
+
+
+def _workbench(
+    request: Request,
+    session: Session,
+    project: Project,
+    rater_id: int,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    previous: JudgmentInput | None = None,
+    status_code: int = 200,
+    full_page: bool = False,
+    assignment: Any = None,
+) -> Response:
+    """Claim (or keep) the rater's current pair and render it with their progress."""
+    if assignment is None:
+        assignment = rating.claim_next(session, project=project, rater_id=rater_id)
+    pair = rating.pair_view(session, assignment) if assignment is not None else None
+    picks = SCALE_PICKS[project.scale]
+    context = {
+        "project": project,
+        "pair": pair,
+        "progress": rating.progress(session, project=project, rater_id=rater_id),
+        "picks": [(key, pick, PICK_LABELS[pick]) for key, pick in enumerate(picks, start=1)],
+        "flags": list(zip(FLAG_KEYS, project.flags, strict=False)),
+        "notice": notice,
+        "error": error,
+        "previous": previous,
+    }
+    template = "rate/page.html" if full_page else "rate/_workbench.html"
+    return render(request, template, context, status_code=status_code)
+
+
+def _after_post(request: Request, slug: str) -> Response | None:
+    """Plain form posts (no JavaScript) get a redirect back to the page."""
+    if is_htmx(request):
+        return None
+    return RedirectResponse(f"/rate/{slug}", status_code=303)
+
+
+@router.get("", include_in_schema=False)
+def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Response:
+    projects = session.scalars(
+        select(Project).where(Project.is_active.is_(True)).order_by(Project.name)
+    ).all()
+    rows = [(p, rating.progress(session, project=p, rater_id=user.id)) for p in projects]
+    open_rows = [row for row in rows if row[1].remaining > 0]
+    if len(open_rows) == 1 and len(rows) == 1:
+        return RedirectResponse(f"/rate/{open_rows[0][0].slug}", status_code=303)
+    return render(request, "rate/index.html", {"rows": rows})
+
+
+@router.get("/{slug}", include_in_schema=False)
+def rate_page(request: Request, slug: str, session: SessionDep, user: RaterUser) -> Response:
+    project = _project(session, slug)
+    return _workbench(request, session, project, user.id, full_page=not is_htmx(request))
+
+
+@router.post("/{slug}/judgments", include_in_schema=False)
+def submit_judgment(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    user: RaterUser,
+    assignment_id: Annotated[int, Form()],
+    pick: Annotated[int | None, Form()] = None,
+    both_bad: Annotated[bool, Form()] = False,
+    flags: Annotated[list[str] | None, Form()] = None,
+    rationale: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    project = _project(session, slug)
+    data = JudgmentInput(
+        assignment_id=assignment_id,
+        pick=pick if pick is not None else 99,
+        both_bad=both_bad,
+        flags=tuple(flags or ()),
+        rationale=rationale,
+    )
+    if pick is None:
+        error: str | None = "Choose which response is better first (keys shown under the choices)."
+        return _workbench(
+            request, session, project, user.id, error=error, previous=data, status_code=422
+        )
+    try:
+        _, created = rating.submit_judgment(session, project=project, rater_id=user.id, data=data)
+    except rating.InvalidJudgment as problem:
+        session.rollback()
+        return _workbench(
+            request, session, project, user.id, error=str(problem), previous=data, status_code=422
+        )
+    except RatingError as problem:
+        session.commit()  # keeps the lapsed mark on a refused late submit
+        return _after_post(request, slug) or _workbench(
+            request, session, project, user.id, notice=str(problem), status_code=problem.status_code
+        )
+    notice = None if created else "That answer was already saved."
+    return _after_post(request, slug) or _workbench(
+        request, session, project, user.id, notice=notice
+    )
+
+
+@router.post("/{slug}/skip", include_in_schema=False)
+def skip_pair(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    user: RaterUser,
+    assignment_id: Annotated[int, Form()],
+) -> Response:
+    project = _project(session, slug)
+    try:
+        rating.skip(session, project=project, rater_id=user.id, assignment_id=assignment_id)
+    except RatingError as problem:
+        return _workbench(
+            request, session, project, user.id, notice=str(problem), status_code=problem.status_code
+        )
+    return _after_post(request, slug) or _workbench(request, session, project, user.id)
+
+
+@router.post("/{slug}/undo", include_in_schema=False)
+def undo_judgment(
+    request: Request, slug: str, session: SessionDep, settings: SettingsDep, user: RaterUser
+) -> Response:
+    project = _project(session, slug)
+    undone = rating.undo_last(
+        session,
+        project=project,
+        rater_id=user.id,
+        window=timedelta(seconds=settings.undo_window_s),
+    )
+    if undone is None:
+        minutes = settings.undo_window_s // 60
+        notice = f"Nothing to undo: only your last judgment of the past {minutes} minutes can be."
+        return _after_post(request, slug) or _workbench(
+            request, session, project, user.id, notice=notice
+        )
+    assignment, previous = undone
+    return _after_post(request, slug) or _workbench(
+        request,
+        session,
+        project,
+        user.id,
+        notice="Your last judgment was withdrawn. Change it and submit again.",
+        previous=previous,
+        assignment=assignment,
+    )

@@ -1,0 +1,451 @@
+"""Assignment of pairs to raters, and the judgments they return.
+
+The rules:
+
+* A comparison needs ``project.overlap`` distinct raters. A slot is held either by a judgment or
+  by an *active lease* (an assignment shown to a rater whose ``lease_expires_at`` is in the
+  future). A comparison is offered only while judgments + active leases < overlap.
+* A rater never gets the same comparison twice (assignments are unique per comparison and rater);
+  a rater who comes back while holding an unexpired lease gets the same pair again.
+* Leases expire, so abandoned pairs return to the pool. A late submit (lease expired) is kept when
+  the pair still has a free slot; otherwise it is refused with `PairFilled`.
+* On PostgreSQL, claiming locks the comparison row with ``FOR UPDATE SKIP LOCKED``: concurrent
+  raters skip each other's candidate instead of queueing on it, and the slot count is re-read
+  under the lock, so a pair can never be handed out beyond its overlap. On SQLite every
+  transaction begins IMMEDIATE (app/db.py), which serialises claims.
+* Judgments are unique per (comparison, rater): a double-clicked or retried submit returns the
+  stored judgment instead of writing a second one.
+* Left/right order is drawn per assignment and stored; the rater's pick (-2..2, negative = left
+  better) is translated to A/B through it, so a stored choice always names the right completion.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from app.models import (
+    Assignment,
+    AssignmentStatus,
+    Choice,
+    Comparison,
+    Completion,
+    Judgment,
+    JudgmentSource,
+    Project,
+    Prompt,
+    Scale,
+)
+from app.models.types import utcnow
+
+# Candidate pairs to try per request before concluding that nothing is free right now.
+MAX_CLAIM_ATTEMPTS = 8
+MAX_RATIONALE_CHARS = 10_000
+MAX_TIME_SPENT_MS = 60 * 60 * 1000
+
+SCALE_PICKS: dict[Scale, tuple[int, ...]] = {
+    Scale.five: (-2, -1, 0, 1, 2),
+    Scale.three: (-1, 0, 1),
+    Scale.two: (-1, 1),
+}
+PICK_LABELS = {
+    -2: "A is much better",
+    -1: "A is better",
+    0: "Tie",
+    1: "B is better",
+    2: "B is much better",
+}
+
+
+class RatingError(Exception):
+    """A rater-facing problem; `str()` is shown to the rater as it is."""
+
+    status_code = 400
+
+
+class NotAssigned(RatingError):
+    status_code = 404
+
+
+class PairFilled(RatingError):
+    status_code = 409
+
+
+class InvalidJudgment(RatingError):
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PairView:
+    """What the workbench shows: the sides are already in display order."""
+
+    assignment_id: int
+    comparison_id: int
+    messages: list[dict[str, str]]
+    left_text: str
+    right_text: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_today: int
+    done_total: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class JudgmentInput:
+    assignment_id: int
+    pick: int
+    both_bad: bool = False
+    flags: tuple[str, ...] = ()
+    rationale: str = ""
+
+
+# --- assignment -----------------------------------------------------------------------------
+
+
+def _active_leases(comparison_id: int, now: datetime, *, except_rater: int | None = None):  # type: ignore[no-untyped-def]
+    query = select(func.count()).where(
+        Assignment.comparison_id == comparison_id,
+        Assignment.status == AssignmentStatus.active,
+        Assignment.lease_expires_at > now,
+    )
+    if except_rater is not None:
+        query = query.where(Assignment.rater_id != except_rater)
+    return query.scalar_subquery()
+
+
+def _slots_taken(session: Session, comparison_id: int, now: datetime, except_rater: int) -> int:
+    """Judgments plus other raters' active leases, read fresh (call with the row locked)."""
+    judged = select(Comparison.judgment_count).where(Comparison.id == comparison_id)
+    return int(
+        session.execute(
+            select(
+                judged.scalar_subquery()
+                + _active_leases(comparison_id, now, except_rater=except_rater)
+            )
+        ).scalar_one()
+    )
+
+
+def _lock_comparison(session: Session, comparison_id: int) -> None:
+    session.execute(
+        select(Comparison.id).where(Comparison.id == comparison_id).with_for_update()
+    ).scalar_one()
+
+
+def claim_next(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> Assignment | None:
+    """The rater's current pair, or a newly claimed one; None when nothing is left for them."""
+    now = now or utcnow()
+    lease = timedelta(seconds=project.lease_seconds)
+
+    own = session.scalars(
+        select(Assignment)
+        .where(
+            Assignment.rater_id == rater_id,
+            Assignment.project_id == project.id,
+            Assignment.status == AssignmentStatus.active,
+        )
+        .order_by(Assignment.id)
+    ).all()
+    for assignment in own:
+        if assignment.lease_expires_at > now:
+            return assignment
+        # An expired lease of this rater's: renew it if the pair still has room.
+        _lock_comparison(session, assignment.comparison_id)
+        if _slots_taken(session, assignment.comparison_id, now, rater_id) < project.overlap:
+            assignment.leased_at = now
+            assignment.lease_expires_at = now + lease
+            session.flush()
+            return assignment
+        assignment.status = AssignmentStatus.lapsed
+    session.flush()
+
+    seen = aliased(Assignment)
+    mine = exists().where(seen.comparison_id == Comparison.id, seen.rater_id == rater_id)
+    candidates = (
+        select(Comparison.id)
+        .where(
+            Comparison.project_id == project.id,
+            Comparison.judgment_count < project.overlap,
+            ~mine,
+            Comparison.judgment_count + _active_leases(Comparison.id, now) < project.overlap,  # type: ignore[arg-type]
+        )
+        # Finish pairs that already have votes before opening new ones.
+        .order_by(Comparison.judgment_count.desc(), Comparison.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Comparison)
+    )
+    skipped: list[int] = []
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        query = candidates.where(Comparison.id.not_in(skipped)) if skipped else candidates
+        comparison_id = session.execute(query).scalar_one_or_none()
+        if comparison_id is None:
+            return None
+        # The candidate query's snapshot may predate another rater's claim: recount under lock.
+        if _slots_taken(session, comparison_id, now, rater_id) >= project.overlap:
+            skipped.append(comparison_id)
+            continue
+        assignment = Assignment(
+            comparison_id=comparison_id,
+            rater_id=rater_id,
+            project_id=project.id,
+            a_on_left=random.random() < 0.5,
+            status=AssignmentStatus.active,
+            leased_at=now,
+            lease_expires_at=now + lease,
+        )
+        session.add(assignment)
+        session.flush()
+        return assignment
+    return None
+
+
+def pair_view(session: Session, assignment: Assignment) -> PairView:
+    comp_a, comp_b = aliased(Completion), aliased(Completion)
+    messages, text_a, text_b = session.execute(
+        select(Prompt.messages, comp_a.text, comp_b.text)
+        .select_from(Comparison)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .join(comp_a, comp_a.id == Comparison.completion_a_id)
+        .join(comp_b, comp_b.id == Comparison.completion_b_id)
+        .where(Comparison.id == assignment.comparison_id)
+    ).one()
+    left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
+    return PairView(
+        assignment_id=assignment.id,
+        comparison_id=assignment.comparison_id,
+        messages=messages,
+        left_text=left,
+        right_text=right,
+        lease_expires_at=assignment.lease_expires_at,
+    )
+
+
+def progress(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> Progress:
+    """Judgments today (UTC) and in total, and pairs this rater could still be given."""
+    now = now or utcnow()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    done_today, done_total = session.execute(
+        select(
+            func.count().filter(Judgment.created_at >= midnight),
+            func.count(),
+        ).where(Judgment.rater_id == rater_id, Judgment.project_id == project.id)
+    ).one()
+    seen = aliased(Assignment)
+    remaining = session.execute(
+        select(func.count())
+        .select_from(Comparison)
+        .where(
+            Comparison.project_id == project.id,
+            Comparison.judgment_count < project.overlap,
+            ~exists().where(
+                seen.comparison_id == Comparison.id,
+                seen.rater_id == rater_id,
+                seen.status != AssignmentStatus.active,
+            ),
+        )
+    ).scalar_one()
+    return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
+
+
+# --- judgments ------------------------------------------------------------------------------
+
+
+def pick_to_choice(pick: int, *, a_on_left: bool) -> tuple[Choice, int]:
+    """Map a displayed pick (negative: left better) to the stored (choice, strength)."""
+    if pick == 0:
+        return Choice.tie, 0
+    left_better = pick < 0
+    a_better = left_better == a_on_left
+    return (Choice.A if a_better else Choice.B), abs(pick)
+
+
+def choice_to_pick(choice: Choice, strength: int, *, a_on_left: bool) -> int:
+    if choice == Choice.tie:
+        return 0
+    left_better = (choice == Choice.A) == a_on_left
+    return -strength if left_better else strength
+
+
+def _validate(project: Project, data: JudgmentInput) -> tuple[list[str], str]:
+    if data.pick not in SCALE_PICKS[project.scale]:
+        allowed = ", ".join(str(p) for p in SCALE_PICKS[project.scale])
+        raise InvalidJudgment("pick", f"{data.pick!r} is not on this project's scale ({allowed})")
+    unknown = [flag for flag in data.flags if flag not in project.flags]
+    if unknown:
+        raise InvalidJudgment("flags", f"unknown flag {unknown[0]!r}")
+    rationale = data.rationale.strip()
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise InvalidJudgment("rationale", f"at most {MAX_RATIONALE_CHARS} characters")
+    if project.rationale_required and not rationale:
+        raise InvalidJudgment("rationale", "this project asks for a short rationale")
+    return sorted(set(data.flags), key=project.flags.index), rationale
+
+
+def _insert_ignoring_duplicate(session: Session, values: dict[str, object]) -> int | None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Judgment)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["comparison_id", "rater_id"])
+        .returning(Judgment.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def submit_judgment(
+    session: Session,
+    *,
+    project: Project,
+    rater_id: int,
+    data: JudgmentInput,
+    now: datetime | None = None,
+) -> tuple[Judgment, bool]:
+    """Store a judgment; returns (judgment, created). A repeat returns the stored one."""
+    now = now or utcnow()
+    assignment = session.get(Assignment, data.assignment_id)
+    if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
+        raise NotAssigned("This pair was never assigned to you.")
+
+    existing = session.scalars(
+        select(Judgment).where(
+            Judgment.comparison_id == assignment.comparison_id, Judgment.rater_id == rater_id
+        )
+    ).one_or_none()
+    if existing is not None:
+        return existing, False
+
+    flags, rationale = _validate(project, data)
+    if assignment.status != AssignmentStatus.active or assignment.lease_expires_at <= now:
+        # A late submit: keep it only if the pair still has a free slot.
+        _lock_comparison(session, assignment.comparison_id)
+        if _slots_taken(session, assignment.comparison_id, now, rater_id) >= project.overlap:
+            assignment.status = AssignmentStatus.lapsed
+            session.flush()
+            raise PairFilled(
+                "Your reservation of this pair expired and other raters have since completed it, "
+                "so this answer was not stored. Here is your next pair."
+            )
+
+    choice, strength = pick_to_choice(data.pick, a_on_left=assignment.a_on_left)
+    elapsed = int((now - assignment.leased_at).total_seconds() * 1000)
+    judgment_id = _insert_ignoring_duplicate(
+        session,
+        {
+            "comparison_id": assignment.comparison_id,
+            "rater_id": rater_id,
+            "project_id": project.id,
+            "assignment_id": assignment.id,
+            "choice": choice.value,
+            "strength": strength,
+            "both_bad": data.both_bad,
+            "flags": flags,
+            "rationale": rationale,
+            "time_spent_ms": max(0, min(elapsed, MAX_TIME_SPENT_MS)),
+            "a_on_left": assignment.a_on_left,
+            "source": JudgmentSource.human.value,
+            "created_at": now,
+        },
+    )
+    if judgment_id is None:  # a concurrent duplicate won the race: return its row
+        session.expire_all()
+        stored = session.scalars(
+            select(Judgment).where(
+                Judgment.comparison_id == assignment.comparison_id, Judgment.rater_id == rater_id
+            )
+        ).one()
+        return stored, False
+    assignment.status = AssignmentStatus.done
+    session.execute(
+        update(Comparison)
+        .where(Comparison.id == assignment.comparison_id)
+        .values(judgment_count=Comparison.judgment_count + 1)
+    )
+    session.flush()
+    judgment = session.get(Judgment, judgment_id)
+    assert judgment is not None
+    return judgment, True
+
+
+def skip(session: Session, *, project: Project, rater_id: int, assignment_id: int) -> None:
+    """Pass on a pair: its slot returns to the pool and this rater will not see it again."""
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
+        raise NotAssigned("This pair was never assigned to you.")
+    if assignment.status == AssignmentStatus.active:
+        assignment.status = AssignmentStatus.skipped
+        session.flush()
+
+
+def undo_last(
+    session: Session,
+    *,
+    project: Project,
+    rater_id: int,
+    window: timedelta,
+    now: datetime | None = None,
+) -> tuple[Assignment, JudgmentInput] | None:
+    """Withdraw the rater's latest judgment (within `window`) and lease the pair to them again.
+
+    Returns the re-opened assignment and the withdrawn answer (to pre-fill the form), or None
+    when there is nothing recent to undo.
+    """
+    now = now or utcnow()
+    judgment = session.scalars(
+        select(Judgment)
+        .where(
+            Judgment.rater_id == rater_id,
+            Judgment.project_id == project.id,
+            Judgment.source == JudgmentSource.human,
+            Judgment.created_at > now - window,
+        )
+        .order_by(Judgment.created_at.desc(), Judgment.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if judgment is None:
+        return None
+    _lock_comparison(session, judgment.comparison_id)
+    assignment = session.scalars(
+        select(Assignment).where(
+            and_(
+                Assignment.comparison_id == judgment.comparison_id,
+                Assignment.rater_id == rater_id,
+            )
+        )
+    ).one()
+    previous = JudgmentInput(
+        assignment_id=assignment.id,
+        pick=choice_to_pick(judgment.choice, judgment.strength, a_on_left=assignment.a_on_left),
+        both_bad=judgment.both_bad,
+        flags=tuple(judgment.flags),
+        rationale=judgment.rationale,
+    )
+    session.delete(judgment)
+    session.execute(
+        update(Comparison)
+        .where(Comparison.id == judgment.comparison_id)
+        .values(judgment_count=Comparison.judgment_count - 1)
+    )
+    # The judgment's slot becomes this rater's lease again: the pair is shown as it was.
+    assignment.status = AssignmentStatus.active
+    assignment.leased_at = now
+    assignment.lease_expires_at = now + timedelta(seconds=project.lease_seconds)
+    session.flush()
+    return assignment, previous

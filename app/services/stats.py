@@ -1,0 +1,155 @@
+"""Counts for the dashboards: per project and per rater, each in a single query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.models import Comparison, Demonstration, Judgment, Project, Prompt, User
+
+
+@dataclass(frozen=True)
+class ProjectCounts:
+    project: Project
+    prompts: int
+    pairs: int
+    pairs_complete: int
+    judgments: int
+    demonstrations: int
+
+    @property
+    def percent_complete(self) -> float:
+        return 100.0 * self.pairs_complete / self.pairs if self.pairs else 0.0
+
+
+@dataclass(frozen=True)
+class RaterCounts:
+    rater_id: int
+    username: str
+    is_active: bool
+    judgments: int
+    ties: int
+    both_bad: int
+    median_seconds: float | None
+    last_at: object
+
+
+def project_counts(session: Session, projects: list[Project] | None = None) -> list[ProjectCounts]:
+    if projects is None:
+        projects = list(session.scalars(select(Project).order_by(Project.name)))
+    ids = [p.id for p in projects]
+    if not ids:
+        return []
+
+    def per_project(query):  # type: ignore[no-untyped-def]
+        return dict(session.execute(query).all())
+
+    prompts = per_project(
+        select(Prompt.project_id, func.count())
+        .where(Prompt.project_id.in_(ids))
+        .group_by(Prompt.project_id)
+    )
+    pairs = {
+        pid: (total, complete)
+        for pid, total, complete in session.execute(
+            select(
+                Comparison.project_id,
+                func.count(),
+                func.sum(case((Comparison.judgment_count >= Project.overlap, 1), else_=0)),
+            )
+            .join(Project, Project.id == Comparison.project_id)
+            .where(Comparison.project_id.in_(ids))
+            .group_by(Comparison.project_id)
+        )
+    }
+    judgments = per_project(
+        select(Judgment.project_id, func.count())
+        .where(Judgment.project_id.in_(ids))
+        .group_by(Judgment.project_id)
+    )
+    demos = per_project(
+        select(Demonstration.project_id, func.count())
+        .where(Demonstration.project_id.in_(ids))
+        .group_by(Demonstration.project_id)
+    )
+    return [
+        ProjectCounts(
+            project=p,
+            prompts=prompts.get(p.id, 0),
+            pairs=pairs.get(p.id, (0, 0))[0],
+            pairs_complete=int(pairs.get(p.id, (0, 0))[1] or 0),
+            judgments=judgments.get(p.id, 0),
+            demonstrations=demos.get(p.id, 0),
+        )
+        for p in projects
+    ]
+
+
+def rater_counts(session: Session, *, project_id: int | None = None) -> list[RaterCounts]:
+    """Per rater: judgments, ties, both-bad, median seconds per judgment, last activity."""
+    query = (
+        select(
+            User.id,
+            User.username,
+            User.is_active,
+            func.count(Judgment.id),
+            func.coalesce(func.sum(case((Judgment.choice == "tie", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Judgment.both_bad.is_(True), 1), else_=0)), 0),
+            func.max(Judgment.created_at),
+        )
+        .join(Judgment, Judgment.rater_id == User.id)
+        .group_by(User.id, User.username, User.is_active)
+        .order_by(func.count(Judgment.id).desc())
+    )
+    if project_id is not None:
+        query = query.where(Judgment.project_id == project_id)
+    rows = session.execute(query).all()
+    medians = _median_seconds(session, [r[0] for r in rows], project_id)
+    return [
+        RaterCounts(
+            rater_id=r[0],
+            username=r[1],
+            is_active=r[2],
+            judgments=r[3],
+            ties=int(r[4]),
+            both_bad=int(r[5]),
+            median_seconds=medians.get(r[0]),
+            last_at=r[6],
+        )
+        for r in rows
+    ]
+
+
+def _median_seconds(
+    session: Session, rater_ids: list[int], project_id: int | None
+) -> dict[int, float]:
+    if not rater_ids:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(
+            Judgment.rater_id,
+            func.percentile_cont(0.5).within_group(Judgment.time_spent_ms),
+        ).where(Judgment.rater_id.in_(rater_ids))
+        if project_id is not None:
+            query = query.where(Judgment.project_id == project_id)
+        return {
+            rid: float(ms) / 1000 for rid, ms in session.execute(query.group_by(Judgment.rater_id))
+        }
+    # SQLite has no percentile function: sort in Python (embedded deployments are small).
+    query = select(Judgment.rater_id, Judgment.time_spent_ms).where(
+        Judgment.rater_id.in_(rater_ids)
+    )
+    if project_id is not None:
+        query = query.where(Judgment.project_id == project_id)
+    times: dict[int, list[int]] = {}
+    for rid, ms in session.execute(query):
+        times.setdefault(rid, []).append(ms)
+    result = {}
+    for rid, values in times.items():
+        values.sort()
+        mid = len(values) // 2
+        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        result[rid] = median / 1000
+    return result

@@ -1,0 +1,29 @@
+"""The Jinja2 environment: templates/ at the repository root, helpers every page uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from app.auth import csrf_token
+from app.config import ROOT_DIR
+from app.services.render import render_markdown
+
+templates = Jinja2Templates(directory=str(ROOT_DIR / "templates"))
+templates.env.globals["csrf_token"] = csrf_token
+templates.env.filters["markdown"] = render_markdown
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+) -> HTMLResponse:
+    context = dict(context or {})
+    context.setdefault("user", getattr(request.state, "user", None))
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

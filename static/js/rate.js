@@ -1,0 +1,69 @@
+// Keyboard shortcuts of the rating workbench. The workbench is replaced by htmx after every
+// action, so the handler looks the elements up on each key press instead of binding them once.
+(function () {
+  "use strict";
+
+  function workbench() { return document.getElementById("workbench"); }
+
+  function submitForm(id) {
+    const form = document.getElementById(id);
+    if (!form) return;
+    if (typeof form.requestSubmit === "function") form.requestSubmit();
+    else form.submit();
+  }
+
+  function toggleHelp() {
+    const help = document.getElementById("help");
+    if (help) help.hidden = !help.hidden;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    const bench = workbench();
+    if (!bench || event.altKey || event.metaKey) return;
+    const target = event.target;
+    const typing = target && (target.tagName === "TEXTAREA" ||
+      (target.tagName === "INPUT" && target.type === "text"));
+
+    if (typing) {
+      if (event.key === "Escape") { target.blur(); event.preventDefault(); }
+      else if (event.key === "Enter" && event.ctrlKey) { submitForm("judge-form"); event.preventDefault(); }
+      return;
+    }
+    if (event.ctrlKey) return;
+
+    const key = event.key;
+    if (key === "Enter") {
+      if (document.getElementById("judge-form")) {
+        event.preventDefault();
+        submitForm("judge-form");
+      }
+      return;
+    }
+    if (key === "?") { toggleHelp(); event.preventDefault(); return; }
+    if (key === "/") {
+      const box = bench.querySelector("textarea[name=rationale]");
+      if (box) { box.focus(); event.preventDefault(); }
+      return;
+    }
+    if (key === "s") { if (document.getElementById("skip-form")) { submitForm("skip-form"); event.preventDefault(); } return; }
+    if (key === "u") { submitForm("undo-form"); event.preventDefault(); return; }
+
+    const input = bench.querySelector('input[data-key="' + CSS.escape(key.toLowerCase()) + '"]');
+    if (!input) return;
+    event.preventDefault();
+    if (input.type === "radio") input.checked = true;
+    else input.checked = !input.checked;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+
+  // Bring the new pair into view after each swap, and move focus off the removed form.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "workbench") {
+      const bench = workbench();
+      if (bench) bench.scrollIntoView({ block: "start" });
+      if (document.activeElement && !document.body.contains(document.activeElement)) {
+        document.body.focus();
+      }
+    }
+  });
+})();

@@ -1,0 +1,73 @@
+"""Twenty raters at once on PostgreSQL: overlap holds, nobody judges a pair twice, all complete."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from sqlalchemy import select
+
+from app.db import make_engine, make_sessionmaker
+from app.models import Judgment
+from app.services import rating
+from app.services.projects import get_project
+from app.services.rating import JudgmentInput
+from tests.utils.factories import make_pair, make_project, make_user
+
+RATERS = 20
+PAIRS = 60
+OVERLAP = 2
+
+
+def _rate_until_done(factory, slug: str, rater_id: int, errors: list[BaseException]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        while True:
+            with factory() as session, session.begin():
+                project = get_project(session, slug)
+                assignment = rating.claim_next(session, project=project, rater_id=rater_id)
+                if assignment is None:
+                    return
+                assignment_id = assignment.id
+            with factory() as session, session.begin():
+                project = get_project(session, slug)
+                rating.submit_judgment(
+                    session,
+                    project=project,
+                    rater_id=rater_id,
+                    data=JudgmentInput(assignment_id, pick=1),
+                )
+    except BaseException as error:  # noqa: BLE001 - reported by the test
+        errors.append(error)
+
+
+def test_concurrent_raters_respect_overlap(pg_url: str) -> None:
+    engine = make_engine(pg_url, pool_size=RATERS)
+    factory = make_sessionmaker(engine)
+    with factory() as session, session.begin():
+        project = make_project(session, "busy", overlap=OVERLAP)
+        for i in range(PAIRS):
+            make_pair(session, project, f"prompt {i}", f"a {i}", f"b {i}")
+        rater_ids = [make_user(session, f"rater{i}").id for i in range(RATERS)]
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(RATERS)
+
+    def run(rater_id: int) -> None:
+        barrier.wait()
+        _rate_until_done(factory, "busy", rater_id, errors)
+
+    threads = [threading.Thread(target=run, args=(rid,)) for rid in rater_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+    with factory() as session:
+        rows = session.execute(select(Judgment.comparison_id, Judgment.rater_id)).all()
+    engine.dispose()
+    per_pair = Counter(comparison_id for comparison_id, _ in rows)
+    assert len(rows) == len(set(rows)), "a rater judged a pair twice"
+    assert max(per_pair.values()) <= OVERLAP, "a pair got more judgments than its overlap"
+    assert len(per_pair) == PAIRS and set(per_pair.values()) == {OVERLAP}, "not every pair completed"
+    assert len({rater for _, rater in rows}) > 1, "the work was not shared between raters"
