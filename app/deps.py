@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,15 @@ from sqlalchemy.orm import Session
 from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 from app.config import Settings
 from app.models import Role, User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at a page: a plain snapshot for templates, valid after the session ends."""
+
+    id: int
+    username: str
+    role: Role
 
 
 class LoginRequired(Exception):
@@ -53,7 +63,7 @@ def get_optional_user(request: Request, session: SessionDep) -> User | None:
     if user is None or not user.is_active or user.session_epoch != request.session.get("epoch"):
         request.session.clear()
         return None
-    request.state.user = user
+    request.state.user = Viewer(id=user.id, username=user.username, role=user.role)
     return user
 
 

@@ -23,7 +23,11 @@ SESSION_COOKIE = "rlhf_session"
 
 
 def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "") or is_htmx(request)
+    """Pages answer errors with pages; the JSON API (and clients asking for JSON) with JSON."""
+    if request.url.path.startswith("/api/"):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or is_htmx(request) or "application/json" not in accept
 
 
 def _error(request: Request, status: int, title: str, message: object) -> Response:

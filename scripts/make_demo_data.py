@@ -97,7 +97,10 @@ PROMPTS: list[Conversation] = [
     user("How do I reverse a list in Python without modifying the original?"),
     user("Write a JavaScript function that checks whether a string is a palindrome."),
     user("What is the difference between a process and a thread?"),
-    user("My SQL query with GROUP BY says a column must appear in the aggregate. What does that mean?"),
+    user(
+        "My SQL query fails with 'column must appear in the GROUP BY clause or be used in "
+        "an aggregate function'. What does that mean?"
+    ),
     user("Write a bash one-liner that counts the lines in every .py file in a directory."),
     user("Explain what a Python decorator is, with a short example."),
     # Explanations
@@ -131,6 +134,7 @@ PROMPTS: list[Conversation] = [
     user("Who wrote the novel 'Pride and Prejudice'?"),
     user("How many planets are in the solar system, and which is the largest?"),
     user("What is photosynthesis?"),
+    user("What does an HTTP 404 status code mean?"),
     # Multi-turn conversations
     turns(
         "I'm planning a trip to Japan in the spring.",
@@ -319,17 +323,36 @@ def make_pairs(
     return records
 
 
+def has_balanced_fences(text: str) -> bool:
+    """Return True if every markdown code fence in ``text`` is closed.
+
+    A completion cut off by the token limit may end inside a code block. Text
+    appended to such a completion would render as code, not as markup.
+    """
+    return text.count("```") % 2 == 0
+
+
 def make_adversarial(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copy two real pairs and inject HTML/script payloads into one completion each."""
-    if len(records) < 2:
-        return []
-    script_case = copy.deepcopy(records[0])
-    script_case["completion_a"] += SCRIPT_PAYLOAD
-    script_case["adversarial"] = True
-    img_case = copy.deepcopy(records[1])
-    img_case["completion_b"] += IMG_PAYLOAD
-    img_case["adversarial"] = True
-    return [script_case, img_case]
+    """Copy two real pairs and inject an HTML/script payload into one completion each.
+
+    One copy gets a fenced code block containing a ``<script>`` tag in
+    completion A. The other gets a raw ``<img onerror>`` tag in completion B.
+    Only completions with balanced code fences are used, so each payload
+    renders as the markup that was intended.
+    """
+    targets = (("completion_a", SCRIPT_PAYLOAD), ("completion_b", IMG_PAYLOAD))
+    adversarial: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for key, payload in targets:
+        for index, record in enumerate(records):
+            if index not in used and has_balanced_fences(record[key]):
+                case = copy.deepcopy(record)
+                case[key] += payload
+                case["adversarial"] = True
+                adversarial.append(case)
+                used.add(index)
+                break
+    return adversarial
 
 
 def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
@@ -361,12 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     with tqdm(total=2 * len(PROMPTS), desc="Generating", unit="completion") as progress:
-        completions_a = generate(
-            tokenizer, model, PROMPTS, sampling_a, args.batch_size, progress
-        )
-        completions_b = generate(
-            tokenizer, model, PROMPTS, sampling_b, args.batch_size, progress
-        )
+        completions_a = generate(tokenizer, model, PROMPTS, sampling_a, args.batch_size, progress)
+        completions_b = generate(tokenizer, model, PROMPTS, sampling_b, args.batch_size, progress)
     elapsed = time.perf_counter() - started
 
     records = make_pairs(PROMPTS, completions_a, completions_b, sampling_a, sampling_b)

@@ -123,3 +123,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def tmp_data_dir(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     return tmp_path / "data"
+
+
+# --- the web app ----------------------------------------------------------------------------
+
+TEST_SECRET = "test-secret-key-" + "x" * 32
+
+
+def make_settings(database_url: str, **overrides: object):  # type: ignore[no-untyped-def]
+    from app.config import Settings
+
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+        "login_rate_limit": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app(db_url: str):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    application = create_app(make_settings(db_url))
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:
+        yield test_client

@@ -682,7 +682,7 @@ def _existing_prompts(session: Session, project: Project, hashes: set[str]) -> d
         query = select(Prompt.content_hash, Prompt.id).where(
             Prompt.project_id == project.id, Prompt.content_hash.in_(chunk)
         )
-        found.update(session.execute(query).tuples().all())
+        found.update((content_hash, prompt_id) for content_hash, prompt_id in session.execute(query))
     return found
 
 
@@ -724,7 +724,7 @@ def _new_pairs(
             .join(comp_b, comp_b.id == Comparison.completion_b_id)
             .where(Comparison.project_id == project.id, Comparison.prompt_id.in_(chunk))
         )
-        existing.update(_pair_key(*found) for found in session.execute(query).tuples())
+        existing.update(_pair_key(*found) for found in session.execute(query))
     seen: dict[tuple[str | int, str, str], ParsedRow] = {}
     fresh: list[ParsedRow] = []
     for row in rows:
@@ -756,7 +756,7 @@ def _write_pairs(
             .where(Completion.prompt_id.in_(chunk))
             .order_by(Completion.id.desc())  # the oldest one wins below
         )
-        for prompt_id, content_hash, completion_id in session.execute(query).tuples():
+        for prompt_id, content_hash, completion_id in session.execute(query):
             completions[(prompt_id, content_hash)] = completion_id
 
     def completion(prompt_id: int, text: str, model: str | None, sampling: Any) -> Any:
@@ -812,7 +812,7 @@ def _new_demos(
         query = select(Demonstration.prompt_id, Demonstration.content_hash).where(
             Demonstration.project_id == project.id, Demonstration.prompt_id.in_(chunk)
         )
-        existing.update(session.execute(query).tuples())
+        existing.update((prompt_id, content_hash) for prompt_id, content_hash in session.execute(query))
     seen: dict[tuple[str, str], ParsedRow] = {}
     fresh: list[ParsedRow] = []
     for row in rows:
