@@ -35,16 +35,16 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, null, select
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Choice, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
+from app.models import Base, Choice, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
 from app.services.content import ROLES, messages_hash, text_hash
 
 MAX_TEXT_CHARS = 100_000
@@ -297,9 +297,7 @@ def _read_json(text: str) -> tuple[list[_RawRow], list[ImportProblem]]:
         problems.add(None, f"invalid JSON: {error.msg} at column {error.colno}")
         return [], problems.items
     if not isinstance(value, list):
-        problems.add(
-            None, f"a .json file must hold an array of objects, got {_type_name(value)}"
-        )
+        problems.add(None, f"a .json file must hold an array of objects, got {_type_name(value)}")
         return [], problems.items
     rows: list[_RawRow] = []
     problems.where = "record"
@@ -459,9 +457,7 @@ def _prompt_messages(
     return None
 
 
-def _check_ends_with_user(
-    messages: list[dict[str, str]], problems: _Problems, *, demo: bool = False
-) -> bool:
+def _check_ends_with_user(messages: list[dict[str, str]], problems: _Problems, *, demo: bool = False) -> bool:
     if not messages:
         problems.add("messages", "holds only the response: the conversation before it is missing")
         return False
@@ -499,8 +495,7 @@ def _messages(value: Any, problems: _Problems) -> list[dict[str, str]] | None:
         if not isinstance(message, dict):
             problems.add(
                 name,
-                f"message {number} must be an object with 'role' and 'content', "
-                f"got {_type_name(message)}",
+                f"message {number} must be an object with 'role' and 'content', got {_type_name(message)}",
             )
             continue
         for key in message:
@@ -508,9 +503,7 @@ def _messages(value: Any, problems: _Problems) -> list[dict[str, str]] | None:
                 problems.add(name, f"message {number} has an unknown key '{key}'")
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            problems.add(
-                name, f"message {number}: role must be one of {', '.join(ROLES)}, got {role!r}"
-            )
+            problems.add(name, f"message {number}: role must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str) or not content.strip():
             problems.add(name, f"message {number}: content must be a non-empty string")
         elif len(content) > MAX_TEXT_CHARS:
@@ -549,9 +542,7 @@ def _optional_name(values: dict[str, Any], name: str, problems: _Problems) -> st
     return value
 
 
-def _optional_object(
-    values: dict[str, Any], name: str, problems: _Problems
-) -> dict[str, Any] | None:
+def _optional_object(values: dict[str, Any], name: str, problems: _Problems) -> dict[str, Any] | None:
     value = values.get(name)
     if not _present(value):
         return None
@@ -611,53 +602,84 @@ def import_file(
 ) -> ImportReport:
     """Import a whole file into ``project``, or nothing: raise `ImportFailed` on any problem.
 
-    Rows are validated first (every problem is collected); only then are the new rows added and
-    flushed. The caller commits; rolling back its transaction leaves nothing behind. Rows already
-    in the project or earlier in the file are skipped and listed in the report's ``duplicates``.
+    Rows are validated first (every problem is collected); only then are the new rows inserted,
+    in bulk, in the session's transaction. The caller commits; rolling back its transaction
+    leaves nothing behind. Rows already in the project or earlier in the file are skipped and
+    listed in the report's ``duplicates``. Two imports of the same new prompt racing each other
+    end with an IntegrityError in one of them (prompts are unique per project).
     """
     kind = ImportKind(kind)
     rows = parse_rows(kind=kind, filename=filename, data=data)
     report = ImportReport(kind=kind, filename=filename, rows=len(rows), created=0)
 
-    prompt_ids = _existing_prompts(session, project, {row.prompt_hash for row in rows})
-    existing_prompt_ids = list(prompt_ids.values())
+    prompt_ids = _prompt_ids(session, project, {row.prompt_hash for row in rows})
+    existing_prompt_ids = sorted(prompt_ids.values())
     if kind == ImportKind.prompts:
-        first_line: dict[str, ParsedRow] = {}
-        for row in rows:
-            if row.prompt_hash in prompt_ids:
-                report.duplicates.append(_duplicate(row, None))
-            elif row.prompt_hash in first_line:
-                report.duplicates.append(_duplicate(row, first_line[row.prompt_hash]))
-            else:
-                first_line[row.prompt_hash] = row
-        _create_prompts(session, project, first_line.values(), prompt_ids)
-        report.created = report.created_prompts = len(first_line)
-        return report
+        fresh = _fresh(rows, lambda row: row.prompt_hash, lambda row: row.prompt_hash in prompt_ids, report)
+    elif kind == ImportKind.pairs:
+        stored_pairs = _stored_pairs(session, project, existing_prompt_ids)
 
-    if kind == ImportKind.pairs:
-        to_write = _new_pairs(session, project, rows, prompt_ids, existing_prompt_ids, report)
+        def pair_key(row: ParsedRow) -> tuple[str, str, str]:
+            return _pair_key(row.prompt_hash, row.completion_a or "", row.completion_b or "")
+
+        def pair_stored(row: ParsedRow) -> bool:
+            prompt_id = prompt_ids.get(row.prompt_hash)
+            key = _pair_key(prompt_id or 0, row.completion_a or "", row.completion_b or "")
+            return prompt_id is not None and key in stored_pairs
+
+        fresh = _fresh(rows, pair_key, pair_stored, report)
     else:
-        to_write = _new_demos(session, project, rows, prompt_ids, existing_prompt_ids, report)
-    new_prompts: dict[str, ParsedRow] = {}
-    for row in to_write:
-        if row.prompt_hash not in prompt_ids:
-            new_prompts.setdefault(row.prompt_hash, row)
-    report.created_prompts = _create_prompts(session, project, new_prompts.values(), prompt_ids)
+        stored_demos = _stored_demos(session, project, existing_prompt_ids)
+
+        def demo_stored(row: ParsedRow) -> bool:
+            prompt_id = prompt_ids.get(row.prompt_hash)
+            return (prompt_id, text_hash(row.response or "")) in stored_demos
+
+        fresh = _fresh(rows, lambda row: (row.prompt_hash, row.response), demo_stored, report)
+
+    report.created_prompts = _create_prompts(session, project, fresh, prompt_ids)
     if kind == ImportKind.pairs:
-        _write_pairs(session, project, to_write, prompt_ids, existing_prompt_ids)
-    else:
-        session.add_all(
-            Demonstration(
-                project_id=project.id,
-                prompt_id=prompt_ids[row.prompt_hash],
-                response=row.response,
-                content_hash=text_hash(row.response or ""),
-            )
-            for row in to_write
+        _create_pairs(session, project, fresh, prompt_ids, existing_prompt_ids)
+    elif kind == ImportKind.demos:
+        _insert(
+            session,
+            Demonstration,
+            [
+                {
+                    "project_id": project.id,
+                    "prompt_id": prompt_ids[row.prompt_hash],
+                    "response": row.response,
+                    "content_hash": text_hash(row.response or ""),
+                }
+                for row in fresh
+            ],
         )
-        session.flush()
-    report.created = len(to_write)
+    report.created = len(fresh)
     return report
+
+
+def _fresh(
+    rows: list[ParsedRow],
+    key: Callable[[ParsedRow], Hashable],
+    stored: Callable[[ParsedRow], bool],
+    report: ImportReport,
+) -> list[ParsedRow]:
+    """The rows to write: neither stored already nor (by ``key``) earlier in the file.
+
+    The others are appended to ``report.duplicates``.
+    """
+    first: dict[Hashable, ParsedRow] = {}
+    fresh: list[ParsedRow] = []
+    for row in rows:
+        row_key = key(row)
+        if stored(row):
+            report.duplicates.append(_duplicate(row, None))
+        elif row_key in first:
+            report.duplicates.append(_duplicate(row, first[row_key]))
+        else:
+            first[row_key] = row
+            fresh.append(row)
+    return fresh
 
 
 def _duplicate(row: ParsedRow, earlier: ParsedRow | None) -> ImportProblem:
@@ -676,7 +698,13 @@ def _chunks(values: Iterable[_T], size: int = _CHUNK) -> Iterator[list[_T]]:
         yield batch
 
 
-def _existing_prompts(session: Session, project: Project, hashes: set[str]) -> dict[str, int]:
+def _insert(session: Session, model: type[Base], values: list[dict[str, Any]]) -> None:
+    """One bulk INSERT (executemany / multi-row VALUES), not one statement per row."""
+    if values:
+        session.execute(insert(model), values)
+
+
+def _prompt_ids(session: Session, project: Project, hashes: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(sorted(hashes)):
         query = select(Prompt.content_hash, Prompt.id).where(
@@ -687,143 +715,115 @@ def _existing_prompts(session: Session, project: Project, hashes: set[str]) -> d
 
 
 def _create_prompts(
-    session: Session, project: Project, rows: Iterable[ParsedRow], prompt_ids: dict[str, int]
+    session: Session, project: Project, rows: list[ParsedRow], prompt_ids: dict[str, int]
 ) -> int:
-    """Add a prompt for each row, flush, and record the new ids in ``prompt_ids``."""
-    prompts = [
-        Prompt(project_id=project.id, messages=row.messages, content_hash=row.prompt_hash)
-        for row in rows
-    ]
-    if prompts:
-        session.add_all(prompts)
-        session.flush()
-        prompt_ids.update((prompt.content_hash, prompt.id) for prompt in prompts)
-    return len(prompts)
+    """Insert the prompts of ``rows`` not in ``prompt_ids`` yet, and add their ids to it."""
+    new: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        if row.prompt_hash not in prompt_ids:
+            new.setdefault(row.prompt_hash, row.messages)
+    _insert(
+        session,
+        Prompt,
+        [
+            {"project_id": project.id, "messages": messages, "content_hash": content_hash}
+            for content_hash, messages in new.items()
+        ],
+    )
+    if new:
+        prompt_ids.update(_prompt_ids(session, project, new))
+    return len(new)
 
 
-def _pair_key(prompt_hash: str | int, hash_a: str, hash_b: str) -> tuple[str | int, str, str]:
-    low, high = sorted((hash_a, hash_b))
-    return (prompt_hash, low, high)
+def _pair_key(prompt: str | int, text_a: str, text_b: str) -> tuple[Any, str, str]:
+    low, high = sorted((text_hash(text_a), text_hash(text_b)))
+    return (prompt, low, high)
 
 
-def _new_pairs(
-    session: Session,
-    project: Project,
-    rows: list[ParsedRow],
-    prompt_ids: dict[str, int],
-    existing_prompt_ids: list[int],
-    report: ImportReport,
-) -> list[ParsedRow]:
-    """The rows whose pair is neither in the project nor earlier in the file."""
-    existing: set[tuple[str | int, str, str]] = set()
+def _stored_pairs(session: Session, project: Project, prompt_ids: list[int]) -> set[tuple[Any, str, str]]:
+    """(prompt id, completion hashes in order) of the project's comparisons of these prompts."""
+    stored: set[tuple[Any, str, str]] = set()
     comp_a, comp_b = aliased(Completion), aliased(Completion)
-    for chunk in _chunks(existing_prompt_ids):
+    for chunk in _chunks(prompt_ids):
         query = (
             select(Comparison.prompt_id, comp_a.content_hash, comp_b.content_hash)
             .join(comp_a, comp_a.id == Comparison.completion_a_id)
             .join(comp_b, comp_b.id == Comparison.completion_b_id)
             .where(Comparison.project_id == project.id, Comparison.prompt_id.in_(chunk))
         )
-        existing.update(_pair_key(*found) for found in session.execute(query))
-    seen: dict[tuple[str | int, str, str], ParsedRow] = {}
-    fresh: list[ParsedRow] = []
-    for row in rows:
-        hash_a, hash_b = text_hash(row.completion_a or ""), text_hash(row.completion_b or "")
-        key = _pair_key(row.prompt_hash, hash_a, hash_b)
-        prompt_id = prompt_ids.get(row.prompt_hash)
-        if prompt_id is not None and _pair_key(prompt_id, hash_a, hash_b) in existing:
-            report.duplicates.append(_duplicate(row, None))
-        elif key in seen:
-            report.duplicates.append(_duplicate(row, seen[key]))
-        else:
-            seen[key] = row
-            fresh.append(row)
-    return fresh
+        for prompt_id, hash_a, hash_b in session.execute(query):
+            low, high = sorted((hash_a, hash_b))
+            stored.add((prompt_id, low, high))
+    return stored
 
 
-def _write_pairs(
+def _stored_demos(session: Session, project: Project, prompt_ids: list[int]) -> set[tuple[int, str]]:
+    stored: set[tuple[int, str]] = set()
+    for chunk in _chunks(prompt_ids):
+        query = select(Demonstration.prompt_id, Demonstration.content_hash).where(
+            Demonstration.project_id == project.id, Demonstration.prompt_id.in_(chunk)
+        )
+        stored.update((prompt_id, content_hash) for prompt_id, content_hash in session.execute(query))
+    return stored
+
+
+def _completion_ids(session: Session, prompt_ids: Iterable[int]) -> dict[tuple[int, str], int]:
+    """(prompt id, text hash) -> id of the oldest completion with that text, for these prompts."""
+    found: dict[tuple[int, str], int] = {}
+    for chunk in _chunks(sorted(set(prompt_ids))):
+        query = (
+            select(Completion.prompt_id, Completion.content_hash, Completion.id)
+            .where(Completion.prompt_id.in_(chunk))
+            .order_by(Completion.id.desc())  # so that the oldest one is written last
+        )
+        for prompt_id, content_hash, completion_id in session.execute(query):
+            found[(prompt_id, content_hash)] = completion_id
+    return found
+
+
+def _create_pairs(
     session: Session,
     project: Project,
     rows: list[ParsedRow],
     prompt_ids: dict[str, int],
     existing_prompt_ids: list[int],
 ) -> None:
-    # Completions already stored for the prompts of the file, reused by text.
-    completions: dict[tuple[int, str], int | Completion] = {}
-    for chunk in _chunks(existing_prompt_ids):
-        query = (
-            select(Completion.prompt_id, Completion.content_hash, Completion.id)
-            .where(Completion.prompt_id.in_(chunk))
-            .order_by(Completion.id.desc())  # the oldest one wins below
-        )
-        for prompt_id, content_hash, completion_id in session.execute(query):
-            completions[(prompt_id, content_hash)] = completion_id
-
-    def completion(prompt_id: int, text: str, model: str | None, sampling: Any) -> Any:
-        key = (prompt_id, text_hash(text))
-        if key not in completions:
-            new = Completion(
-                prompt_id=prompt_id,
-                text=text,
-                content_hash=key[1],
-                model_name=model,
-                sampling=sampling,
-            )
-            session.add(new)
-            completions[key] = new
-        return completions[key]
-
-    sides = []
+    # Completions already stored for the prompts of the file are reused by text; a text that
+    # comes back within the file keeps the provenance given where it first appeared.
+    completion_ids = _completion_ids(session, existing_prompt_ids)
+    new: dict[tuple[int, str], dict[str, Any]] = {}
     for row in rows:
         prompt_id = prompt_ids[row.prompt_hash]
-        a = completion(prompt_id, row.completion_a or "", row.model_a, row.sampling_a)
-        b = completion(prompt_id, row.completion_b or "", row.model_b, row.sampling_b)
-        sides.append((row, prompt_id, a, b))
-    session.flush()
+        for text, model, sampling in (
+            (row.completion_a, row.model_a, row.sampling_a),
+            (row.completion_b, row.model_b, row.sampling_b),
+        ):
+            key = (prompt_id, text_hash(text or ""))
+            if key not in completion_ids and key not in new:
+                new[key] = {
+                    "prompt_id": prompt_id,
+                    "text": text,
+                    "content_hash": key[1],
+                    "model_name": model,
+                    # null(): SQL NULL, where None would store a JSON null
+                    "sampling": null() if sampling is None else sampling,
+                }
+    _insert(session, Completion, list(new.values()))
+    if new:
+        created = _completion_ids(session, {prompt_id for prompt_id, _ in new})
+        completion_ids.update((key, created[key]) for key in new)
 
-    def ident(value: int | Completion) -> int:
-        return value if isinstance(value, int) else value.id
-
-    session.add_all(
-        Comparison(
-            project_id=project.id,
-            prompt_id=prompt_id,
-            completion_a_id=ident(a),
-            completion_b_id=ident(b),
-            kind=ComparisonKind.gold if row.gold is not None else ComparisonKind.regular,
-            gold_choice=row.gold,
-        )
-        for row, prompt_id, a, b in sides
-    )
-    session.flush()
-
-
-def _new_demos(
-    session: Session,
-    project: Project,
-    rows: list[ParsedRow],
-    prompt_ids: dict[str, int],
-    existing_prompt_ids: list[int],
-    report: ImportReport,
-) -> list[ParsedRow]:
-    """The rows whose demonstration is neither in the project nor earlier in the file."""
-    existing: set[tuple[int, str]] = set()
-    for chunk in _chunks(existing_prompt_ids):
-        query = select(Demonstration.prompt_id, Demonstration.content_hash).where(
-            Demonstration.project_id == project.id, Demonstration.prompt_id.in_(chunk)
-        )
-        existing.update((prompt_id, content_hash) for prompt_id, content_hash in session.execute(query))
-    seen: dict[tuple[str, str], ParsedRow] = {}
-    fresh: list[ParsedRow] = []
+    values = []
     for row in rows:
-        response_hash = text_hash(row.response or "")
-        prompt_id = prompt_ids.get(row.prompt_hash)
-        key = (row.prompt_hash, response_hash)
-        if prompt_id is not None and (prompt_id, response_hash) in existing:
-            report.duplicates.append(_duplicate(row, None))
-        elif key in seen:
-            report.duplicates.append(_duplicate(row, seen[key]))
-        else:
-            seen[key] = row
-            fresh.append(row)
-    return fresh
+        prompt_id = prompt_ids[row.prompt_hash]
+        values.append(
+            {
+                "project_id": project.id,
+                "prompt_id": prompt_id,
+                "completion_a_id": completion_ids[(prompt_id, text_hash(row.completion_a or ""))],
+                "completion_b_id": completion_ids[(prompt_id, text_hash(row.completion_b or ""))],
+                "kind": ComparisonKind.gold if row.gold is not None else ComparisonKind.regular,
+                "gold_choice": row.gold,
+            }
+        )
+    _insert(session, Comparison, values)

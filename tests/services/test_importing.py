@@ -221,6 +221,9 @@ def test_pairs_from_csv_with_json_columns_and_multiline_fields(session: Session)
     assert (code.model_name, code.sampling) == ("m1", {"temperature": 1.0})
     plain = session.scalars(select(Completion).where(Completion.text == "yes")).one()
     assert (plain.model_name, plain.sampling) == (None, None)
+    # missing sampling is SQL NULL (not a JSON null), so "IS NULL" filters find it
+    no_sampling = select(Completion.text).where(Completion.sampling.is_(None))
+    assert sorted(session.scalars(no_sampling)) == ["no", "yes"]
 
 
 def test_csv_problem_after_a_multiline_record_names_the_line_it_starts_on(

@@ -1,0 +1,30 @@
+# Sourced by scripts/run and scripts/test: creates .venv and installs the project into it,
+# again only when pyproject.toml changes. Needs Python 3.11+ with venv.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv …"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "Installing RLHF Studio and its dependencies into .venv …"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+ensure_chromium() {
+  # The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for the browser tests …"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    }
+  else
+    echo "warning: /usr/bin/chromium is missing (apt-get install chromium); browser tests will be skipped" >&2
+  fi
+}
