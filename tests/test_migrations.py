@@ -21,3 +21,16 @@ def test_models_match_migrations(db_url: str) -> None:
 
 def test_database_is_at_head(db_url: str) -> None:
     assert current_revision(db_url) == head_revision(db_url)
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+
+    from app.migrations import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'roundtrip.db'}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "base")
+    assert current_revision(url) is None
+    upgrade(url)
+    assert current_revision(url) == head_revision(url)

@@ -1,6 +1,7 @@
 """The tables. Importing this package registers all of them on `Base.metadata`."""
 
 from app.db import Base
+from app.models.api_token import ApiToken
 from app.models.comparison import (
     Assignment,
     AssignmentStatus,
@@ -13,9 +14,34 @@ from app.models.comparison import (
 from app.models.demonstration import Demonstration
 from app.models.project import Project, Scale
 from app.models.prompt import Completion, Prompt
+from app.models.training import (
+    ModelKind,
+    ModelStatus,
+    ModelVersion,
+    Run,
+    RunItem,
+    RunKind,
+    RunLog,
+    RunMetric,
+    RunStatus,
+    Schedule,
+    SnapshotItemKind,
+)
 from app.models.user import Role, User
 
 __all__ = [
+    "ModelKind",
+    "ModelStatus",
+    "ModelVersion",
+    "Run",
+    "RunItem",
+    "RunKind",
+    "RunLog",
+    "RunMetric",
+    "RunStatus",
+    "Schedule",
+    "SnapshotItemKind",
+    "ApiToken",
     "Assignment",
     "AssignmentStatus",
     "Base",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -37,6 +37,9 @@ class Completion(Base):
     # Free-form name of the producing model for imported text ("gpt-x", "human")...
     model_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # ...or the registered model version that sampled it.
-    model_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_completions_model_version_id"),
+        nullable=True,
+    )
     sampling: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

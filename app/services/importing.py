@@ -9,8 +9,8 @@ The rules:
   raised before anything is written. Problems name the physical line of the file (for CSV the
   header is line 1, and a record with quoted multi-line fields is named by the line it starts
   on; for a ``.json`` array they name the record, 1-based) and the field.
-* Only after validation succeeds are rows added to the session and flushed; the caller commits.
-  A rollback of the caller's transaction therefore leaves nothing behind.
+* Only after validation succeeds are rows written, as bulk INSERTs in the session's transaction;
+  the caller commits. A rollback of the caller's transaction therefore leaves nothing behind.
 * Nothing is doubled. Prompts are unique per project by `messages_hash`, and an existing prompt is
   reused by pairs and demonstrations. A pair whose prompt and two completion texts (in either
   order) already form a comparison in the project, or appeared earlier in the file, is skipped;
@@ -41,7 +41,7 @@ from enum import StrEnum
 from pathlib import PurePath
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, null, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, aliased
 
 from app.models import Base, Choice, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
@@ -119,6 +119,9 @@ class ImportFailed(Exception):
         self.filename = filename
         self.problems = list(problems)
         super().__init__(self._describe())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the custom signature
+        return (type(self), (self.filename, self.problems))
 
     def _describe(self) -> str:
         count = len(self.problems)
@@ -294,7 +297,8 @@ def _read_json(text: str) -> tuple[list[_RawRow], list[ImportProblem]]:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         problems.line = error.lineno
-        problems.add(None, f"invalid JSON: {error.msg} at column {error.colno}")
+        hint = " (one object per line? name the file .jsonl)" if error.msg == "Extra data" else ""
+        problems.add(None, f"invalid JSON: {error.msg} at column {error.colno}{hint}")
         return [], problems.items
     if not isinstance(value, list):
         problems.add(None, f"a .json file must hold an array of objects, got {_type_name(value)}")
@@ -466,7 +470,7 @@ def _check_ends_with_user(messages: list[dict[str, str]], problems: _Problems, *
         problems.add(
             "messages",
             f"must end {what}with a user message (the turn to answer), "
-            f"not with a {messages[-1]['role']} message",
+            f"not with {_article(messages[-1]['role'])} message",
         )
         return False
     return True
@@ -566,6 +570,10 @@ def _gold(values: dict[str, Any], problems: _Problems) -> Choice | None:
     if choice is None:
         problems.add("gold", f"must be A, B or tie, got {value!r}")
     return choice
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _too_long(text: str) -> str:
@@ -699,8 +707,12 @@ def _chunks(values: Iterable[_T], size: int = _CHUNK) -> Iterator[list[_T]]:
 
 
 def _insert(session: Session, model: type[Base], values: list[dict[str, Any]]) -> None:
-    """One bulk INSERT (executemany / multi-row VALUES), not one statement per row."""
+    """Bulk INSERT (executemany / multi-row VALUES), not one statement per row.
+
+    The ORM batches consecutive rows with the same keys, so rows are grouped by their keys.
+    """
     if values:
+        values = sorted(values, key=lambda row: sorted(row))
         session.execute(insert(model), values)
 
 
@@ -805,9 +817,9 @@ def _create_pairs(
                     "text": text,
                     "content_hash": key[1],
                     "model_name": model,
-                    # null(): SQL NULL, where None would store a JSON null
-                    "sampling": null() if sampling is None else sampling,
                 }
+                if sampling is not None:  # left out, not None: None would store a JSON null
+                    new[key]["sampling"] = sampling
     _insert(session, Completion, list(new.values()))
     if new:
         created = _completion_ids(session, {prompt_id for prompt_id, _ in new})

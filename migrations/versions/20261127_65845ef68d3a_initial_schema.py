@@ -96,9 +96,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["prompt_id"], ["prompts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_completions_prompt_hash", "completions", ["prompt_id", "content_hash"], unique=False
-    )
+    op.create_index("ix_completions_prompt_hash", "completions", ["prompt_id", "content_hash"], unique=False)
     op.create_table(
         "demonstrations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -139,9 +137,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("completion_a_id", "completion_b_id"),
     )
-    op.create_index(
-        "ix_comparisons_open", "comparisons", ["project_id", "judgment_count"], unique=False
-    )
+    op.create_index("ix_comparisons_open", "comparisons", ["project_id", "judgment_count"], unique=False)
     op.create_table(
         "assignments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -170,9 +166,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("comparison_id", "rater_id"),
     )
-    op.create_index(
-        "ix_assignments_rater_status", "assignments", ["rater_id", "status"], unique=False
-    )
+    op.create_index("ix_assignments_rater_status", "assignments", ["rater_id", "status"], unique=False)
     op.create_table(
         "judgments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -209,9 +203,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("comparison_id", "rater_id"),
     )
-    op.create_index(
-        "ix_judgments_rater_created", "judgments", ["rater_id", "created_at"], unique=False
-    )
+    op.create_index("ix_judgments_rater_created", "judgments", ["rater_id", "created_at"], unique=False)
     # ### end Alembic commands ###
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 import time
 from typing import Any
 
@@ -223,7 +224,7 @@ def test_pairs_from_csv_with_json_columns_and_multiline_fields(session: Session)
     assert (plain.model_name, plain.sampling) == (None, None)
     # missing sampling is SQL NULL (not a JSON null), so "IS NULL" filters find it
     no_sampling = select(Completion.text).where(Completion.sampling.is_(None))
-    assert sorted(session.scalars(no_sampling)) == ["no", "yes"]
+    assert sorted(session.scalars(no_sampling)) == ["no", "no", "yes"]
 
 
 def test_csv_problem_after_a_multiline_record_names_the_line_it_starts_on(
@@ -259,6 +260,20 @@ def test_a_bad_line_in_the_middle_rejects_the_whole_file(session: Session) -> No
     ]
     assert error.filename == "pairs.jsonl"
     session.rollback()
+    assert counts(session) == before
+
+
+def test_the_callers_rollback_undoes_a_successful_import(session: Session) -> None:
+    project = make_project(session)
+    session.commit()
+    before = counts(session)
+    data = jsonl(pair("q", "a", "b", model_a="m", sampling_a={"t": 1}), pair("r", "a", "b"))
+
+    report = import_file(session, project=project, kind="pairs", filename="p.jsonl", data=data)
+    assert report.created == 2
+    assert counts(session)["comparisons"] == 2
+    session.rollback()
+
     assert counts(session) == before
 
 
@@ -512,7 +527,7 @@ def test_messages_are_validated(session: Session) -> None:
 
     messages = {p.line: p.message for p in error.problems if p.field == "messages"}
     assert messages == {
-        1: "must end with a user message (the turn to answer), not with a assistant message",
+        1: "must end with a user message (the turn to answer), not with an assistant message",
         2: "message 1: role must be one of system, user, assistant, got 'bot'",
         3: "message 1: content must be a non-empty string",
         4: "must not be empty",
@@ -577,6 +592,7 @@ def test_json_array_problems_name_the_record(session: Session) -> None:
         ("p.json", b"[]", "no rows"),
         ("p.json", b'{"prompt": "a"}', "a .json file must hold an array of objects, got an object"),
         ("p.jsonl", b'[{"prompt": "a"}]', "line 1: must be a JSON object, got an array"),
+        ("p.json", b'{"prompt": "a"}\n{"prompt": "b"}\n', "line 2: invalid JSON: Extra data"),
         ("p.csv", b'prompt\n"open quote\n', "line 2: invalid CSV: unexpected end of data"),
     ],
 )
@@ -629,13 +645,16 @@ def test_import_failed_lists_the_first_problems_only() -> None:
     assert lines[1] == "  line 1, field 'prompt': must be a non-empty string"
     assert lines[-1] == "  ... and 10 more"
     assert len(lines) == 22
+    copy = pickle.loads(pickle.dumps(ImportFailed("big.jsonl", problems)))
+    assert (copy.filename, copy.problems, str(copy)) == ("big.jsonl", problems, text)
 
 
 def test_large_import_uses_a_bounded_number_of_queries(session: Session) -> None:
     project = make_project(session)
     make_pair(session, project, "q0", "answer 0", "other 0")  # one of the pairs already exists
     n = 3000
-    data = jsonl(*(pair(f"q{i % 1500}", f"answer {i}", f"other {i}") for i in range(n)))
+    provenance = {"model_a": "policy", "sampling_a": {"temperature": 0.7}}  # none on side B
+    data = jsonl(*(pair(f"q{i % 1500}", f"answer {i}", f"other {i}", **provenance) for i in range(n)))
     statements: list[str] = []
 
     def count(*args: Any) -> None:

@@ -354,6 +354,23 @@ def seed_demo() -> None:
     console.print("Log in at http://127.0.0.1:8000/login (rater: labels pairs at /rate).")
 
 
+def _register_command_groups() -> None:
+    """Command groups that live in their own modules (app/cli/<name>.py)."""
+    import importlib
+    import pkgutil
+
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(cli)
+
+
+_register_command_groups()
+
+
 def main() -> None:
     cli()
 
