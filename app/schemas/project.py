@@ -42,9 +42,7 @@ class ProjectCreate(ProjectBase):
     @classmethod
     def _check_slug(cls, slug: str) -> str:
         if not SLUG_RE.match(slug):
-            raise ValueError(
-                "use lower-case letters, digits and dashes, starting with a letter or digit"
-            )
+            raise ValueError("use lower-case letters, digits and dashes, starting with a letter or digit")
         return slug
 
 

@@ -1,0 +1,135 @@
+"""Run configs, one per method: every field has a default and a description.
+
+They live on the torch-free side so that the dashboard can show launch forms with the defaults
+filled in and validate input; the trainers in worker/training/ receive the same objects. The
+resolved config (all fields) is stored with the run and beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Random seed for data order, initialisation and sampling.")
+    learning_rate: float = Field(1e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
+    batch_size: int = Field(8, ge=1, le=1024, description="Examples per optimizer step per device.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Micro-batches per step.")
+    max_length: int = Field(1024, ge=16, le=32768, description="Tokens per example (prompt + answer).")
+    lora_r: int = Field(0, ge=0, le=512, description="LoRA rank; 0 trains all weights.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="Mixed precision: auto uses bf16 where the hardware supports it."
+    )
+
+
+class _PreferenceData(BaseModel):
+    """How judgments become (chosen, rejected) pairs; shared by the reward model and DPO."""
+
+    aggregation: Literal["majority", "per_rater"] = Field(
+        "majority",
+        description="majority: one row per comparison from the votes (split votes dropped); "
+        "per_rater: one row per judgment.",
+    )
+    label_source: Literal["human", "ai", "both"] = Field("human", description="Which judgments to train on.")
+    include_both_bad: bool = Field(
+        False, description="Keep judgments marked 'both bad' (their preference is weak evidence)."
+    )
+    min_agreement: float = Field(
+        0.0, ge=0, le=1, description="Drop comparisons whose winning share of votes is below this."
+    )
+
+
+class SFTConfig(_Config):
+    learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the demonstrations.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
+
+
+class RewardConfig(_Config, _PreferenceData):
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the preference pairs.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of prompts held out for pairwise accuracy."
+    )
+    use_margin: bool = Field(
+        False, description="Add a margin from the vote strength to the loss (Llama 2 style)."
+    )
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0, description="Penalty pulling mean reward to zero (Eisenstein et al., 2023)."
+    )
+
+
+class DPOConfig(_Config, _PreferenceData):
+    learning_rate: float = Field(5e-6, gt=0, le=1, description="Peak learning rate (AdamW).")
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the preference pairs.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
+    beta: float = Field(0.1, gt=0, description="Strength of the implicit KL to the reference.")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out.")
+
+
+class PPOConfig(_Config):
+    learning_rate: float = Field(3e-6, gt=0, le=1, description="Peak learning rate (AdamW).")
+    total_episodes: int = Field(1024, ge=1, description="Prompts sampled over the whole run.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Prompts per rollout (one PPO step).")
+    mini_batch_size: int = Field(8, ge=1, le=4096, description="Rollouts per gradient step.")
+    ppo_epochs: int = Field(4, ge=1, le=64, description="Passes over each rollout batch.")
+    response_length: int = Field(48, ge=1, le=4096, description="New tokens per completion.")
+    temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature.")
+    kl_coef: float = Field(0.05, ge=0, description="Initial beta of the per-token KL penalty.")
+    adaptive_kl: bool = Field(False, description="Adapt beta toward target_kl (Ziegler et al.).")
+    target_kl: float = Field(6.0, gt=0, description="Target KL (nats per sequence) when adaptive.")
+    kl_horizon: int = Field(10000, ge=1, description="Horizon of the adaptive KL controller.")
+    cliprange: float = Field(0.2, gt=0, lt=1, description="Policy ratio clip.")
+    cliprange_value: float = Field(0.2, gt=0, description="Value clip.")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    missing_eos_penalty: float = Field(
+        1.0, ge=0, description="Subtracted from the score of completions that never end."
+    )
+    whiten_rewards: bool = Field(False, description="Whiten rewards before computing advantages.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PPOConfig:
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError("batch_size must be a multiple of mini_batch_size")
+        return self
+
+
+class GenerateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["two_samples", "versus"] = Field(
+        "two_samples",
+        description="two_samples: two completions of the policy per prompt; versus: the policy "
+        "against another version (a human evaluation of the new policy).",
+    )
+    versus_model_id: int | None = Field(None, description="The other version, for `versus`.")
+    num_prompts: int = Field(64, ge=1, le=100000, description="Prompts to answer (newest first).")
+    max_new_tokens: int = Field(160, ge=1, le=4096, description="Tokens per completion.")
+    temperature: float = Field(0.8, ge=0, le=5, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Prompts per generation batch.")
+    seed: int = Field(0, description="Sampling seed.")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerateConfig:
+        if self.strategy == "versus" and self.versus_model_id is None:
+            raise ValueError("the versus strategy needs versus_model_id")
+        return self
+
+
+CONFIGS: dict[str, type[BaseModel]] = {
+    "sft": SFTConfig,
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "ppo": PPOConfig,
+    "generate": GenerateConfig,
+}

@@ -1,0 +1,194 @@
+"""Loading, LoRA and saving of models. The one place that knows how weights are stored.
+
+Hazards handled here:
+* A tokenizer without a pad token gets one added (and the embeddings resized): padding with the
+  EOS token would hide where real completions end.
+* Saving is atomic: files go to a sibling temporary directory that is renamed into place only
+  when complete, so a crash never leaves a directory that looks like a finished model.
+* GGUF checkpoints (the demo model) are dequantised on load; the quantizer is removed before
+  `save_pretrained`, as transformers requires.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from worker.training.base import ModelRef
+
+
+@dataclass
+class LoraSettings:
+    """LoRA through PEFT. `r` 0 means full fine-tuning."""
+
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+    def peft_config(self, task_type: str) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            task_type=task_type,
+        )
+
+
+def best_dtype(device: torch.device | str | None = None) -> torch.dtype:
+    """bf16 where the hardware supports it (CUDA with bf16), fp32 elsewhere."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _weights_ref(ref: ModelRef) -> ModelRef:
+    """The full-weights model underneath an adapter chain."""
+    while ref.is_adapter:
+        assert ref.base is not None, "an adapter needs its base model"
+        ref = ref.base
+    return ref
+
+
+def _load_kwargs(ref: ModelRef) -> dict[str, Any]:
+    return {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
+
+
+def load_tokenizer(ref: ModelRef) -> PreTrainedTokenizerBase:
+    source = ref if not ref.is_adapter or _has_tokenizer(ref.uri) else _weights_ref(ref)
+    tokenizer = AutoTokenizer.from_pretrained(source.uri, **_load_kwargs(source))
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _has_tokenizer(uri: str) -> bool:
+    path = Path(uri)
+    return (path / "tokenizer_config.json").exists() or (path / "tokenizer.json").exists()
+
+
+def _resize_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_policy(
+    ref: ModelRef,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    dtype: torch.dtype = torch.float32,
+    merge_adapters: bool = True,
+) -> PreTrainedModel:
+    """A causal LM. Adapters in the chain are applied (and merged unless told otherwise)."""
+    weights = _weights_ref(ref)
+    model = AutoModelForCausalLM.from_pretrained(weights.uri, dtype=dtype, **_load_kwargs(weights))
+    _drop_quantizer(model)
+    _resize_for(model, tokenizer)
+    return _apply_adapters(model, ref, merge=merge_adapters)
+
+
+def load_reward_model(
+    ref: ModelRef, tokenizer: PreTrainedTokenizerBase, *, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
+    """A sequence classifier with one output. From a causal LM, the score head starts fresh."""
+    weights = _weights_ref(ref)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        weights.uri, num_labels=1, dtype=dtype, **_load_kwargs(weights)
+    )
+    _drop_quantizer(model)
+    _resize_for(model, tokenizer)
+    return _apply_adapters(model, ref, merge=True)
+
+
+def _apply_adapters(model: PreTrainedModel, ref: ModelRef, *, merge: bool) -> PreTrainedModel:
+    chain: list[ModelRef] = []
+    while ref.is_adapter:
+        chain.append(ref)
+        assert ref.base is not None
+        ref = ref.base
+    if not chain:
+        return model
+    from peft import PeftModel
+
+    for adapter in reversed(chain):
+        model = PeftModel.from_pretrained(model, adapter.uri)
+        if merge or adapter is not chain[0]:
+            model = model.merge_and_unload()
+    return model
+
+
+def _drop_quantizer(model: PreTrainedModel) -> None:
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+
+
+def save_atomically(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, final_dir: Path
+) -> Path:
+    """Write a model (or adapter) so that `final_dir` exists only once it is complete."""
+    final_dir = Path(final_dir)
+    if final_dir.exists():
+        raise FileExistsError(f"{final_dir} exists already; model directories are never overwritten")
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = final_dir.parent / f".{final_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        _drop_quantizer(model)
+        model.save_pretrained(partial)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(partial)
+        os.replace(partial, final_dir)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return final_dir
+
+
+def publish(local_dir: Path, storage_url: str, name: str) -> str:
+    """Move a finished model directory into the shared artifact store; returns its URI.
+
+    `storage_url` is a local directory or any fsspec URL (`s3://bucket/prefix`). For remote
+    stores the upload goes to a temporary prefix first and a `_COMPLETE` marker is written last.
+    """
+    if "://" not in storage_url or storage_url.startswith("file://"):
+        root = Path(storage_url.removeprefix("file://"))
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / name
+        if target.exists():
+            raise FileExistsError(f"{target} exists already")
+        shutil.move(str(local_dir), target)
+        return str(target.resolve())
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(storage_url)
+    target = f"{root.rstrip('/')}/{name}"
+    fs.put(str(local_dir), target, recursive=True)
+    with fs.open(f"{target}/_COMPLETE", "w") as marker:
+        marker.write("ok")
+    shutil.rmtree(local_dir, ignore_errors=True)
+    return f"{storage_url.rstrip('/')}/{name}"
