@@ -11,7 +11,9 @@ stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "Installing RLHF Studio and its dependencies into .venv …"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # torch before the rest, pinned, so that the packages needing it do not pull another build.
+  .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
+  .venv/bin/python -m pip install --quiet -e ".[train,dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
