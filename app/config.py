@@ -41,7 +41,18 @@ class Settings(BaseSettings):
     secret_key: str = Field(
         DEV_SECRET_KEY, description="Signs session cookies and CSRF tokens. Required in production."
     )
-    artifacts_dir: Path = Field(Path("data/artifacts"), description="Model checkpoints.")
+    artifacts_dir: Path = Field(
+        Path("data/artifacts"), description="Local working space of workers (and the default store)."
+    )
+    storage_url: str = Field(
+        "",
+        description="Where finished models are published: a directory shared by all workers, or "
+        "any fsspec URL (s3://bucket/prefix). Default: ARTIFACTS_DIR/models.",
+    )
+    stale_run_s: int = Field(
+        600, description="A running run whose worker sent no heartbeat for this long is failed."
+    )
+    schedule_interval_s: int = Field(60, description="How often beat checks retraining schedules.")
     session_max_age_s: int = Field(14 * 24 * 3600, description="Session cookie lifetime.")
     https_only: bool | None = Field(
         None, description="Mark cookies Secure. Default: on in production, off otherwise."
@@ -62,6 +73,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'rlhf.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        if not self.storage_url:
+            self.storage_url = str(self.artifacts_dir / "models")
         if self.https_only is None:
             self.https_only = self.environment == "production"
         if self.environment == "production" and (

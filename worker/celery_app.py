@@ -1,38 +1,24 @@
-"""The Celery application, configured from the same settings as the web app.
-
-Training tasks go to the `train` queue: one task per worker process at a time (prefetch 1), acked
-only when done (`acks_late`), and a broker visibility timeout longer than the longest run, so a
-run is never handed to a second worker while the first is still training it. Light tasks go to
-`default`. The embedded default broker is kombu's SQLAlchemy transport on a SQLite file, so a
-bare machine needs no Redis; production sets BROKER_URL to Redis.
-"""
+"""The Celery worker and beat: `celery -A worker.celery_app worker -Q train,default` (or
+`rlhf worker`), `celery -A worker.celery_app beat` (or `rlhf beat`). Configured by
+app.queue.make_celery from the same settings as the web app."""
 
 from __future__ import annotations
 
-from celery import Celery
-from kombu import Queue
-
 from app.config import get_settings
+from app.queue import make_celery
 
-# Longest run we expect (s). Redis re-delivers an unacked task after this long.
-VISIBILITY_TIMEOUT_S = 24 * 3600
-
-
-def make_celery() -> Celery:
-    settings = get_settings()
-    app = Celery("rlhf_studio", broker=settings.broker_url, include=[])
-    app.conf.update(
-        task_queues=[Queue("default"), Queue("train")],
-        task_default_queue="default",
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        broker_connection_retry_on_startup=True,
-        task_ignore_result=True,
-        timezone="UTC",
-    )
-    return app
-
-
-celery_app = make_celery()
+settings = get_settings()
+celery_app = make_celery(settings)
+celery_app.conf.include = ["worker.tasks"]
+celery_app.conf.beat_schedule = {
+    # Retrain when enough new judgments have arrived (reward model -> PPO/DPO -> generate).
+    "check-schedules": {
+        "task": "worker.tasks.check_schedules",
+        "schedule": float(settings.schedule_interval_s),
+    },
+    # Send runs that were created while the broker was down.
+    "dispatch-pending": {"task": "worker.tasks.dispatch_pending", "schedule": 30.0},
+    # Fail runs whose worker died (no heartbeat), so none stays "running" forever.
+    "reap-stale-runs": {"task": "worker.tasks.reap_stale_runs", "schedule": 60.0},
+}
+app = celery_app

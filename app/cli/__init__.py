@@ -117,9 +117,7 @@ def current() -> None:
     from app import migrations
 
     url = get_settings().database_url
-    console.print(
-        f"current: {migrations.current_revision(url)}  head: {migrations.head_revision(url)}"
-    )
+    console.print(f"current: {migrations.current_revision(url)}  head: {migrations.head_revision(url)}")
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -177,9 +175,7 @@ def add_project(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     overlap: Annotated[int, typer.Option(help="Distinct raters per pair.")] = 1,
     scale: Annotated[Scale, typer.Option(help="five, three or two choice points.")] = Scale.five,
-    flag: Annotated[
-        list[str] | None, typer.Option(help="A flag raters can set (repeatable).")
-    ] = None,
+    flag: Annotated[list[str] | None, typer.Option(help="A flag raters can set (repeatable).")] = None,
     instructions_file: Annotated[
         Path | None, typer.Option(help="Markdown file with the raters' instructions.", exists=True)
     ] = None,
@@ -248,9 +244,7 @@ def _import(kind: str, file: Path, project_slug: str) -> None:
                     data=data,
                 )
     except importing.ImportFailed as failure:
-        err.print(
-            f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]"
-        )
+        err.print(f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]")
         for problem in failure.problems[:50]:
             err.print(f"  {problem}", highlight=False)
         if len(failure.problems) > 50:
@@ -338,9 +332,7 @@ def seed_demo() -> None:
                 filename=DEMO_PAIRS.name,
                 data=DEMO_PAIRS.read_bytes(),
             )
-            lines.append(
-                f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct."
-            )
+            lines.append(f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct.")
         else:
             lines.append("Demo project 'demo' exists already.")
         for username, role in DEMO_USERS.items():

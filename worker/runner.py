@@ -1,0 +1,292 @@
+"""Execute one run: claim it, turn its snapshot into plain data, call the trainer, publish the
+model and register it. Celery tasks, `rlhf train --now` and the tests all come through here.
+
+Order matters for safety:
+1. claim the run in its own transaction (a second delivery of the task finds it taken);
+2. train into a private work directory (nothing visible yet);
+3. publish the finished directory to the artifact store (a move, or an upload with a marker);
+4. register the model version and mark the run succeeded in one transaction.
+A crash before 4 leaves no registered model; the run is failed by the error handler, or by the
+stale-heartbeat reaper if the whole process died.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.models import (
+    Comparison,
+    Completion,
+    Demonstration,
+    ModelKind,
+    ModelVersion,
+    Project,
+    Prompt,
+    Run,
+    RunKind,
+)
+from app.services import runs
+from app.services.content import text_hash
+from worker.reporter import DbReporter
+from worker.training.base import Cancelled, ModelRef
+
+
+@dataclass
+class Job:
+    """Everything a trainer needs, detached from the database."""
+
+    run_id: int
+    kind: RunKind
+    config: dict[str, Any]
+    project_id: int
+    project_slug: str
+    base: ModelRef | None
+    base_model_id: int | None
+    reward: ModelRef | None = None
+    versus: ModelRef | None = None
+    data: list[dict[str, Any]] = field(default_factory=list)
+
+
+def model_ref(session: Session, model_id: int) -> ModelRef:
+    """A ModelRef for a registered version, following adapters down to full weights."""
+    model = session.get(ModelVersion, model_id)
+    if model is None:
+        raise LookupError(f"model version {model_id} does not exist")
+    base = model_ref(session, model.parent_id) if model.is_adapter and model.parent_id else None
+    return ModelRef(uri=model.uri, is_adapter=model.is_adapter, base=base)
+
+
+def _preference_data(session: Session, run: Run, ids: list[int]) -> list[dict[str, Any]]:
+    from app.services.preferences import preference_rows
+
+    rows = preference_rows(
+        session,
+        project_id=run.project_id,
+        judgment_ids=ids,
+        aggregation=run.config["aggregation"],
+        label_source=run.config["label_source"],
+        include_both_bad=run.config["include_both_bad"],
+        min_agreement=run.config["min_agreement"],
+    )
+    return [
+        {
+            "prompt_id": row.prompt_id,
+            "messages": row.messages,
+            "chosen": row.chosen,
+            "rejected": row.rejected,
+            "margin": row.margin,
+        }
+        for row in rows
+    ]
+
+
+def prepare(session: Session, run: Run) -> Job:
+    project = session.get(Project, run.project_id)
+    assert project is not None
+    ids = runs.snapshot_ids(session, run.id)
+    job = Job(
+        run_id=run.id,
+        kind=run.kind,
+        config=dict(run.config),
+        project_id=project.id,
+        project_slug=project.slug,
+        base=model_ref(session, run.base_model_id) if run.base_model_id else None,
+        base_model_id=run.base_model_id,
+    )
+    if run.kind == RunKind.sft:
+        rows = session.execute(
+            select(Prompt.messages, Demonstration.response)
+            .join(Prompt, Prompt.id == Demonstration.prompt_id)
+            .where(Demonstration.id.in_(ids))
+            .order_by(Demonstration.id)
+        ).all()
+        job.data = [{"messages": m, "response": r} for m, r in rows]
+    elif run.kind in (RunKind.reward, RunKind.dpo):
+        job.data = _preference_data(session, run, ids)
+        if not job.data:
+            raise ValueError(
+                "no preference pairs after aggregation (ties, both-bad and split votes are "
+                "dropped by the chosen rules)"
+            )
+    else:
+        rows = session.execute(
+            select(Prompt.id, Prompt.messages).where(Prompt.id.in_(ids)).order_by(Prompt.id)
+        ).all()
+        job.data = [{"prompt_id": pid, "messages": m} for pid, m in rows]
+        if run.kind == RunKind.ppo:
+            assert run.reward_model_id is not None
+            job.reward = model_ref(session, run.reward_model_id)
+        if run.kind == RunKind.generate and run.config.get("versus_model_id"):
+            job.versus = model_ref(session, run.config["versus_model_id"])
+    return job
+
+
+def train(job: Job, work_dir: Path, reporter: DbReporter) -> Any:
+    """Call the method's trainer. Imports are local: each pulls in torch and its libraries."""
+    output = work_dir / "model"
+    assert job.base is not None
+    if job.kind == RunKind.sft:
+        from app.schemas.training import SFTConfig
+        from worker.training.sft import train_sft
+
+        return train_sft(config=SFTConfig(**job.config), base=job.base, demos=job.data,
+                         output_dir=output, reporter=reporter)  # fmt: skip
+    if job.kind == RunKind.reward:
+        from app.schemas.training import RewardConfig
+        from worker.training.reward import train_reward
+
+        return train_reward(config=RewardConfig(**job.config), base=job.base, pairs=job.data,
+                            output_dir=output, reporter=reporter)  # fmt: skip
+    if job.kind == RunKind.dpo:
+        from app.schemas.training import DPOConfig
+        from worker.training.dpo import train_dpo
+
+        return train_dpo(config=DPOConfig(**job.config), base=job.base, pairs=job.data,
+                         output_dir=output, reporter=reporter)  # fmt: skip
+    if job.kind == RunKind.ppo:
+        from app.schemas.training import PPOConfig
+        from worker.training.ppo import train_ppo
+
+        assert job.reward is not None
+        return train_ppo(config=PPOConfig(**job.config), policy=job.base, reward=job.reward,
+                         prompts=[row["messages"] for row in job.data], output_dir=output,
+                         reporter=reporter)  # fmt: skip
+    if job.kind == RunKind.generate:
+        return _generate(job, reporter)
+    raise ValueError(f"unknown run kind {job.kind}")
+
+
+def _generate(job: Job, reporter: DbReporter) -> dict[str, Any]:
+    from app.schemas.training import GenerateConfig
+    from worker.training.generate import generate_completions, sampling_settings
+
+    config = GenerateConfig(**job.config)
+    prompts = [row["messages"] for row in job.data]
+    assert job.base is not None
+    if config.strategy == "two_samples":
+        texts = generate_completions(
+            policy=job.base, prompts=prompts, config=config, reporter=reporter, num_samples=2
+        )
+        pairs = [(t[0], t[1], job.base_model_id, job.base_model_id) for t in texts]
+    else:
+        assert job.versus is not None
+        ours = generate_completions(
+            policy=job.base, prompts=prompts, config=config, reporter=reporter, num_samples=1
+        )
+        theirs = generate_completions(
+            policy=job.versus, prompts=prompts, config=config, reporter=reporter, num_samples=1
+        )
+        other_id = job.config["versus_model_id"]
+        pairs = [(a[0], b[0], job.base_model_id, other_id) for a, b in zip(ours, theirs, strict=True)]
+    return {"pairs": pairs, "sampling": sampling_settings(config)}
+
+
+def _store_generated(session: Session, job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
+    """New completions (with provenance) and comparisons in the rating queue."""
+    created = skipped = 0
+    rng = random.Random(job.config.get("seed", 0))
+    for row, (text_a, text_b, model_a, model_b) in zip(job.data, outcome["pairs"], strict=True):
+        if not text_a.strip() or not text_b.strip() or text_a == text_b:
+            skipped += 1
+            continue
+        completions = [
+            Completion(prompt_id=row["prompt_id"], text=text, content_hash=text_hash(text),
+                       model_version_id=model_id, sampling=outcome["sampling"])
+            for text, model_id in ((text_a, model_a), (text_b, model_b))
+        ]  # fmt: skip
+        session.add_all(completions)
+        session.flush()
+        if job.config.get("strategy") == "two_samples" and rng.random() < 0.5:
+            completions.reverse()
+        session.add(
+            Comparison(project_id=job.project_id, prompt_id=row["prompt_id"],
+                       completion_a_id=completions[0].id, completion_b_id=completions[1].id)
+        )  # fmt: skip
+        created += 1
+    return {"comparisons_created": created, "pairs_skipped": skipped}
+
+
+def execute_run(
+    run_id: int,
+    *,
+    settings: Settings | None = None,
+    factory: sessionmaker[Session] | None = None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> str:
+    """Run a run to its end. Returns the final status (or "skipped" when it was not ours)."""
+    settings = settings or get_settings()
+    factory = factory or make_sessionmaker(make_engine(settings.database_url, pool_size=2))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    with session_scope(factory) as session:
+        run = runs.claim(session, run_id=run_id, worker=worker)
+        if run is None:
+            return "skipped"
+        try:
+            job = prepare(session, run)
+        except Exception as error:  # noqa: BLE001 - a bad snapshot fails the run, visibly
+            runs.fail(session, run=run, error=f"{type(error).__name__}: {error}")
+            return "failed"
+
+    reporter = DbReporter(factory, run_id, on_step=on_step)
+    work_dir = Path(settings.artifacts_dir) / ".work" / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        outcome = train(job, work_dir, reporter)
+        reporter.flush()
+        with session_scope(factory) as session:
+            run = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one()
+            if run.cancel_requested:
+                raise Cancelled()
+            if job.kind == RunKind.generate:
+                runs.succeed(session, run=run, summary=_store_generated(session, job, outcome))
+            else:
+                name = runs.unique_model_name(session, f"{job.project_slug}-{job.kind.value}-run{run_id}")
+                uri = publish_model(outcome.output_dir, settings.storage_url, name)
+                model = ModelVersion(
+                    name=name,
+                    kind=ModelKind.reward if job.kind == RunKind.reward else ModelKind.policy,
+                    project_id=job.project_id,
+                    parent_id=job.base_model_id,
+                    run_id=run_id,
+                    uri=uri,
+                    is_adapter=outcome.is_adapter,
+                    metrics=outcome.metrics,
+                    description=f"{job.kind.value} run {run_id}",
+                )
+                runs.succeed(session, run=run, summary=outcome.metrics, model=model)
+        return "succeeded"
+    except Cancelled:
+        with session_scope(factory) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            runs.cancelled(session, run=run)
+        return "cancelled"
+    except Exception as error:  # noqa: BLE001 - every failure is recorded on the run
+        with session_scope(factory) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            runs.add_log(session, run_id, traceback.format_exc(), level="error")
+            runs.fail(session, run=run, error=f"{type(error).__name__}: {error}")
+        return "failed"
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def publish_model(local_dir: Path, storage_url: str, name: str) -> str:
+    from worker.training.models import publish
+
+    return publish(local_dir, storage_url, name)
