@@ -96,8 +96,14 @@ def _launch(kind: RunKind, project: str, base: str | None, reward: str | None,
 def _run_in_foreground(run_id: int, factory) -> None:  # type: ignore[no-untyped-def]
     from worker.runner import execute_run
 
-    columns = [TextColumn("[bold]run {task.fields[run]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+    columns = [
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("train", total=None, run=run_id, metrics="")
 

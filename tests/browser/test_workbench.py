@@ -285,6 +285,41 @@ def test_double_enter_stores_one_judgment(live_server: Any, page: Any) -> None:
     assert page.evaluate("window.__marker") == 1
     # The second Enter was either dropped while the first was in flight (hx-sync), or reached
     # the next, still blank pair and was refused there: it never stores a second judgment.
+    print("judgment POSTs:", len(posts))
     assert len(posts) in (1, 2), posts
     if len(posts) == 2:
         assert "Choose which response is better" in page.locator("#workbench").inner_text()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="app bug: the undo form is not synchronised with an in-flight submit (no hx-sync), "
+    "so 'Enter' then 'u' withdraws the judgment before the one being submitted",
+)
+def test_undo_pressed_while_the_submit_is_in_flight(live_server: Any, page: Any) -> None:
+    by_text = _seed(live_server)["by_text"]
+    _login(page, live_server)
+    first = _shown(page, by_text)
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    _wait_for_assignment(page, changed_from=first["assignment_id"])
+    second = _shown(page, by_text)
+    _wait_for_count(live_server, 1)
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    _wait_for_assignment(page, changed_from=second["assignment_id"])
+    _wait_for_count(live_server, 2)
+    third = _shown(page, by_text)
+    # The rater submits pair 3 and at once asks to undo: either the undo is refused while the
+    # submit runs, or it withdraws pair 3. It must never withdraw pair 2.
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.keyboard.press("u")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(200)
+    stored = _judgments(live_server)
+    assert second["comparison_id"] in stored, "undo withdrew an older judgment"
+    assert first["comparison_id"] in stored
+    assert _done_today(page) == len(stored), "the counter on screen disagrees with the database"
+    if third["comparison_id"] not in stored:
+        assert _shown(page, by_text)["assignment_id"] == third["assignment_id"]
