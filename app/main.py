@@ -61,9 +61,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, _exc: CsrfFailed) -> Response:
-        message = (
-            "The form was stale or did not come from this site. Reload the page and try again."
-        )
+        message = "The form was stale or did not come from this site. Reload the page and try again."
         if _wants_html(request):
             return render(
                 request,
@@ -83,9 +81,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 {"title": titles.get(exc.status_code, "Error"), "message": exc.detail},
                 status_code=exc.status_code,
             )
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

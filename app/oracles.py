@@ -107,9 +107,7 @@ def load_oracle(spec: str) -> Oracle:
     if ":" not in spec:
         if spec in ORACLES:
             return ORACLES[spec]
-        raise OracleError(
-            f"oracle {spec!r} is not of the form MODULE:FUNCTION (shipped: {shipped})"
-        )
+        raise OracleError(f"oracle {spec!r} is not of the form MODULE:FUNCTION (shipped: {shipped})")
     module_name, _, attribute = spec.partition(":")
     module_name, attribute = module_name.strip(), attribute.strip()
     if not module_name or not attribute:

@@ -82,9 +82,7 @@ def create_project(
     rationale_required: Annotated[bool, Form()] = False,
     lease_minutes: Annotated[str, Form(max_length=6)] = "15",
 ) -> Response:
-    fields = _project_fields(
-        name, instructions, overlap, scale, flags, rationale_required, lease_minutes
-    )
+    fields = _project_fields(name, instructions, overlap, scale, flags, rationale_required, lease_minutes)
     try:
         project_in = ProjectCreate(slug=slug, **fields)  # type: ignore[arg-type]
         project = projects.create_project(session, project_in=project_in)
@@ -136,9 +134,7 @@ def update_project(
     is_active: Annotated[bool, Form()] = False,
 ) -> Response:
     project = _project_or_404(session, slug)
-    fields = _project_fields(
-        name, instructions, overlap, scale, flags, rationale_required, lease_minutes
-    )
+    fields = _project_fields(name, instructions, overlap, scale, flags, rationale_required, lease_minutes)
     try:
         project_in = ProjectUpdate(is_active=is_active, **fields)  # type: ignore[arg-type]
     except ValidationError as error:
@@ -184,9 +180,7 @@ async def import_upload(
         )
         return render(request, "admin/import.html", context, status_code=413)
     try:
-        report = importing.import_file(
-            session, project=project, kind=kind, filename=filename, data=data
-        )
+        report = importing.import_file(session, project=project, kind=kind, filename=filename, data=data)
     except importing.ImportFailed as failure:
         session.rollback()
         context["failure"] = failure
@@ -219,9 +213,7 @@ def create_user(
             {"users": rows, "roles": list(Role), "error": str(error), "username": username},
             status_code=422,
         )
-    return render(
-        request, "admin/one_time_password.html", {"account": created, "password": password}
-    )
+    return render(request, "admin/one_time_password.html", {"account": created, "password": password})
 
 
 def _user_or_404(session: Session, user_id: int) -> User:
@@ -232,14 +224,10 @@ def _user_or_404(session: Session, user_id: int) -> User:
 
 
 @router.post("/admin/users/{user_id}/reset-password", include_in_schema=False)
-def reset_password(
-    request: Request, user_id: int, session: SessionDep, user: AdminUser
-) -> Response:
+def reset_password(request: Request, user_id: int, session: SessionDep, user: AdminUser) -> Response:
     account = _user_or_404(session, user_id)
     password = users.reset_password(session, user=account)
-    return render(
-        request, "admin/one_time_password.html", {"account": account, "password": password}
-    )
+    return render(request, "admin/one_time_password.html", {"account": account, "password": password})
 
 
 @router.post("/admin/users/{user_id}/active", include_in_schema=False)

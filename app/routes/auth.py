@@ -72,9 +72,7 @@ def login(
     user = session.scalars(
         select(User).where(func.lower(User.username) == username.strip().lower())
     ).one_or_none()
-    if not verify_password(user.password_hash if user else None, password) or not (
-        user and user.is_active
-    ):
+    if not verify_password(user.password_hash if user else None, password) or not (user and user.is_active):
         throttle.record_failure(username, client)
         return render(
             request,

@@ -109,9 +109,7 @@ def submit_judgment(
     )
     if pick is None:
         error: str | None = "Choose which response is better first (keys shown under the choices)."
-        return _workbench(
-            request, session, project, user.id, error=error, previous=data, status_code=422
-        )
+        return _workbench(request, session, project, user.id, error=error, previous=data, status_code=422)
     try:
         _, created = rating.submit_judgment(session, project=project, rater_id=user.id, data=data)
     except rating.InvalidJudgment as problem:
@@ -125,9 +123,7 @@ def submit_judgment(
             request, session, project, user.id, notice=str(problem), status_code=problem.status_code
         )
     notice = None if created else "That answer was already saved."
-    return _after_post(request, slug) or _workbench(
-        request, session, project, user.id, notice=notice
-    )
+    return _after_post(request, slug) or _workbench(request, session, project, user.id, notice=notice)
 
 
 @router.post("/{slug}/skip", include_in_schema=False)
@@ -162,9 +158,7 @@ def undo_judgment(
     if undone is None:
         minutes = settings.undo_window_s // 60
         notice = f"Nothing to undo: only your last judgment of the past {minutes} minutes can be."
-        return _after_post(request, slug) or _workbench(
-            request, session, project, user.id, notice=notice
-        )
+        return _after_post(request, slug) or _workbench(request, session, project, user.id, notice=notice)
     assignment, previous = undone
     return _after_post(request, slug) or _workbench(
         request,

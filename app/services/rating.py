@@ -131,10 +131,7 @@ def _slots_taken(session: Session, comparison_id: int, now: datetime, except_rat
     judged = select(Comparison.judgment_count).where(Comparison.id == comparison_id)
     return int(
         session.execute(
-            select(
-                judged.scalar_subquery()
-                + _active_leases(comparison_id, now, except_rater=except_rater)
-            )
+            select(judged.scalar_subquery() + _active_leases(comparison_id, now, except_rater=except_rater))
         ).scalar_one()
     )
 
@@ -235,9 +232,7 @@ def pair_view(session: Session, assignment: Assignment) -> PairView:
     )
 
 
-def progress(
-    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
-) -> Progress:
+def progress(session: Session, *, project: Project, rater_id: int, now: datetime | None = None) -> Progress:
     """Judgments today (UTC) and in total, and pairs this rater could still be given."""
     now = now or utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -47,9 +47,7 @@ def project_counts(session: Session, projects: list[Project] | None = None) -> l
         return dict(session.execute(query).all())
 
     prompts = per_project(
-        select(Prompt.project_id, func.count())
-        .where(Prompt.project_id.in_(ids))
-        .group_by(Prompt.project_id)
+        select(Prompt.project_id, func.count()).where(Prompt.project_id.in_(ids)).group_by(Prompt.project_id)
     )
     pairs = {
         pid: (total, complete)
@@ -122,9 +120,7 @@ def rater_counts(session: Session, *, project_id: int | None = None) -> list[Rat
     ]
 
 
-def _median_seconds(
-    session: Session, rater_ids: list[int], project_id: int | None
-) -> dict[int, float]:
+def _median_seconds(session: Session, rater_ids: list[int], project_id: int | None) -> dict[int, float]:
     if not rater_ids:
         return {}
     if session.get_bind().dialect.name == "postgresql":
@@ -134,13 +130,9 @@ def _median_seconds(
         ).where(Judgment.rater_id.in_(rater_ids))
         if project_id is not None:
             query = query.where(Judgment.project_id == project_id)
-        return {
-            rid: float(ms) / 1000 for rid, ms in session.execute(query.group_by(Judgment.rater_id))
-        }
+        return {rid: float(ms) / 1000 for rid, ms in session.execute(query.group_by(Judgment.rater_id))}
     # SQLite has no percentile function: sort in Python (embedded deployments are small).
-    query = select(Judgment.rater_id, Judgment.time_spent_ms).where(
-        Judgment.rater_id.in_(rater_ids)
-    )
+    query = select(Judgment.rater_id, Judgment.time_spent_ms).where(Judgment.rater_id.in_(rater_ids))
     if project_id is not None:
         query = query.where(Judgment.project_id == project_id)
     times: dict[int, list[int]] = {}

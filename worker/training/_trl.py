@@ -30,21 +30,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
 
-from pydantic import BaseModel
 from worker.training.base import Cancelled, Reporter
 from worker.training.models import LoraSettings, best_dtype, save_atomically
 
 # Keys of transformers' end-of-training summary: reported once, in the result, not per step.
-_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"}
+_SUMMARY_KEYS = {
+    "train_runtime": "train/runtime_s",
+    "train_samples_per_second": "train/samples_per_second",
+    "train_steps_per_second": "train/steps_per_second",
+    "train_loss": "loss/train_mean",
+}
 # Bookkeeping that is not a metric of the model.
 _SKIPPED_KEYS = {"step", "epoch", "num_input_tokens_seen", "num_tokens", "eval_num_tokens"}
 
@@ -108,14 +116,14 @@ class ReporterCallback(TrainerCallback):
     ) -> None:
         logs = logs or {}
         if "train_runtime" in logs:  # the summary at the end of `train()`
-            self.summary.update({k: float(v) for k, v in logs.items() if k in _SUMMARY_KEYS})
-            if "train_loss" in logs:
-                self.summary["loss/train_mean"] = float(logs["train_loss"])
+            self.summary.update({name: float(logs[k]) for k, name in _SUMMARY_KEYS.items() if k in logs})
             return
         metrics = {
             metric_name(k): float(v)
             for k, v in logs.items()
-            if k not in _SKIPPED_KEYS and isinstance(v, int | float) and not k.endswith("_runtime")
+            if k not in _SKIPPED_KEYS
+            and isinstance(v, int | float)
+            and not k.endswith("_runtime")
             and not k.endswith("_per_second")
         }
         self.report(metrics, step=state.global_step)
@@ -129,6 +137,15 @@ class ReporterCallback(TrainerCallback):
 
     def result_metrics(self) -> dict[str, float]:
         return {**self.latest, **self.summary}
+
+
+def connect(trainer: Trainer, reporter: Reporter) -> ReporterCallback:
+    """Attach the reporter to a constructed trainer, replacing transformers' console printer."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    bridge = ReporterCallback(reporter)
+    trainer.add_callback(bridge)
+    return bridge
 
 
 def use_bf16(setting: str) -> bool:
@@ -170,8 +187,10 @@ def common_args(config: Any, scratch: Path) -> dict[str, Any]:
         "max_length": config.max_length,
         "bf16": use_bf16(config.bf16),
         "fp16": False,
-        # TRL turns it on by default; on small models it only costs time. No config field yet.
-        "gradient_checkpointing": False,
+        # TRL turns it on by default (as `gradient_checkpointing`, now an alias); on small models it
+        # only costs time. No config field yet.
+        "activation_checkpointing": False,
+        "dataloader_pin_memory": torch.cuda.is_available(),
         "logging_steps": 1,  # one `reporter.step` per optimizer step
         "logging_strategy": "steps",
         "eval_strategy": "no",  # the trainers evaluate once, at the end

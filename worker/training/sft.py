@@ -31,9 +31,9 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from app.schemas.training import SFTConfig
 from worker.training._trl import (
-    ReporterCallback,
     assistant,
     common_args,
+    connect,
     conversation,
     load_dtype,
     lora_config,
@@ -47,10 +47,7 @@ from worker.training.models import load_policy, load_tokenizer
 def demos_to_dataset(demos: list[dict[str, Any]]) -> Dataset:
     """Demonstrations -> TRL's conversational prompt-completion format."""
     return Dataset.from_list(
-        [
-            {"prompt": conversation(d["messages"]), "completion": assistant(d["response"])}
-            for d in demos
-        ]
+        [{"prompt": conversation(d["messages"]), "completion": assistant(d["response"])} for d in demos]
     )
 
 
@@ -98,16 +95,16 @@ def train_sft(
 
     with scratch_dir("sft") as scratch:
         # 4. the trainer; TRL wraps the model with LoRA when a peft_config is given
-        bridge = ReporterCallback(reporter)
         trainer = SFTTrainer(
             model=model,
             args=sft_args(config, scratch),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
-            callbacks=[bridge],
             peft_config=lora_config(config, "CAUSAL_LM"),
         )
+
+        bridge = connect(trainer, reporter)
 
         # 5. train: the callback reports each step and raises Cancelled when asked to stop
         trainer.train()

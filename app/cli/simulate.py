@@ -1,0 +1,136 @@
+"""`rlhf simulate`: label a project with simulated raters driven by an oracle (a dry run)."""
+
+from __future__ import annotations
+
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+
+def simulate_command(
+    project: Annotated[str, typer.Option("--project", help="Slug of the project to label.")],
+    raters: Annotated[
+        int, typer.Option("--raters", min=1, help="Simulated raters (accounts sim-<slug>-1..N).")
+    ],
+    oracle: Annotated[
+        str,
+        typer.Option(
+            "--oracle",
+            help="MODULE:FUNCTION scoring (prompt, completion) -> float, higher is better; "
+            "shipped: app.oracles:prefers_word (counts 'banana'), prefers_shorter, "
+            "prefers_longer, prefers_polite.",
+        ),
+    ],
+    noise: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Probability of flipping each choice.")
+    ] = 0.0,
+    base_url: Annotated[str, typer.Option(help="The running server to label through.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    max_judgments: Annotated[
+        int | None, typer.Option(min=0, help="Stop after this many judgments (all raters).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise (and of ties on two-point scales).")] = 0,
+    strong_gap: Annotated[
+        float, typer.Option(help="Score gap from which a side is 'much better' (strength 2).")
+    ] = 2.0,
+) -> None:
+    """Label a project with simulated raters, over HTTP, through the pages people use.
+
+    Each rater logs in to the server at --base-url, scores the left and right response with the
+    oracle, picks the better one (tie when equal) and submits, until no pair is left for it or
+    --max-judgments is reached. Accounts are created in the database of DATABASE_URL (the server
+    must use the same one) with random passwords that are never shown.
+    """
+    from app.oracles import OracleError
+    from app.simulate import SimulationConfig, SimulationError, simulate
+
+    try:
+        config = SimulationConfig(
+            project=project,
+            raters=raters,
+            oracle=oracle,
+            noise=noise,
+            base_url=base_url.rstrip("/"),
+            max_judgments=max_judgments,
+            seed=seed,
+            strong_gap=strong_gap,
+        )
+    except SimulationError as error:
+        _fail(str(error))
+
+    progress = Progress(
+        TextColumn("[bold]simulating[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ties {task.fields[ties]}  flips {task.fields[flips]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    state = {"ties": 0, "flips": 0}
+    task = progress.add_task("judgments", total=None, ties=0, flips=0)
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total or None)
+        progress.start()
+
+    def on_judgment(_stats, decision) -> None:  # type: ignore[no-untyped-def]
+        state["ties"] += decision.tie
+        state["flips"] += decision.flipped
+        progress.update(task, advance=1, ties=state["ties"], flips=state["flips"])
+
+    try:
+        result = simulate(config, on_start=on_start, on_judgment=on_judgment)
+    except (OracleError, SimulationError) as error:
+        progress.stop()
+        _fail(str(error))
+    finally:
+        progress.stop()
+
+    table = Table("rater", "judgments", "ties", "flips", "much better", "left", "right", "refused")
+    for r in result.raters:
+        table.add_row(
+            r.username, str(r.judgments), str(r.ties), str(r.flips), str(r.strong),
+            str(r.left), str(r.right), str(r.refused),
+        )  # fmt: skip
+    table.add_row(
+        "[bold]total[/bold]",
+        str(result.judgments),
+        str(result.ties),
+        str(result.flips),
+        str(sum(r.strong for r in result.raters)),
+        str(sum(r.left for r in result.raters)),
+        str(sum(r.right for r in result.raters)),
+        str(sum(r.refused for r in result.raters)),
+    )
+    console.print(table)
+    rate = result.judgments / result.seconds if result.seconds else 0.0
+    console.print(
+        f"{result.judgments} judgments on {project!r} by {len(result.raters)} simulated raters "
+        f"in {result.seconds:.1f} s ({rate:.1f}/s).",
+        highlight=False,
+    )
+    if result.errors:
+        # The same failure (no server, wrong database) hits every rater: say it once.
+        messages = sorted({r.error for r in result.raters if r.error})
+        for message in messages:
+            users = [r.username for r in result.raters if r.error == message]
+            who = users[0] if len(users) == 1 else f"{len(users)} raters"
+            err.print(f"[red]error[/red] ({who}): {message}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("simulate")(simulate_command)

@@ -1,0 +1,292 @@
+"""The training dashboard: launch, watch, cancel and retry runs; the model registry; schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.deps import AdminUser, SessionDep, verify_csrf
+from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunLog, Schedule
+from app.queue import revoke, send_run
+from app.schemas.training import CONFIGS
+from app.services import registry, runs, schedules
+from app.templating import is_htmx, render
+
+router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(verify_csrf)])
+
+KIND_TITLES = {
+    RunKind.sft: "Supervised fine-tuning",
+    RunKind.reward: "Reward model",
+    RunKind.dpo: "DPO",
+    RunKind.ppo: "PPO",
+    RunKind.generate: "Generate pairs for raters",
+}
+
+
+def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The config schema as form fields: name, input type, value, choices, help."""
+    schema = CONFIGS[kind.value]
+    fields = []
+    for name, info in schema.model_fields.items():
+        annotation = str(info.annotation)
+        value = (values or {}).get(name, info.default)
+        field: dict[str, Any] = {"name": name, "value": value, "help": info.description or ""}
+        if "Literal" in annotation:
+            field["type"] = "select"
+            field["choices"] = list(info.annotation.__args__)  # type: ignore[union-attr]
+        elif info.annotation is bool:
+            field["type"] = "checkbox"
+        elif info.annotation in (int, float) or "int" in annotation or "float" in annotation:
+            field["type"] = "number"
+        else:
+            field["type"] = "text"
+        fields.append(field)
+    return fields
+
+
+def _form_config(kind: RunKind, form: Any) -> dict[str, Any]:
+    """Form strings to config values; pydantic converts and validates them."""
+    config: dict[str, Any] = {}
+    for name, info in CONFIGS[kind.value].model_fields.items():
+        if info.annotation is bool:
+            config[name] = form.get(name) == "true"
+            continue
+        raw = form.get(name)
+        if raw is None or str(raw).strip() == "":
+            continue
+        config[name] = str(raw).strip()
+    return config
+
+
+def _run_or_404(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise HTTPException(404, "No such run.")
+    return run
+
+
+def _models(session: Session, kind: ModelKind) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion).where(ModelVersion.kind == kind).order_by(ModelVersion.id.desc())
+        )
+    )
+
+
+@router.get("/runs", include_in_schema=False)
+def list_runs(request: Request, session: SessionDep, user: AdminUser, project: str | None = None) -> Response:
+    query = select(Run, Project).join(Project, Project.id == Run.project_id)
+    if project:
+        query = query.where(Project.slug == project)
+    rows = session.execute(query.order_by(Run.id.desc()).limit(200)).all()
+    return render(
+        request,
+        "runs/index.html",
+        {"rows": rows, "kinds": KIND_TITLES, "counts": runs.counts_by_status(session)},
+    )
+
+
+@router.get("/runs/new", include_in_schema=False)
+def new_run_form(
+    request: Request, session: SessionDep, user: AdminUser, kind: RunKind = RunKind.sft,
+    project: str | None = None,
+) -> Response:  # fmt: skip
+    return _launch_page(request, session, kind, {"project": project})
+
+
+def _launch_page(
+    request: Request,
+    session: Session,
+    kind: RunKind,
+    form: dict[str, Any],
+    errors: list[str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    context = {
+        "kind": kind,
+        "title": KIND_TITLES[kind],
+        "kinds": KIND_TITLES,
+        "projects": session.scalars(select(Project).order_by(Project.name)).all(),
+        "policies": _models(session, ModelKind.policy),
+        "rewards": _models(session, ModelKind.reward),
+        "fields": config_fields(kind, form.get("config")),
+        "form": form,
+        "errors": errors or [],
+    }
+    return render(request, "runs/new.html", context, status_code=status_code)
+
+
+@router.post("/runs", include_in_schema=False)
+async def create_run(request: Request, session: SessionDep, user: AdminUser) -> Response:
+    form = await request.form()
+    try:
+        kind = RunKind(str(form.get("kind")))
+    except ValueError:
+        raise HTTPException(422, "kind: unknown run kind") from None
+    config = _form_config(kind, form)
+    state = {
+        "project": form.get("project"),
+        "base_model_id": form.get("base_model_id"),
+        "reward_model_id": form.get("reward_model_id"),
+        "config": config,
+    }
+    project = session.scalars(select(Project).where(Project.slug == form.get("project"))).one_or_none()
+    try:
+        if project is None:
+            raise runs.RunError("choose a project")
+        run = runs.create_run(
+            session,
+            project=project,
+            kind=kind,
+            config=config,
+            base_model_id=_int_or_none(form.get("base_model_id")),
+            reward_model_id=_int_or_none(form.get("reward_model_id")),
+            created_by_id=user.id,
+        )
+    except runs.RunError as error:
+        session.rollback()
+        return _launch_page(request, session, kind, state, [str(error)], status_code=422)
+    session.commit()  # the task is sent only once the run row is committed
+    run.celery_task_id = send_run(run.id)
+    return RedirectResponse(f"/admin/runs/{run.id}", status_code=303)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value not in (None, "") and str(value).isdigit() else None
+
+
+def _status_context(session: Session, run: Run) -> dict[str, Any]:
+    logs = session.scalars(
+        select(RunLog).where(RunLog.run_id == run.id).order_by(RunLog.id.desc()).limit(200)
+    ).all()
+    return {
+        "run": run,
+        "logs": list(reversed(logs)),
+        "percent": (100.0 * run.step / run.total_steps) if run.total_steps else None,
+        "output": session.get(ModelVersion, run.output_model_id) if run.output_model_id else None,
+    }
+
+
+@router.get("/runs/{run_id}", include_in_schema=False)
+def show_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+    run = _run_or_404(session, run_id)
+    context = _status_context(session, run) | {
+        "project": session.get(Project, run.project_id),
+        "base": session.get(ModelVersion, run.base_model_id) if run.base_model_id else None,
+        "reward": session.get(ModelVersion, run.reward_model_id) if run.reward_model_id else None,
+        "title": KIND_TITLES[run.kind],
+    }
+    return render(request, "runs/show.html", context)
+
+
+@router.get("/runs/{run_id}/status", include_in_schema=False)
+def run_status(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+    """The live part of the run page; it stops polling once the run has ended."""
+    run = _run_or_404(session, run_id)
+    return render(request, "runs/_status.html", _status_context(session, run))
+
+
+@router.get("/runs/{run_id}/metrics", include_in_schema=False)
+def run_metrics(run_id: int, session: SessionDep, user: AdminUser, after: int = 0) -> Response:
+    run = _run_or_404(session, run_id)
+    series, last = runs.metric_series(session, run_id=run.id, after_id=after)
+    return JSONResponse({"series": series, "last": last, "finished": run.status.finished})
+
+
+@router.post("/runs/{run_id}/cancel", include_in_schema=False)
+def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+    run = _run_or_404(session, run_id)
+    try:
+        task_id = runs.request_cancel(session, run=run)
+    except runs.RunError as error:
+        raise HTTPException(409, str(error)) from None
+    session.commit()
+    if task_id:
+        revoke(task_id)
+    if is_htmx(request):
+        return render(request, "runs/_status.html", _status_context(session, run))
+    return RedirectResponse(f"/admin/runs/{run_id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/retry", include_in_schema=False)
+def retry_run(run_id: int, session: SessionDep, user: AdminUser) -> Response:
+    run = _run_or_404(session, run_id)
+    try:
+        again = runs.retry_run(session, run=run, created_by_id=user.id)
+    except runs.RunError as error:
+        raise HTTPException(409, str(error)) from None
+    session.commit()
+    again.celery_task_id = send_run(again.id)
+    return RedirectResponse(f"/admin/runs/{again.id}", status_code=303)
+
+
+@router.get("/models", include_in_schema=False)
+def list_models(request: Request, session: SessionDep, user: AdminUser) -> Response:
+    models = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
+    names = {m.id: m.name for m in models}
+    return render(request, "runs/models.html", {"models": models, "names": names})
+
+
+@router.post("/models/{model_id}/promote", include_in_schema=False)
+def promote_model(model_id: int, session: SessionDep, user: AdminUser) -> Response:
+    model = session.get(ModelVersion, model_id)
+    if model is None:
+        raise HTTPException(404, "No such model version.")
+    registry.promote(session, model=model)
+    return RedirectResponse("/admin/models", status_code=303)
+
+
+@router.get("/schedules", include_in_schema=False)
+def list_schedules(request: Request, session: SessionDep, user: AdminUser) -> Response:
+    projects = session.scalars(select(Project).order_by(Project.name)).all()
+    by_project = {s.project_id: s for s in session.scalars(select(Schedule))}
+    rows = [
+        (
+            p,
+            by_project.get(p.id),
+            schedules.new_judgments(session, by_project[p.id]) if p.id in by_project else None,
+        )
+        for p in projects
+    ]
+    return render(
+        request,
+        "runs/schedules.html",
+        {
+            "rows": rows,
+            "policies": _models(session, ModelKind.policy),
+            "saved": request.query_params.get("saved"),
+        },
+    )
+
+
+@router.post("/schedules", include_in_schema=False)
+async def save_schedule(request: Request, session: SessionDep, user: AdminUser) -> Response:
+    form = await request.form()
+    project = session.scalars(select(Project).where(Project.slug == form.get("project"))).one_or_none()
+    if project is None:
+        raise HTTPException(422, "project: no such project")
+    try:
+        minimum = int(str(form.get("min_new_judgments", "")))
+        method = RunKind(str(form.get("method")))
+        if minimum < 1 or method not in (RunKind.ppo, RunKind.dpo):
+            raise ValueError
+    except ValueError:
+        raise HTTPException(422, "min_new_judgments: a positive number; method: ppo or dpo") from None
+    base_model_id = _int_or_none(form.get("base_model_id"))
+    if base_model_id is None or session.get(ModelVersion, base_model_id) is None:
+        raise HTTPException(422, "base_model_id: choose the policy to start from")
+    schedule = session.scalars(select(Schedule).where(Schedule.project_id == project.id)).one_or_none()
+    if schedule is None:
+        schedule = Schedule(project_id=project.id, config={})
+        session.add(schedule)
+    schedule.enabled = form.get("enabled") == "true"
+    schedule.min_new_judgments = minimum
+    schedule.method = method
+    schedule.config = {k: v for k, v in (schedule.config or {}).items() if k != "last_error"} | {
+        "base_model_id": base_model_id
+    }
+    return RedirectResponse("/admin/schedules?saved=1", status_code=303)

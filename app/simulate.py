@@ -1,0 +1,554 @@
+"""Simulated raters: label a project with an oracle, through the pages people use.
+
+`rlhf simulate` is a dry run of the human side of the loop. It makes sure N rater accounts
+`sim-<slug>-1..N` exist (created or given a fresh random password directly in the database; the
+passwords live only in this process's memory), then logs each one in over HTTP against a running
+server, one httpx client (one cookie jar) per rater, all concurrently on asyncio. Each rater reads
+the workbench HTML, scores the prompt's last user message with the left and right completions
+through the oracle, and posts its pick to the same route and with the same CSRF token a browser
+would. Going through the server (and not the services) means the simulation exercises
+assignment, leases, overlap, idempotent submits and the rendering of untrusted text as well.
+
+The choice: the side with the higher score wins; equal scores are a tie (pick 0); the strength is
+2 ("much better") when the gap is at least `strong_gap`, else 1; with probability `noise` the
+choice is flipped (a tie stays a tie). Picks are fitted to the project's scale (the workbench
+lists the allowed ones): strength 2 becomes 1 on a three-point scale, a tie becomes a random side
+on a two-point scale. Where the project requires a rationale, the rater writes its scores there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from time import perf_counter
+
+import httpx
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.auth import generate_password, hash_password
+from app.models import Comparison, Role, User
+from app.oracles import Oracle, load_oracle
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+MAX_RATERS = 200
+TIE_EPSILON = 1e-9
+RETRIES = 3  # per request, for transport errors and 5xx answers (submits are idempotent)
+
+
+class SimulationError(Exception):
+    """Something that stops the simulation (or one simulated rater); `str()` says what."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    project: str
+    raters: int
+    oracle: str
+    noise: float = 0.0
+    base_url: str = DEFAULT_BASE_URL
+    max_judgments: int | None = None  # over all raters together; None: until nothing is left
+    seed: int = 0
+    strong_gap: float = 2.0
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.raters <= MAX_RATERS:
+            raise SimulationError(f"--raters must be between 1 and {MAX_RATERS}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise SimulationError("--noise is a probability, between 0 and 1")
+        if self.max_judgments is not None and self.max_judgments < 0:
+            raise SimulationError("--max-judgments cannot be negative")
+        if self.strong_gap <= 0:
+            raise SimulationError("--strong-gap must be positive")
+
+
+@dataclass(frozen=True)
+class SimAccount:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a simulated rater picks for one pair (pick: -2..2, negative = left better)."""
+
+    pick: int
+    left_score: float
+    right_score: float
+    flipped: bool = False
+
+    @property
+    def tie(self) -> bool:
+        return self.pick == 0
+
+
+@dataclass
+class RaterStats:
+    username: str
+    judgments: int = 0
+    ties: int = 0
+    flips: int = 0
+    strong: int = 0
+    left: int = 0
+    right: int = 0
+    refused: int = 0  # late submits the server turned down (the pair filled up meanwhile)
+    error: str | None = None
+
+    def record(self, decision: Decision) -> None:
+        self.judgments += 1
+        self.ties += decision.tie
+        self.flips += decision.flipped
+        self.strong += abs(decision.pick) == 2
+        self.left += decision.pick < 0
+        self.right += decision.pick > 0
+
+
+@dataclass
+class SimulationResult:
+    raters: list[RaterStats]
+    seconds: float
+
+    @property
+    def judgments(self) -> int:
+        return sum(r.judgments for r in self.raters)
+
+    @property
+    def ties(self) -> int:
+        return sum(r.ties for r in self.raters)
+
+    @property
+    def flips(self) -> int:
+        return sum(r.flips for r in self.raters)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{r.username}: {r.error}" for r in self.raters if r.error]
+
+
+JudgmentCallback = Callable[[RaterStats, Decision], None]
+
+
+# --- deciding -------------------------------------------------------------------------------
+
+
+def decide(
+    left_score: float,
+    right_score: float,
+    *,
+    rng: random.Random,
+    noise: float = 0.0,
+    strong_gap: float = 2.0,
+    picks: tuple[int, ...] | list[int] = (-2, -1, 0, 1, 2),
+) -> Decision:
+    """The pick for two scores; the random draw happens for every pair (reproducible runs)."""
+    gap = right_score - left_score  # positive: right better: positive pick
+    flip_draw = rng.random()
+    if abs(gap) <= TIE_EPSILON:
+        pick, flipped = 0, False
+    else:
+        pick = (2 if abs(gap) >= strong_gap else 1) * (1 if gap > 0 else -1)
+        flipped = flip_draw < noise
+        if flipped:
+            pick = -pick
+    allowed = set(picks) or {-2, -1, 0, 1, 2}
+    if pick not in allowed and abs(pick) == 2 and pick // 2 in allowed:
+        pick //= 2
+    if pick not in allowed:  # a tie on a scale without one
+        pick = rng.choice(sorted(p for p in allowed if p))
+    return Decision(pick=pick, left_score=left_score, right_score=right_score, flipped=flipped)
+
+
+# --- reading the workbench ------------------------------------------------------------------
+
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+)
+_BLOCK = frozenset(
+    {"p", "div", "li", "ul", "ol", "br", "hr", "pre", "blockquote", "tr", "table",
+     "h1", "h2", "h3", "h4", "h5", "h6"}
+)  # fmt: skip
+
+
+@dataclass
+class Workbench:
+    """What a rater sees on the workbench fragment, as plain text."""
+
+    csrf_token: str | None = None
+    assignment_id: int | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (role, text)
+    left: str | None = None
+    right: str | None = None
+    picks: list[int] = field(default_factory=list)
+    rationale_required: bool = False
+    empty: bool = False
+    has_workbench: bool = False
+    notice: str | None = None
+    error: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The last user message (the one the completions answer)."""
+        for role, text in reversed(self.messages):
+            if role == "user":
+                return text
+        return self.messages[-1][1] if self.messages else ""
+
+
+def _clean_text(parts: list[str]) -> str:
+    lines = ("".join(parts)).split("\n")
+    return "\n".join(s for line in lines if (s := re.sub(r"\s+", " ", line).strip()))
+
+
+class _WorkbenchParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)  # entities come out unescaped
+        self.page = Workbench()
+        self._captures: list[list] = []  # [key, depth, parts]
+        self._pending_role: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        classes = a.get("class", "").split()
+        if tag not in _VOID:
+            for capture in self._captures:
+                capture[1] += 1
+        if tag in _BLOCK:
+            self._text("\n")
+        testid = a.get("data-testid")
+        if tag == "section" and a.get("id") == "workbench":
+            self.page.has_workbench = True
+        if testid == "empty":
+            self.page.empty = True
+        if tag == "input":
+            name, value = a.get("name"), a.get("value", "")
+            if name == "csrf_token" and self.page.csrf_token is None:
+                self.page.csrf_token = value
+            elif name == "assignment_id" and self.page.assignment_id is None and value.isdigit():
+                self.page.assignment_id = int(value)
+            elif name == "pick" and re.fullmatch(r"-?\d+", value):
+                self.page.picks.append(int(value))
+            return
+        if tag == "textarea" and a.get("name") == "rationale":
+            self.page.rationale_required = "required" in a
+        if tag == "div" and "message" in classes:
+            roles = [c.removeprefix("role-") for c in classes if c.startswith("role-")]
+            self._pending_role = roles[0] if roles else "user"
+        key: object = None
+        if testid in ("left-text", "right-text"):
+            key = testid
+        elif tag == "div" and "markdown" in classes and self._pending_role is not None:
+            key, self._pending_role = ("message", self._pending_role), None
+        elif tag == "p" and ("notice" in classes or "error" in classes):
+            key = "notice" if "notice" in classes else "error"
+        if key is not None and tag not in _VOID:
+            self._captures.append([key, 1, []])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID:
+            return
+        if tag in _BLOCK:
+            self._text("\n")
+        finished = []
+        for capture in self._captures:
+            capture[1] -= 1
+            if capture[1] == 0:
+                finished.append(capture)
+        for capture in finished:
+            self._captures.remove(capture)
+            self._store(capture[0], _clean_text(capture[2]))
+
+    def handle_data(self, data: str) -> None:
+        self._text(data)
+
+    def _text(self, data: str) -> None:
+        for capture in self._captures:
+            capture[2].append(data)
+
+    def _store(self, key: object, text: str) -> None:
+        if key == "left-text":
+            self.page.left = text
+        elif key == "right-text":
+            self.page.right = text
+        elif key == "notice":
+            self.page.notice = text
+        elif key == "error":
+            self.page.error = text
+        elif isinstance(key, tuple):
+            self.page.messages.append((key[1], text))
+
+
+def parse_workbench(html: str) -> Workbench:
+    """Read a rating page (or its htmx fragment): the pair as text, the form's fields."""
+    parser = _WorkbenchParser()
+    parser.feed(html)
+    parser.close()
+    return parser.page
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+def sim_username(slug: str, index: int) -> str:
+    """`sim-<slug>-<index>`, the slug shortened where the name would pass 64 characters."""
+    suffix = f"-{index}"
+    return f"sim-{slug[: 64 - 4 - len(suffix)]}{suffix}"
+
+
+def ensure_sim_raters(session: Session, *, slug: str, count: int) -> list[SimAccount]:
+    """Create `sim-<slug>-1..count` as raters, or give existing ones a fresh random password.
+
+    The passwords are returned, never printed or stored in clear; `must_change_password` stays
+    off so the simulated rater lands on /rate after logging in.
+    """
+    from app.services.users import UserError, create_user
+
+    accounts = []
+    for index in range(1, count + 1):
+        username = sim_username(slug, index)
+        password = generate_password()
+        user = session.scalars(
+            select(User).where(func.lower(User.username) == username.lower())
+        ).one_or_none()
+        if user is None:
+            try:
+                create_user(session, username=username, role=Role.rater, password=password)
+            except UserError as error:
+                raise SimulationError(f"cannot create {username}: {error}") from None
+        else:
+            if user.role != Role.rater:
+                raise SimulationError(
+                    f"{username} exists with the role {user.role.value}; simulated raters must be "
+                    "raters (rename or remove that account)"
+                )
+            if not user.is_active:
+                raise SimulationError(f"{username} is deactivated; reactivate it to simulate with it")
+            user.password_hash = hash_password(password)
+            user.must_change_password = False
+        accounts.append(SimAccount(username, password))
+    session.flush()
+    return accounts
+
+
+def open_slots(session: Session, *, slug: str, raters: int) -> int:
+    """Judgments still wanted in the project that `raters` distinct raters could give (an
+    estimate for the progress bar: judgments the simulated raters gave before are not known)."""
+    from app.services.projects import get_project
+
+    project = get_project(session, slug)
+    if project is None:
+        raise SimulationError(f"no project {slug!r} (see `rlhf projects list`)")
+    if not project.is_active:
+        raise SimulationError(f"the project {slug!r} is not active")
+    slots = project.overlap - Comparison.judgment_count
+    capped = case((slots > raters, raters), else_=slots)
+    total = session.scalar(
+        select(func.coalesce(func.sum(capped), 0)).where(
+            Comparison.project_id == project.id, Comparison.judgment_count < project.overlap
+        )
+    )
+    return int(total or 0)
+
+
+def prepare(config: SimulationConfig, *, database_url: str | None = None) -> tuple[list[SimAccount], int]:
+    """Check the project, ensure the accounts; returns (accounts, estimated judgments)."""
+    from app.config import get_settings
+    from app.db import make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(database_url or get_settings().database_url, pool_size=1)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            total = open_slots(session, slug=config.project, raters=config.raters)
+            accounts = ensure_sim_raters(session, slug=config.project, count=config.raters)
+    finally:
+        engine.dispose()
+    if config.max_judgments is not None:
+        total = min(total, config.max_judgments)
+    return accounts, total
+
+
+# --- rating over HTTP -----------------------------------------------------------------------
+
+
+class _Budget:
+    """Judgments left to give over all raters (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+    def give_back(self) -> None:
+        if self.left is not None:
+            self.left += 1
+
+
+async def _request(client: httpx.AsyncClient, method: str, url: str, **kwargs: object) -> httpx.Response:
+    """One request, retried on transport errors and 5xx (every request here is idempotent)."""
+    for attempt in range(RETRIES + 1):
+        try:
+            response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.ConnectError as error:
+            if attempt == RETRIES:
+                raise SimulationError(
+                    f"no server at {client.base_url} ({error}); start one with `rlhf up` or pass --base-url"
+                ) from None
+        except httpx.TransportError as error:
+            if attempt == RETRIES:
+                raise SimulationError(f"{method} {url} failed: {error!r}") from None
+        else:
+            if response.status_code < 500 or attempt == RETRIES:
+                return response
+        await asyncio.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _login(client: httpx.AsyncClient, account: SimAccount) -> None:
+    page = await _request(client, "GET", "/login")
+    token = parse_workbench(page.text).csrf_token
+    if page.status_code != 200 or not token:
+        raise SimulationError(f"GET /login answered {page.status_code} without a login form")
+    response = await _request(
+        client,
+        "POST",
+        "/login",
+        data={"username": account.username, "password": account.password, "csrf_token": token},
+    )
+    if response.status_code == 303:
+        if response.headers.get("location", "").startswith("/account/password"):
+            raise SimulationError(f"{account.username} is asked to change its password first")
+        return
+    if response.status_code == 401:
+        raise SimulationError(
+            f"login as {account.username} was refused: does the server at {client.base_url} use "
+            "the same DATABASE_URL as this command?"
+        )
+    if response.status_code == 429:
+        raise SimulationError(f"login as {account.username} is throttled; try again in 5 minutes")
+    raise SimulationError(f"login as {account.username} answered {response.status_code}")
+
+
+def _rationale(oracle_spec: str, decision: Decision) -> str:
+    return (
+        f"Simulated rater (oracle {oracle_spec}): left scored {decision.left_score:g}, "
+        f"right {decision.right_score:g}" + (" (choice flipped as noise)" if decision.flipped else "")
+    )
+
+
+async def _rate(
+    config: SimulationConfig,
+    index: int,
+    account: SimAccount,
+    oracle: Oracle,
+    budget: _Budget,
+    stats: RaterStats,
+    on_judgment: JudgmentCallback | None,
+) -> None:
+    rng = random.Random(f"{config.seed}:{index}")
+    url = f"/rate/{config.project}"
+    async with httpx.AsyncClient(
+        base_url=config.base_url,
+        timeout=config.timeout_s,
+        follow_redirects=False,
+        headers={"User-Agent": "rlhf-simulate"},
+    ) as client:
+        await _login(client, account)
+        response = await _request(client, "GET", url, headers={"HX-Request": "true"})
+        if response.status_code == 404:
+            raise SimulationError(f"the server has no active project {config.project!r}")
+        if response.status_code != 200:
+            raise SimulationError(f"GET {url} answered {response.status_code}")
+        page = parse_workbench(response.text)
+        token = page.csrf_token
+        if not token:
+            raise SimulationError(f"GET {url}: no CSRF token on the page")
+        headers = {"HX-Request": "true", "X-CSRF-Token": token}
+        while not page.empty:
+            if page.assignment_id is None or page.left is None or page.right is None:
+                raise SimulationError(f"unexpected page from {url}: {page.error or page.notice or 'no pair'}")
+            if not budget.take():
+                return
+            try:
+                left = float(oracle(page.prompt, page.left))
+                right = float(oracle(page.prompt, page.right))
+            except Exception as error:
+                budget.give_back()
+                raise SimulationError(f"the oracle failed: {error.__class__.__name__}: {error}") from error
+            decision = decide(
+                left,
+                right,
+                rng=rng,
+                noise=config.noise,
+                strong_gap=config.strong_gap,
+                picks=page.picks,
+            )
+            data: dict[str, object] = {"assignment_id": page.assignment_id, "pick": decision.pick}
+            if page.rationale_required:
+                data["rationale"] = _rationale(config.oracle, decision)
+            response = await _request(client, "POST", f"{url}/judgments", data=data, headers=headers)
+            previous = page.assignment_id
+            page = parse_workbench(response.text)
+            if response.status_code == 200:
+                stats.record(decision)
+                if on_judgment is not None:
+                    on_judgment(stats, decision)
+            elif response.status_code == 409:  # the lease ran out and the pair filled meanwhile
+                budget.give_back()
+                stats.refused += 1
+            else:
+                budget.give_back()
+                reason = page.error or page.notice or f"HTTP {response.status_code}"
+                raise SimulationError(f"the judgment on assignment {previous} was refused: {reason}")
+            if not page.has_workbench:
+                raise SimulationError(f"POST {url}/judgments did not answer with the workbench")
+
+
+async def run_simulation(
+    config: SimulationConfig,
+    accounts: list[SimAccount],
+    oracle: Oracle,
+    *,
+    on_judgment: JudgmentCallback | None = None,
+) -> SimulationResult:
+    """Every account rates concurrently until nothing is left or the budget is spent. A rater
+    that fails stops with its error recorded; the others go on."""
+    budget = _Budget(config.max_judgments)
+    stats = [RaterStats(account.username) for account in accounts]
+    started = perf_counter()
+
+    async def one(index: int) -> None:
+        try:
+            await _rate(config, index, accounts[index], oracle, budget, stats[index], on_judgment)
+        except SimulationError as error:
+            stats[index].error = str(error)
+        except httpx.HTTPError as error:
+            stats[index].error = f"{error.__class__.__name__}: {error}"
+
+    await asyncio.gather(*(one(i) for i in range(len(accounts))))
+    return SimulationResult(raters=stats, seconds=perf_counter() - started)
+
+
+def simulate(
+    config: SimulationConfig,
+    *,
+    database_url: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_judgment: JudgmentCallback | None = None,
+) -> SimulationResult:
+    """The whole run: load the oracle, ensure the accounts, rate. Raises `OracleError` for a bad
+    oracle spec and `SimulationError` when the project or accounts are not usable."""
+    oracle = load_oracle(config.oracle)
+    accounts, total = prepare(config, database_url=database_url)
+    if on_start is not None:
+        on_start(total)
+    return asyncio.run(run_simulation(config, accounts, oracle, on_judgment=on_judgment))

@@ -1,0 +1,160 @@
+"""Runs: config resolution, frozen snapshots, the state machine, double delivery, reaping,
+and the retraining schedule's chain. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Demonstration,
+    Judgment,
+    ModelKind,
+    ModelVersion,
+    RunKind,
+    RunStatus,
+    Schedule,
+)
+from app.models.types import utcnow
+from app.services import runs, schedules
+from app.services.content import text_hash
+from app.services.rating import JudgmentInput, claim_next, submit_judgment
+from tests.utils.factories import make_pair, make_project, make_user
+
+
+def _model(session: Session, name: str, kind: ModelKind = ModelKind.policy) -> ModelVersion:
+    model = ModelVersion(name=name, kind=kind, uri=f"/models/{name}")
+    session.add(model)
+    session.flush()
+    return model
+
+
+def _judge_all(session: Session, project, rater) -> int:  # type: ignore[no-untyped-def]
+    count = 0
+    while (assignment := claim_next(session, project=project, rater_id=rater.id)) is not None:
+        submit_judgment(
+            session, project=project, rater_id=rater.id, data=JudgmentInput(assignment.id, pick=1)
+        )
+        count += 1
+    return count
+
+
+def test_config_is_resolved_and_validated(session: Session) -> None:
+    resolved = runs.resolve_config(RunKind.dpo, {"beta": "0.2"})
+    assert resolved["beta"] == 0.2 and resolved["loss_type"] == "sigmoid" and "learning_rate" in resolved
+    with pytest.raises(runs.RunError, match="beta"):
+        runs.resolve_config(RunKind.dpo, {"beta": -1})
+    with pytest.raises(runs.RunError, match="nonsense"):
+        runs.resolve_config(RunKind.sft, {"nonsense": 1})
+    with pytest.raises(runs.RunError, match="mini_batch_size"):
+        runs.resolve_config(RunKind.ppo, {"batch_size": 8, "mini_batch_size": 3})
+
+
+def test_inputs_are_checked(session: Session) -> None:
+    project = make_project(session)
+    policy, reward = _model(session, "p"), _model(session, "r", ModelKind.reward)
+    with pytest.raises(runs.RunError, match="no demonstrations"):
+        runs.create_run(session, project=project, kind=RunKind.sft, base_model_id=policy.id)
+    with pytest.raises(runs.RunError, match="is a reward model"):
+        runs.create_run(session, project=project, kind=RunKind.dpo, base_model_id=reward.id)
+    with pytest.raises(runs.RunError, match="choose a reward model"):
+        runs.create_run(session, project=project, kind=RunKind.ppo, base_model_id=policy.id)
+
+
+def test_snapshot_is_frozen_at_creation(session: Session) -> None:
+    project = make_project(session, overlap=1)
+    for i in range(3):
+        make_pair(session, project, f"q{i}", f"a{i}", f"b{i}")
+    rater = make_user(session, "r")
+    assignment = claim_next(session, project=project, rater_id=rater.id)
+    submit_judgment(session, project=project, rater_id=rater.id, data=JudgmentInput(assignment.id, pick=1))
+    policy = _model(session, "p")
+    run = runs.create_run(session, project=project, kind=RunKind.reward, base_model_id=policy.id)
+    _judge_all(session, project, rater)  # two more judgments arrive after the run was created
+    assert session.query(Judgment).count() == 3
+    assert run.snapshot_size == 1 and len(runs.snapshot_ids(session, run.id)) == 1
+    again = runs.retry_run(session, run=_finish(session, run), created_by_id=None)
+    assert runs.snapshot_ids(session, again.id) == runs.snapshot_ids(session, run.id)
+
+
+def _finish(session: Session, run):  # type: ignore[no-untyped-def]
+    runs.fail(session, run=run, error="test")
+    return run
+
+
+def test_double_delivery_runs_once_and_cancel(session: Session) -> None:
+    project = make_project(session)
+    make_pair(session, project, "q", "a", "b")
+    policy = _model(session, "p")
+    run = runs.create_run(session, project=project, kind=RunKind.generate, base_model_id=policy.id)
+    first = runs.claim(session, run_id=run.id, worker="w1")
+    second = runs.claim(session, run_id=run.id, worker="w2")
+    assert first is not None and second is None and run.worker == "w1"
+    assert runs.request_cancel(session, run=run) is None and run.cancel_requested
+    assert run.status == RunStatus.running  # stops at its next step, not now
+    stop = runs.record_progress(session, run_id=run.id, step=1, total=2, metrics={"loss": 1.0})
+    assert stop is True
+
+    queued = runs.create_run(session, project=project, kind=RunKind.generate, base_model_id=policy.id)
+    queued.celery_task_id = "task-1"
+    assert runs.request_cancel(session, run=queued) == "task-1"
+    assert queued.status == RunStatus.cancelled
+    assert runs.claim(session, run_id=queued.id, worker="w1") is None
+    with pytest.raises(runs.RunError, match="already cancelled"):
+        runs.request_cancel(session, run=queued)
+
+
+def test_lost_worker_is_reaped(session: Session) -> None:
+    project = make_project(session)
+    make_pair(session, project, "q", "a", "b")
+    run = runs.create_run(
+        session, project=project, kind=RunKind.generate, base_model_id=_model(session, "p").id
+    )
+    runs.claim(session, run_id=run.id, worker="w1", now=utcnow() - timedelta(hours=1))
+    assert runs.reap_stale(session) == [run.id]
+    assert run.status == RunStatus.failed and "stopped reporting" in (run.error or "")
+
+
+def test_schedule_chain(session: Session) -> None:
+    project = make_project(session, overlap=1)
+    for i in range(4):
+        make_pair(session, project, f"q{i}", f"a{i}", f"b{i}")
+    policy = _model(session, "base")
+    schedule = Schedule(project_id=project.id, min_new_judgments=3, method=RunKind.dpo,
+                        config={"base_model_id": policy.id})  # fmt: skip
+    session.add(schedule)
+    session.flush()
+    assert schedules.tick(session) == []  # not enough judgments
+    _judge_all(session, project, make_user(session, "r"))
+    (reward_run_id,) = schedules.tick(session)
+    assert schedules.tick(session) == []  # the reward run is still queued
+    reward_run = session.get(runs.Run, reward_run_id)
+    assert reward_run.kind == RunKind.reward and reward_run.base_model_id == policy.id
+    rm = _model(session, "rm", ModelKind.reward)
+    runs.claim(session, run_id=reward_run.id, worker="w")
+    runs.succeed(session, run=reward_run, summary={}, model=None)
+    reward_run.output_model_id = rm.id
+    (dpo_run_id,) = schedules.tick(session)
+    dpo_run = session.get(runs.Run, dpo_run_id)
+    assert dpo_run.kind == RunKind.dpo and dpo_run.parent_run_id == reward_run.id
+    new_policy = _model(session, "policy-2")
+    runs.claim(session, run_id=dpo_run.id, worker="w")
+    runs.succeed(session, run=dpo_run, summary={})
+    dpo_run.output_model_id = new_policy.id
+    (generate_run_id,) = schedules.tick(session)
+    generate_run = session.get(runs.Run, generate_run_id)
+    assert generate_run.kind == RunKind.generate and generate_run.base_model_id == new_policy.id
+    assert schedules.current_policy_id(session, schedule) == new_policy.id
+
+
+def test_demonstration_snapshot(session: Session) -> None:
+    project = make_project(session)
+    pair = make_pair(session, project, "q", "a", "b")
+    session.add(Demonstration(project_id=project.id, prompt_id=pair.prompt_id, response="ideal",
+                              content_hash=text_hash("ideal")))  # fmt: skip
+    session.flush()
+    run = runs.create_run(session, project=project, kind=RunKind.sft, base_model_id=_model(session, "p").id,
+                          config={"epochs": 2})  # fmt: skip
+    assert run.snapshot_size == 1 and run.config["epochs"] == 2.0 and run.status == RunStatus.queued
