@@ -33,15 +33,16 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,  # a task is acknowledged when done, not when received
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # one training task per worker process at a time
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         task_ignore_result=True,
         timezone="UTC",
     )
-    if settings.broker_url.startswith("sqla+sqlite"):
-        # kombu's SQLAlchemy transport: the polling interval is a class attribute; passed as a
-        # broker option it would reach create_engine and crash the worker.
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    if settings.broker_url.startswith("sqla+"):
+        # kombu's SQLAlchemy transport hands its transport options to create_engine (any other
+        # key crashes the worker), so its polling interval is set on the channel class.
         from kombu.transport.sqlalchemy import Channel
 
         Channel.polling_interval = 0.5

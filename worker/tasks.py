@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -46,7 +47,7 @@ def dispatch_pending() -> int:
 @celery_app.task(name="worker.tasks.reap_stale_runs")
 def reap_stale_runs() -> list[int]:
     with session_scope(_sessions()) as session:
-        return runs.reap_stale(session)
+        return runs.reap_stale(session, stale_after=timedelta(seconds=get_settings().stale_run_s))
 
 
 @celery_app.task(name="worker.tasks.check_schedules")

@@ -57,19 +57,45 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option(help="Seed the demo project and users first.")] = False,
+    worker: Annotated[
+        bool, typer.Option(help="Also run a training worker and beat in the background.")
+    ] = True,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
-    """Migrate the database, then serve the app (embedded defaults: SQLite under ./data/)."""
+    """Everything on one machine: migrate, then serve the app, with a worker and beat.
+
+    Embedded defaults: SQLite under ./data/ for the database and the task queue, no Redis.
+    """
+    import subprocess
+
     settings = get_settings()
     upgrade()
     if demo:
         seed_demo()
+    children: list[subprocess.Popen[bytes]] = []
+    if worker:
+        log_dir = settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name, args in (
+            ("worker", ["worker", "-Q", "train,default", "--pool", "solo", "--loglevel", "INFO"]),
+            ("beat", ["beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]),
+        ):
+            log_file = (log_dir / f"{name}.log").open("ab")
+            command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", *args]
+            children.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
+        console.print(f"Worker and beat started (logs in {log_dir}).")
     console.print(
         f"RLHF Studio on [bold]http://{host}:{port}[/bold]  (database: {_redact(settings.database_url)})"
     )
     import uvicorn
 
-    uvicorn.run("app.asgi:app", host=host, port=port, reload=reload, log_level="info")
+    try:
+        uvicorn.run("app.asgi:app", host=host, port=port, reload=reload, log_level="info")
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=30)
 
 
 @cli.command()

@@ -205,7 +205,14 @@ def request_cancel(session: Session, *, run: Run) -> str | None:
 # --- the worker's side ----------------------------------------------------------------------
 
 
-def claim(session: Session, *, run_id: int, worker: str, now: datetime | None = None) -> Run | None:
+def claim(
+    session: Session,
+    *,
+    run_id: int,
+    worker: str,
+    now: datetime | None = None,
+    stale_after: timedelta = STALE_AFTER,
+) -> Run | None:
     """Take a queued run for this worker. None when it is finished, cancelled, or running
     elsewhere: a task delivered twice runs once. A run found `running` with a stale heartbeat
     belonged to a worker that died; it is marked failed rather than trained again blindly."""
@@ -214,7 +221,7 @@ def claim(session: Session, *, run_id: int, worker: str, now: datetime | None = 
     if run is None or run.status.finished:
         return None
     if run.status == RunStatus.running:
-        if run.heartbeat_at and now - run.heartbeat_at > STALE_AFTER:
+        if run.heartbeat_at and now - run.heartbeat_at > stale_after:
             fail(session, run=run, error=f"the worker {run.worker} stopped reporting; run abandoned")
         return None
     run.status = RunStatus.running
@@ -283,12 +290,14 @@ def cancelled(session: Session, *, run: Run) -> None:
     add_log(session, run.id, "cancelled; nothing was saved")
 
 
-def reap_stale(session: Session, *, now: datetime | None = None) -> list[int]:
+def reap_stale(
+    session: Session, *, now: datetime | None = None, stale_after: timedelta = STALE_AFTER
+) -> list[int]:
     """Fail runs whose worker stopped reporting (killed, out of memory, machine lost)."""
     now = now or utcnow()
     stale = session.scalars(
         select(Run)
-        .where(Run.status == RunStatus.running, Run.heartbeat_at < now - STALE_AFTER)
+        .where(Run.status == RunStatus.running, Run.heartbeat_at < now - stale_after)
         .with_for_update(skip_locked=True)
     ).all()
     for run in stale:
