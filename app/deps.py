@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
@@ -112,3 +113,29 @@ async def verify_csrf(request: Request) -> None:
             submitted = value if isinstance(value, str) else None
     if not csrf_valid(request, submitted):
         raise CsrfFailed()
+
+
+# --- API tokens (/api/v1) -------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from /account/tokens.")
+
+
+def get_api_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """A researcher's or an admin's bearer token; a rater's token is refused (403)."""
+    from app.services.tokens import authenticate
+
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise HTTPException(401, "Missing bearer token.", headers=challenge)
+    user = authenticate(session, credentials.credentials)
+    if user is None:
+        raise HTTPException(401, "Invalid or revoked token.", headers=challenge)
+    if user.role not in (Role.researcher, Role.admin):
+        raise Forbidden("API tokens work for researchers and admins only.")
+    return user
+
+
+ApiUser = Annotated[User, Depends(get_api_user)]

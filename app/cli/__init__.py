@@ -369,7 +369,23 @@ def seed_demo() -> None:
             _, generated = create_user(session, username=username, role=role, password=password)
             lines.append(f"  {role.value:<10} {username:<11} password: {password or generated}")
     console.print("\n".join(lines), highlight=False)
+    _register_demo_model()
     console.print("Log in at http://127.0.0.1:8000/login (rater: labels pairs at /rate).")
+
+
+def _register_demo_model() -> None:
+    """Register SmolLM2-135M-Instruct so that runs can be launched from the dashboard."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        console.print("The training stack is not installed: `pip install -e '.[train]'` to train.")
+        return
+    from app.cli.train import pull_demo
+
+    try:
+        pull_demo()
+    except Exception as error:  # noqa: BLE001 - the demo still works for labeling without it
+        err.print(f"[yellow]warning:[/yellow] could not register the demo model: {error}")
 
 
 def _register_command_groups() -> None:

@@ -1,0 +1,168 @@
+"""The dataset card: a README.md beside the data, in the Hugging Face Hub's format.
+
+Its YAML header names the license and the data files of each split, so that
+``datasets.load_dataset("<unpacked archive>")`` finds the splits by itself; the body states the
+counts, raters, agreement, the length of chosen vs rejected responses, the aggregation rules and
+the filters that made the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.services.exporting import PreparedExport
+
+# Hugging Face's YAML wants the builder's name for each file type.
+_DESCRIPTIONS = {
+    "comparisons": "Pairwise preference data (prompt, chosen, rejected) labeled in RLHF Studio.",
+    "demos": "Demonstrations (prompt and an ideal response) written in RLHF Studio, for SFT.",
+}
+
+
+def _yaml_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+_DTYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool",
+           "timestamp": "timestamp[us, tz=UTC]"}
+
+
+def features_yaml(export: PreparedExport) -> list[str]:
+    """The columns' types, so that every split (and every CSV chunk) loads with the same schema."""
+    csv = export.spec.format == "csv"  # nested values are JSON text there
+    lines = ["dataset_info:", "  features:"]
+    for column in export.columns:
+        lines.append(f"  - name: {column.name}")
+        if column.kind == "messages" and not csv:
+            lines += ["    list:", "    - name: role", "      dtype: string", "    - name: content",
+                      "      dtype: string"]  # fmt: skip
+        elif column.kind.endswith("_list") and not csv:
+            lines.append(f"    list: {_DTYPES[column.kind.removesuffix('_list')]}")
+        elif column.kind == "timestamp" and csv:
+            lines.append("    dtype: string")
+        else:
+            lines.append(f"    dtype: {_DTYPES.get(column.kind, 'string')}")
+    return lines
+
+
+def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
+    spec, stats, project = export.spec, export.stats, export.project
+    total = stats.total
+    comparisons = export.kind == "comparisons"
+    tags = ["rlhf", "preference", "dpo", "reward-modeling"] if comparisons else ["rlhf", "sft"]
+    header = [
+        "---",
+        f"license: {_yaml_string(spec.license)}",
+        f"pretty_name: {_yaml_string(f'{project.name} ({export.kind})')}",
+        "task_categories:",
+        "- text-generation",
+        "tags:",
+        *[f"- {tag}" for tag in tags],
+        "size_categories:",
+        f"- {_size_category(total)}",
+        *features_yaml(export),
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+    ]
+    for split, path in files.items():
+        header += [f"  - split: {split}", f"    path: {_yaml_string(path)}"]
+    header.append("---")
+
+    body = [
+        f"# {project.name}: {export.kind}",
+        "",
+        _DESCRIPTIONS[export.kind],
+        f"Exported from project `{project.slug}` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} "
+        f"as {spec.format.upper()}, layout `{spec.resolved_layout}`.",
+        "",
+        "## Counts",
+        "",
+        "| split | rows |",
+        "|---|---:|",
+        *[f"| {split} | {stats.rows[split]:,} |" for split in ("train", "test")],
+        f"| **total** | **{total:,}** |",
+        "",
+    ]
+    if comparisons:
+        pref = stats.preference
+        chosen_median, rejected_median = stats.median_chars()
+        body += [
+            f"- Comparisons: {stats.comparisons:,}",
+            f"- Judgments behind the rows: {stats.judgments:,} (read: {pref.judgments_read:,})",
+            f"- Raters: {len(stats.raters):,}",
+            f"- Label sources: {', '.join(f'{k} {v:,}' for k, v in sorted(stats.sources.items())) or 'none'}",
+            f"- Mean agreement: {stats.agreement_sum / total:.3f}" if total else "- Mean agreement: n/a",
+            f"- Mean margin: {stats.margin_sum / total:.3f}" if total else "- Mean margin: n/a",
+            "",
+            "Agreement (share of votes for the winner) per row:",
+            "",
+            "| agreement | rows |",
+            "|---|---:|",
+            *[
+                f"| {bucket} | {stats.agreement_buckets[bucket]:,} |"
+                for bucket in ("1.0", "0.75-1.0", "0.5-0.75", "<0.5")
+            ],
+            "",
+            "## Length of chosen vs rejected responses (characters)",
+            "",
+            "| | chosen | rejected |",
+            "|---|---:|---:|",
+            f"| mean | {stats.chosen_chars / total if total else 0:.1f} | "
+            f"{stats.rejected_chars / total if total else 0:.1f} |",
+            f"| median | {chosen_median:.1f} | {rejected_median:.1f} |",
+            "",
+            f"The chosen response is the longer one in {100 * stats.chosen_longer / total if total else 0:.1f}% "
+            f"of rows (equal length: {stats.same_length:,}). Far above 50% hints at a length bias in the labels.",
+            "",
+            "## Aggregation rules",
+            "",
+            *[f"- {line}" for line in export.rules],
+            "",
+            "Dropped while building the rows:",
+            "",
+        ]
+        dropped = {k: v for k, v in pref.dropped.items() if v}
+        body += [f"- {reason}: {count:,}" for reason, count in sorted(dropped.items())] or ["- nothing"]
+        body.append("")
+    else:
+        body += [f"- Mean response length: {stats.chosen_chars / total if total else 0:.1f} characters", ""]
+        body += ["## Rules", "", *[f"- {line}" for line in export.rules], ""]
+    body += ["## Filters", "", *([f"- {line}" for line in export.filters] or ["- none"]), ""]
+    body += [
+        "## Split",
+        "",
+        f"By prompt: a prompt is in `test` when a hash of the seed ({spec.split_seed}) and the "
+        f"prompt's content falls below {spec.test_fraction:g}, so no prompt is in both splits and "
+        "re-exports put each prompt in the same split.",
+        "",
+        "## Columns",
+        "",
+        ", ".join(f"`{c.name}`" for c in export.columns),
+        "",
+        "Metadata columns hold no nulls: an unknown model is `\"\"`, no model version is `0`; "
+        "`flags` is comma-separated; sampling settings are JSON text; raters are pseudonymous ids.",
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'dataset = load_dataset("path/to/this/folder")  # the splits come from this card',
+        "```",
+        "",
+        "## License",
+        "",
+        f"{spec.license}",
+        "",
+    ]
+    return "\n".join(header + [""] + body)

@@ -1,0 +1,84 @@
+"""API tokens: created and revoked by their owner, stored as a hash, shown once.
+
+A token is ``rlhf_`` followed by 43 characters of ``secrets.token_urlsafe`` (256 bits), so a
+plain SHA-256 of it is enough to store (no password hashing needed: it cannot be guessed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ApiToken, User
+from app.models.types import utcnow
+
+TOKEN_PREFIX = "rlhf_"
+DEFAULT_SCOPES = ["export:read"]
+# last_used_at is written at most this often per token: no write on every API request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_TOKENS_PER_USER = 50
+
+
+class TokenError(ValueError):
+    pass
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, *, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token for ``user``; returns the row and the secret (never stored, shown once)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise TokenError("Give the token a name of 1 to 100 characters.")
+    active = [t for t in list_tokens(session, user=user) if t.revoked_at is None]
+    if len(active) >= MAX_TOKENS_PER_USER:
+        raise TokenError(f"You have {len(active)} active tokens; revoke one first.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=hash_token(secret),
+        prefix=secret[:12],
+        scopes=list(DEFAULT_SCOPES),
+    )
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
+    query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc())
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, *, user: User, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise TokenError("No such token.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+    return token
+
+
+def authenticate(session: Session, secret: str) -> User | None:
+    """The active user owning this unrevoked token, or None."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).one_or_none()
+    if token is None or token.revoked_at is not None:
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        session.flush()
+    return user
