@@ -21,8 +21,11 @@ from app import migrations
 from app.db import Base, make_engine, make_sessionmaker, normalize_url
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
+# Each test session gets its own database (several sessions may run at once on one server);
+# it is dropped at the end.
 PG_URL = normalize_url(
     os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rlhf_test")
+    + f"_{os.getpid()}"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -34,13 +37,14 @@ def _service_missing(what: str, error: Exception) -> None:
     pytest.skip(message)
 
 
-def _recreate_pg_database(url: str) -> None:
+def _recreate_pg_database(url: str, *, create: bool = True) -> None:
     parsed = make_url(url)
     admin = make_engine(parsed.set(database="postgres").render_as_string(False), pool_size=1)
     name = parsed.database
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if create:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
 
 
@@ -117,6 +121,11 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for engine in _engines.values():
         engine.dispose()
+    if PG_URL in _engines:
+        try:
+            _recreate_pg_database(PG_URL, create=False)
+        except Exception:  # noqa: BLE001 - best effort; the next run drops it anyway
+            pass
 
 
 @pytest.fixture
