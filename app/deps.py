@@ -53,7 +53,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent. With the default
+# scope FastAPI would send the response first, and a fast client could act on a pair (or a
+# judgment) that is not stored yet.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_optional_user(request: Request, session: SessionDep) -> User | None:

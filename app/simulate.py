@@ -409,7 +409,7 @@ async def _request(client: httpx.AsyncClient, method: str, url: str, **kwargs: o
         else:
             if response.status_code < 500 or attempt == RETRIES:
                 return response
-        await asyncio.sleep(0.2 * 2**attempt)
+        await asyncio.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
 
 

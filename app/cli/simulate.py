@@ -43,10 +43,8 @@ def simulate_command(
 ) -> None:
     """Label a project with simulated raters, over HTTP, through the pages people use.
 
-    Each rater logs in to the server at --base-url, scores the left and right response with the
-    oracle, picks the better one (tie when equal) and submits, until no pair is left for it or
-    --max-judgments is reached. Accounts are created in the database of DATABASE_URL (the server
-    must use the same one) with random passwords that are never shown.
+    Each rater logs in at --base-url, scores both responses with the oracle and submits the better one.
+    Accounts are made in DATABASE_URL's database (the server's), with passwords that are never shown.
     """
     from app.oracles import OracleError
     from app.simulate import SimulationConfig, SimulationError, simulate

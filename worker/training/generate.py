@@ -91,7 +91,7 @@ def generate_completions(
     device = _resolve_device(device)
     tokenizer = load_tokenizer(policy)
     model = load_policy(policy, tokenizer, dtype=best_dtype(device))
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]
     model.eval()
     eos_ids = _eos_ids(tokenizer, model)
     texts = _chat_texts(tokenizer, prompts)
@@ -125,7 +125,7 @@ def generate_completions(
 
         torch.manual_seed(config.seed + index)  # seeds CUDA too
         started = time.perf_counter()
-        output = model.generate(
+        output = model.generate(  # type: ignore[operator]
             **encoded,
             max_new_tokens=config.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
