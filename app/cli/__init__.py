@@ -262,13 +262,18 @@ def _import(kind: str, file: Path, project_slug: str) -> None:
             if project is None:
                 raise _fail(f"no project {project_slug!r} (see `rlhf projects list`)")
             with console.status(f"Importing {file.name}…"):
-                report = importing.import_file(
-                    session,
-                    project=project,
-                    kind=importing.ImportKind(kind),
-                    filename=file.name,
-                    data=data,
-                )
+                if kind == "preferences":
+                    report = importing.import_preferences(
+                        session, project=project, filename=file.name, data=data
+                    )
+                else:
+                    report = importing.import_file(
+                        session,
+                        project=project,
+                        kind=importing.ImportKind(kind),
+                        filename=file.name,
+                        data=data,
+                    )
     except importing.ImportFailed as failure:
         err.print(f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]")
         for problem in failure.problems[:50]:
@@ -298,6 +303,12 @@ def import_prompts(file: _FILE, project: _PROJECT) -> None:
 def import_pairs(file: _FILE, project: _PROJECT) -> None:
     """Pairs: prompt/messages, completion_a, completion_b [, model_a, model_b, gold]."""
     _import("pairs", file, project)
+
+
+@import_cli.command("preferences")
+def import_preferences(file: _FILE, project: _PROJECT) -> None:
+    """Labeled preference data: TRL prompt/chosen/rejected or HH-RLHF transcripts (.jsonl/.parquet)."""
+    _import("preferences", file, project)
 
 
 @import_cli.command("demos")

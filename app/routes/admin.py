@@ -167,20 +167,25 @@ async def import_upload(
     session: SessionDep,
     settings: SettingsDep,
     user: AdminUser,
-    kind: Annotated[importing.ImportKind, Form()],
+    kind: Annotated[str, Form(pattern="^(prompts|pairs|demos|preferences)$")],
     file: UploadFile,
 ) -> Response:
     project = _project_or_404(session, slug)
     data = await file.read(settings.max_upload_bytes + 1)
     filename = file.filename or "upload"
-    context: dict[str, object] = {"project": project, "kind": kind.value}
+    context: dict[str, object] = {"project": project, "kind": kind}
     if len(data) > settings.max_upload_bytes:
         context["failure_message"] = (
             f"{filename} is larger than the {settings.max_upload_bytes // (1024 * 1024)} MB limit."
         )
         return render(request, "admin/import.html", context, status_code=413)
     try:
-        report = importing.import_file(session, project=project, kind=kind, filename=filename, data=data)
+        if kind == "preferences":
+            report = importing.import_preferences(session, project=project, filename=filename, data=data)
+        else:
+            report = importing.import_file(
+                session, project=project, kind=importing.ImportKind(kind), filename=filename, data=data
+            )
     except importing.ImportFailed as failure:
         session.rollback()
         context["failure"] = failure

@@ -27,14 +27,24 @@ def _yaml_string(value: str) -> str:
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return name
     return "1M<n<10M"
 
 
-_DTYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool",
-           "timestamp": "timestamp[us, tz=UTC]"}
+_DTYPES = {
+    "str": "string",
+    "int": "int64",
+    "float": "float64",
+    "bool": "bool",
+    "timestamp": "timestamp[us, tz=UTC]",
+}
 
 
 def features_yaml(export: PreparedExport) -> list[str]:
@@ -53,6 +63,10 @@ def features_yaml(export: PreparedExport) -> list[str]:
         else:
             lines.append(f"    dtype: {_DTYPES.get(column.kind, 'string')}")
     return lines
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
 def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
@@ -122,8 +136,8 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
             f"{stats.rejected_chars / total if total else 0:.1f} |",
             f"| median | {chosen_median:.1f} | {rejected_median:.1f} |",
             "",
-            f"The chosen response is the longer one in {100 * stats.chosen_longer / total if total else 0:.1f}% "
-            f"of rows (equal length: {stats.same_length:,}). Far above 50% hints at a length bias in the labels.",
+            f"The chosen response is the longer one in {_percent(stats.chosen_longer, total)} of rows "
+            f"(equal length: {stats.same_length:,}). Far above 50% hints at a length bias in the labels.",
             "",
             "## Aggregation rules",
             "",
@@ -150,7 +164,7 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         "",
         ", ".join(f"`{c.name}`" for c in export.columns),
         "",
-        "Metadata columns hold no nulls: an unknown model is `\"\"`, no model version is `0`; "
+        'Metadata columns hold no nulls: an unknown model is `""`, no model version is `0`; '
         "`flags` is comma-separated; sampling settings are JSON text; raters are pseudonymous ids.",
         "",
         "## Loading",

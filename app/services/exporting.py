@@ -58,7 +58,7 @@ from app.services.preferences import (
 )
 
 WRITE_BATCH = 2000  # rows per write to the output (and per chunk of an HTTP download)
-PARQUET_ROW_GROUP = 50_000
+PARQUET_ROW_GROUP = 10_000  # rows buffered per Parquet row group (memory vs. file layout)
 SPLITS = ("train", "test")
 
 
@@ -136,8 +136,10 @@ def _layout_columns(layout: str) -> list[Column]:
     raise ExportError(f"unknown layout {layout!r}")
 
 
-def _sampling(value: dict[str, Any] | None) -> str:
-    return json.dumps(value, sort_keys=True) if value else ""
+def _sampling(side: Any) -> str:
+    if side.sampling_json is None:
+        side.sampling_json = json.dumps(side.sampling, sort_keys=True) if side.sampling else ""
+    return side.sampling_json
 
 
 class Pseudonyms:
@@ -170,10 +172,10 @@ def comparison_columns(layout: str, *, aggregated: bool, metadata: bool, rater: 
         Column("chosen_completion", "str", lambda r: r.winner),
         Column("chosen_model", "str", lambda r: r.chosen_side.model_name or ""),
         Column("chosen_model_version_id", "int", lambda r: r.chosen_side.model_version_id or 0),
-        Column("chosen_sampling", "str", lambda r: _sampling(r.chosen_side.sampling)),
+        Column("chosen_sampling", "str", lambda r: _sampling(r.chosen_side)),
         Column("rejected_model", "str", lambda r: r.rejected_side.model_name or ""),
         Column("rejected_model_version_id", "int", lambda r: r.rejected_side.model_version_id or 0),
-        Column("rejected_sampling", "str", lambda r: _sampling(r.rejected_side.sampling)),
+        Column("rejected_sampling", "str", lambda r: _sampling(r.rejected_side)),
     ]
     if aggregated:
         columns += [
@@ -657,7 +659,9 @@ def stream_archive(export: PreparedExport) -> Iterator[bytes]:
     yield sink.take()
 
 
-def write_directory(export: PreparedExport, directory: Any, *, progress: Callable[[int], None] | None = None) -> dict[str, str]:
+def write_directory(
+    export: PreparedExport, directory: Any, *, progress: Callable[[int], None] | None = None
+) -> dict[str, str]:
     """Write data files and README.md under ``directory``; returns split -> relative path."""
     from pathlib import Path
 

@@ -153,6 +153,7 @@ class Side:
     model_name: str | None
     model_version_id: int | None
     sampling: dict[str, Any] | None
+    sampling_json: str | None = None  # cached by the exporter: rows of a comparison share sides
 
 
 @dataclass(slots=True)
@@ -438,12 +439,14 @@ def _with_texts(session: Session, rows: list[PreferenceRow]) -> Iterator[Prefere
     for start in range(0, len(ids), TEXT_BATCH):
         for record in session.execute(_texts_query(ids[start : start + TEXT_BATCH])):
             texts[record[0]] = record
+    sides: dict[int, tuple[Side, Side]] = {}  # shared by the rows of a comparison
     for row in rows:
         record = texts[row.comparison_id]
-        side_a = Side(*record[3:8])
-        side_b = Side(*record[8:13])
+        pair = sides.get(row.comparison_id)
+        if pair is None:
+            pair = sides[row.comparison_id] = (Side(*record[3:8]), Side(*record[8:13]))
         row.messages, row.prompt_hash = record[1], record[2]
-        row.chosen_side, row.rejected_side = (side_a, side_b) if row.winner == "A" else (side_b, side_a)
+        row.chosen_side, row.rejected_side = pair if row.winner == "A" else pair[::-1]
         yield row
 
 

@@ -29,9 +29,7 @@ def test_claim_keeps_the_current_pair_until_judged(session: Session) -> None:
     first = rating.claim_next(session, project=project, rater_id=rater.id)
     again = rating.claim_next(session, project=project, rater_id=rater.id)
     assert first is not None and again is not None and first.id == again.id
-    rating.submit_judgment(
-        session, project=project, rater_id=rater.id, data=JudgmentInput(first.id, pick=-1)
-    )
+    rating.submit_judgment(session, project=project, rater_id=rater.id, data=JudgmentInput(first.id, pick=-1))
     second = rating.claim_next(session, project=project, rater_id=rater.id)
     assert second is not None and second.comparison_id != first.comparison_id
 
@@ -101,9 +99,7 @@ def test_stored_choice_names_the_right_completion(session: Session, a_on_left: b
     assignment.a_on_left = a_on_left
     session.flush()
     view = rating.pair_view(session, assignment)
-    assert (view.left_text, view.right_text) == (
-        ("alpha", "beta") if a_on_left else ("beta", "alpha")
-    )
+    assert (view.left_text, view.right_text) == (("alpha", "beta") if a_on_left else ("beta", "alpha"))
     judgment, _ = rating.submit_judgment(
         session, project=project, rater_id=rater.id, data=JudgmentInput(assignment.id, pick=-2)
     )  # "left is much better"

@@ -1,0 +1,186 @@
+"""`rlhf export comparisons|demos`: the same exports as the web page and the API, to a path.
+
+-o PATH ending in .zip writes an archive (data files per split and README.md), a path ending in
+.jsonl/.parquet/.csv writes one file with a `split` column, anything else a folder that
+`datasets.load_dataset(PATH)` reads as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+err = Console(stderr=True)
+
+export_cli = typer.Typer(
+    help="Export labeled comparisons or demonstrations (JSONL, Parquet, CSV) with a dataset card.",
+    no_args_is_help=True,
+)
+
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(export_cli, name="export")
+
+
+Project = Annotated[str, typer.Option("--project", help="Project slug.")]
+Output = Annotated[Path, typer.Option("-o", "--output", help="A .zip, a single data file, or a folder.")]
+Fmt = Annotated[str, typer.Option("--format", help="jsonl, parquet or csv.")]
+Layout = Annotated[str | None, typer.Option(help="Row layout (see --help of the API docs).")]
+DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or time.")]
+
+
+def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
+    from sqlalchemy import func, select
+
+    from app.config import get_settings
+    from app.db import make_engine, make_sessionmaker
+    from app.models import Demonstration, Judgment, Project
+    from app.schemas.export import ComparisonExport, DemoExport
+    from app.services import exporting
+
+    values = {k: v for k, v in values.items() if v is not None and v != []}
+    try:
+        spec = (DemoExport if kind == "demos" else ComparisonExport).model_validate(values)
+    except ValidationError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    factory = make_sessionmaker(make_engine(settings.database_url, pool_size=2))
+    with factory() as session:
+        project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
+        if project is None:
+            err.print(f"[red]error:[/red] no project {slug!r}")
+            raise typer.Exit(1)
+        try:
+            if kind == "demos":
+                export = exporting.prepare_demos(session, project=project, spec=spec)  # type: ignore[arg-type]
+                table: Any = Demonstration
+            else:
+                export = exporting.prepare_comparisons(
+                    session,
+                    project=project,
+                    spec=spec,
+                    secret_key=settings.secret_key,  # type: ignore[arg-type]
+                )
+                table = Judgment
+        except exporting.ExportError as error:
+            err.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+        # The bar counts source rows: judgments (or demonstrations) of the project.
+        total = session.scalar(select(func.count()).select_from(table).where(table.project_id == project.id))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task(f"{slug} {kind}", total=total)
+            read = 0
+
+            def advance(_rows: int) -> None:
+                nonlocal read
+                now = export.stats.preference.judgments_read if kind == "comparisons" else export.stats.total
+                progress.update(task, completed=now)
+                read = now
+
+            suffix = output.suffix.lower()
+            if suffix == ".zip":
+                with tempfile.TemporaryDirectory() as tmp:
+                    exporting.write_directory(export, tmp, progress=advance)
+                    archive = shutil.make_archive(str(output.with_suffix("")), "zip", tmp)
+                    Path(archive).replace(output)
+            elif suffix in (".jsonl", ".parquet", ".csv"):
+                if suffix != export.extension:
+                    err.print(f"[red]error:[/red] {output} does not end in {export.extension}")
+                    raise typer.Exit(2)
+                exporting.write_file(export, output, progress=advance)
+            else:
+                exporting.write_directory(export, output, progress=advance)
+            progress.update(task, completed=total)
+        session.rollback()
+    stats = export.stats
+    err.print(
+        f"{stats.total:,} rows (train {stats.rows['train']:,}, test {stats.rows['test']:,}) -> {output}"
+    )
+
+
+@export_cli.command("comparisons")
+def export_comparisons(
+    project: Project,
+    output: Output,
+    format: Fmt = "jsonl",
+    layout: Layout = None,
+    aggregation: Annotated[str, typer.Option(help="majority, mean_strength or per_rater.")] = "majority",
+    ties: Annotated[str, typer.Option(help="drop or ignore.")] = "drop",
+    include_both_bad: Annotated[bool, typer.Option(help="Keep both-bad judgments as votes.")] = False,
+    label_source: Annotated[str, typer.Option(help="human, ai or both.")] = "human",
+    min_agreement: Annotated[float, typer.Option(help="Drop rows below this agreement.")] = 0.0,
+    rater: Annotated[list[str] | None, typer.Option(help="Only this rater (repeatable).")] = None,
+    exclude_flag: Annotated[list[str] | None, typer.Option(help="Drop judgments with this flag.")] = None,
+    gold: Annotated[str, typer.Option(help="include, exclude or only.")] = "include",
+    date_from: DateOpt = None,
+    date_to: DateOpt = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of prompts in test.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    license: Annotated[str, typer.Option(help="License id for the card.")] = "other",
+    metadata: Annotated[bool, typer.Option(help="Metadata columns.")] = True,
+) -> None:
+    """Preference rows (prompt, chosen, rejected, margin, agreement, metadata) for TRL."""
+    _run(
+        "comparisons",
+        project,
+        output,
+        {
+            "format": format,
+            "layout": layout,
+            "aggregation": aggregation,
+            "ties": ties,
+            "include_both_bad": include_both_bad,
+            "label_source": label_source,
+            "min_agreement": min_agreement,
+            "raters": rater or [],
+            "exclude_flags": exclude_flag or [],
+            "gold": gold,
+            "date_from": date_from,
+            "date_to": date_to,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "license": license,
+            "metadata": metadata,
+        },
+    )
+
+
+@export_cli.command("demos")
+def export_demos(
+    project: Project,
+    output: Output,
+    format: Fmt = "jsonl",
+    layout: Layout = None,
+    date_from: DateOpt = None,
+    date_to: DateOpt = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of prompts in test.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    license: Annotated[str, typer.Option(help="License id for the card.")] = "other",
+    metadata: Annotated[bool, typer.Option(help="Metadata columns.")] = True,
+) -> None:
+    """Demonstrations as SFT messages (or prompt/response text)."""
+    _run(
+        "demos",
+        project,
+        output,
+        {
+            "format": format,
+            "layout": layout,
+            "date_from": date_from,
+            "date_to": date_to,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "license": license,
+            "metadata": metadata,
+        },
+    )

@@ -1,0 +1,193 @@
+"""The researcher's export page (form, preview, download) and the API-token page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.deps import SessionDep, SettingsDep, StaffUser, verify_csrf
+from app.models import Project
+from app.schemas.export import ComparisonExport, DemoExport
+from app.services import exporting, tokens
+from app.services.exporting import ExportError, PreparedExport
+from app.templating import render
+
+router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])
+
+_LIST_FIELDS = ("raters", "exclude_flags")
+_MEDIA = {
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+    ".zip": "application/zip",
+}
+
+
+def project_or_404(session: Session, slug: str) -> Project:
+    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
+    if project is None:
+        raise HTTPException(404, "No project with this name.")
+    return project
+
+
+def builder(
+    kind: str, spec: ComparisonExport | DemoExport, slug: str, secret_key: str
+) -> Callable[[Session], PreparedExport]:
+    """How to prepare the export on a given session (checked once, then run on the stream's own)."""
+
+    def build(session: Session) -> PreparedExport:
+        project = project_or_404(session, slug)
+        if kind == "demos":
+            assert isinstance(spec, DemoExport)
+            return exporting.prepare_demos(session, project=project, spec=spec)
+        assert isinstance(spec, ComparisonExport)
+        return exporting.prepare_comparisons(session, project=project, spec=spec, secret_key=secret_key)
+
+    return build
+
+
+def streaming_download(
+    request: Request,
+    session: Session,
+    build: Callable[[Session], PreparedExport],
+    *,
+    archive: bool,
+    split: str = "all",
+) -> StreamingResponse:
+    """Check the export on the request's session, then stream it from a session of its own.
+
+    The body is produced after the route returns, so it must not use the request's session.
+    """
+    export = build(session)  # raises ExportError / 404 before any byte is sent
+    name = exporting.filename(export, archive=archive, split=split)
+    # End the request's transaction now: on SQLite it holds the database lock that the
+    # stream's own session needs (and the route has nothing more to write).
+    session.commit()
+    factory = request.app.state.sessionmaker
+
+    def body() -> Iterator[bytes]:
+        with factory() as own:
+            prepared = build(own)
+            if archive:
+                yield from exporting.stream_archive(prepared)
+            else:
+                yield from exporting.stream_file(prepared, split=split)
+            own.rollback()
+
+    media = _MEDIA[".zip" if archive else export.extension]
+    return StreamingResponse(
+        body(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+def _form_spec(request: Request) -> tuple[str, ComparisonExport | DemoExport, str]:
+    """The export form's GET parameters; empty fields mean 'not given'."""
+    query = request.query_params
+    kind = query.get("what", "comparisons")
+    values: dict[str, Any] = {}
+    for key, value in query.multi_items():
+        if key in ("what", "project", "archive", "split") or value.strip() == "":
+            continue
+        if key in _LIST_FIELDS:
+            values.setdefault(key, []).append(value)
+        else:
+            values[key] = value
+    model = DemoExport if kind == "demos" else ComparisonExport
+    return kind, model.model_validate(values), query.get("project", "")
+
+
+def _errors(error: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in error.errors()]
+
+
+def _page_context(session: Session) -> dict[str, Any]:
+    projects = list(session.scalars(select(Project).order_by(Project.name)))
+    return {"projects": projects, "comparison_defaults": ComparisonExport(), "demo_defaults": DemoExport()}
+
+
+@router.get("/export", include_in_schema=False)
+def export_page(request: Request, session: SessionDep, user: StaffUser) -> Response:
+    return render(request, "export/index.html", _page_context(session) | {"query": request.query_params})
+
+
+@router.get("/export/preview", include_in_schema=False)
+def preview_export(request: Request, session: SessionDep, settings: SettingsDep, user: StaffUser) -> Response:
+    try:
+        kind, spec, slug = _form_spec(request)
+        export = builder(kind, spec, slug, settings.secret_key)(session)
+        rows, card = exporting.preview(export)
+    except ValidationError as error:
+        return render(request, "export/_preview.html", {"errors": _errors(error)}, status_code=422)
+    except ExportError as error:
+        return render(request, "export/_preview.html", {"errors": [str(error)]}, status_code=422)
+    columns = [c.name for c in export.columns]
+    return render(
+        request,
+        "export/_preview.html",
+        {"rows": rows, "columns": columns, "card": card, "total": export.stats.total, "export": export},
+    )
+
+
+@router.get("/export/download", include_in_schema=False)
+def download_export(
+    request: Request, session: SessionDep, settings: SettingsDep, user: StaffUser
+) -> Response:
+    try:
+        kind, spec, slug = _form_spec(request)
+        build = builder(kind, spec, slug, settings.secret_key)
+        archive = request.query_params.get("archive", "1") != "0"
+        split = request.query_params.get("split", "all")
+        if split not in ("all", "train", "test"):
+            raise ExportError("split must be all, train or test")
+        return streaming_download(request, session, build, archive=archive, split=split)
+    except ValidationError as error:
+        message = "; ".join(_errors(error))
+    except ExportError as error:
+        message = str(error)
+    return render(request, "error.html", {"title": "Invalid export", "message": message}, status_code=422)
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+def _tokens_page(
+    request: Request, session: Session, user: Any, *, secret: str | None = None, error: str | None = None,
+    status_code: int = 200,
+) -> Response:  # fmt: skip
+    return render(
+        request,
+        "account/tokens.html",
+        {"tokens": tokens.list_tokens(session, user=user), "secret": secret, "error": error},
+        status_code=status_code,
+    )
+
+
+@router.get("/account/tokens", include_in_schema=False)
+def list_tokens(request: Request, session: SessionDep, user: StaffUser) -> Response:
+    return _tokens_page(request, session, user)
+
+
+@router.post("/account/tokens", include_in_schema=False)
+def create_token(
+    request: Request, session: SessionDep, user: StaffUser, name: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    try:
+        _, secret = tokens.create_token(session, user=user, name=name)
+    except tokens.TokenError as error:
+        return _tokens_page(request, session, user, error=str(error), status_code=422)
+    return _tokens_page(request, session, user, secret=secret)
+
+
+@router.post("/account/tokens/{token_id}/revoke", include_in_schema=False)
+def revoke_token(request: Request, token_id: int, session: SessionDep, user: StaffUser) -> Response:
+    try:
+        tokens.revoke_token(session, user=user, token_id=token_id)
+    except tokens.TokenError as error:
+        raise HTTPException(404, str(error)) from None
+    return _tokens_page(request, session, user)
