@@ -67,9 +67,7 @@ class LiveServer:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def wait_for(
-        self, read: Callable[[Session], T], check: Callable[[T], bool], timeout: float = 5.0
-    ) -> T:
+    def wait_for(self, read: Callable[[Session], T], check: Callable[[T], bool], timeout: float = 10.0) -> T:
         """Poll the database (each time in a fresh session) until `check(read(session))` holds.
 
         Returns the last value read; the caller asserts on it, so a timeout shows what was there.
@@ -174,7 +172,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any) -> Iterator[Any]:
     """A page in a fresh browser context: no cookies or storage from other tests."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(5000)
+    context.set_default_timeout(10_000)
     page = context.new_page()
     yield page
     context.close()

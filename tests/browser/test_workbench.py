@@ -101,14 +101,34 @@ def _done_today(page: Any) -> int:
     return int(page.locator("[data-testid=done-today]").inner_text())
 
 
-def _wait_for_assignment(page: Any, *, changed_from: int | None = None, equal_to: int | None = None):  # type: ignore[no-untyped-def]
-    """Wait for htmx to swap in the workbench of another (or of a given) assignment."""
-    if changed_from is not None:
-        script = "old => { const i = document.querySelector(%r); return !!i && i.value !== String(old); }"
-        page.wait_for_function(script % ASSIGNMENT_INPUT, arg=changed_from)
-    if equal_to is not None:
-        script = "want => { const i = document.querySelector(%r); return !!i && i.value === String(want); }"
-        page.wait_for_function(script % ASSIGNMENT_INPUT, arg=equal_to)
+SETTLE_COUNTER = """() => {
+  if (window.__settles === undefined) {
+    window.__settles = 0;
+    document.addEventListener("htmx:afterSettle", () => { window.__settles += 1; });
+  }
+  return window.__settles;
+}"""
+
+
+def _settles(page: Any) -> int:
+    """How many htmx swaps have settled on this page (counting starts at the first call)."""
+    return int(page.evaluate(SETTLE_COUNTER))
+
+
+def _wait_for_assignment(
+    page: Any, settled: int, *, changed_from: int | None = None, equal_to: int | None = None
+) -> None:
+    """Wait until htmx has swapped in another (or a given) assignment AND settled the swap.
+
+    Only after settling has htmx wired up the new forms; a key pressed before that would submit
+    them natively (see test_shortcut_right_after_a_swap_stays_in_the_page).
+    """
+    script = """([settled, old, want]) => {
+      const i = document.querySelector("#judge-form input[name=assignment_id]");
+      if (!i || window.__settles <= settled) return false;
+      return want === null ? i.value !== String(old) : i.value === String(want);
+    }"""
+    page.wait_for_function(script, arg=[settled, changed_from, equal_to])
 
 
 def _judgments(server: Any) -> dict[int, Judgment]:
@@ -169,8 +189,9 @@ def test_keyboard_only_labelling_with_undo(live_server: Any, page: Any, order: s
         assert first["a_on_left"] is forced[0]
     page.keyboard.press("1")
     assert _checked(page, f"{FORM} input[name=pick][value='-2']")
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=first["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=first["assignment_id"])
     assert _done_today(page) == 1
     assert len(_wait_for_count(live_server, 1)) == 1
 
@@ -182,8 +203,9 @@ def test_keyboard_only_labelling_with_undo(live_server: Any, page: Any, order: s
     assert not page.locator(f"{FORM} input[name=pick]:checked").count(), "a fresh pair starts blank"
     page.keyboard.press("3")
     assert _checked(page, f"{FORM} input[name=pick][value='0']")
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=second["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=second["assignment_id"])
     assert _done_today(page) == 2
     assert len(_wait_for_count(live_server, 2)) == 2
 
@@ -209,19 +231,22 @@ def test_keyboard_only_labelling_with_undo(live_server: Any, page: Any, order: s
     assert not _checked(page, f"{FORM} input[name=flags][value='factual error']")
     assert not _checked(page, f"{FORM} input[name=both_bad]")
     assert int(page.input_value(ASSIGNMENT_INPUT)) == third["assignment_id"]
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=third["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=third["assignment_id"])
     assert _done_today(page) == 3
     stored = _wait_for_count(live_server, 3)
     assert third["comparison_id"] in stored
     fourth = _shown(page, by_text)
 
     # --- undo: pair 3 comes back with its answer pre-selected, and leaves the database ------
+    settled = _settles(page)
     page.keyboard.press("u")
-    _wait_for_assignment(page, equal_to=third["assignment_id"])
+    _wait_for_assignment(page, settled, equal_to=third["assignment_id"])
     again = _shown(page, by_text)
     assert (again["left"], again["right"]) == (third["left"], third["right"]), "same order"
-    assert "withdrawn" in page.locator("#workbench .notice").inner_text()
+    notices = page.locator("#workbench .notice").all_inner_texts()
+    assert any("withdrawn" in n for n in notices), page.locator("#workbench").inner_html()
     assert _checked(page, f"{FORM} input[name=pick][value='1']")
     assert page.locator(f"{FORM} input[name=pick]:checked").count() == 1
     assert _checked(page, f"{FORM} input[name=flags][value='harmful']")
@@ -244,8 +269,9 @@ def test_keyboard_only_labelling_with_undo(live_server: Any, page: Any, order: s
         assert reopened is not None and reopened.status == AssignmentStatus.active
 
     # Submitting the restored answer stores it, mapped through the pair's order.
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, equal_to=fourth["assignment_id"])
+    _wait_for_assignment(page, settled, equal_to=fourth["assignment_id"])
     assert _done_today(page) == 3
     stored = _wait_for_count(live_server, 3)
     three = stored[third["comparison_id"]]
@@ -270,9 +296,10 @@ def test_double_enter_stores_one_judgment(live_server: Any, page: Any) -> None:
     page.evaluate("window.__marker = 1")
     shown = _shown(page, by_text)
     page.keyboard.press("2")
+    settled = _settles(page)
     page.keyboard.press("Enter")
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=shown["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=shown["assignment_id"])
     page.wait_for_load_state("networkidle")
 
     stored = _wait_for_count(live_server, 1)
@@ -285,7 +312,6 @@ def test_double_enter_stores_one_judgment(live_server: Any, page: Any) -> None:
     assert page.evaluate("window.__marker") == 1
     # The second Enter was either dropped while the first was in flight (hx-sync), or reached
     # the next, still blank pair and was refused there: it never stores a second judgment.
-    print("judgment POSTs:", len(posts))
     assert len(posts) in (1, 2), posts
     if len(posts) == 2:
         assert "Choose which response is better" in page.locator("#workbench").inner_text()
@@ -301,13 +327,15 @@ def test_undo_pressed_while_the_submit_is_in_flight(live_server: Any, page: Any)
     _login(page, live_server)
     first = _shown(page, by_text)
     page.keyboard.press("1")
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=first["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=first["assignment_id"])
     second = _shown(page, by_text)
     _wait_for_count(live_server, 1)
     page.keyboard.press("3")
+    settled = _settles(page)
     page.keyboard.press("Enter")
-    _wait_for_assignment(page, changed_from=second["assignment_id"])
+    _wait_for_assignment(page, settled, changed_from=second["assignment_id"])
     _wait_for_count(live_server, 2)
     third = _shown(page, by_text)
     # The rater submits pair 3 and at once asks to undo: either the undo is refused while the
@@ -323,3 +351,39 @@ def test_undo_pressed_while_the_submit_is_in_flight(live_server: Any, page: Any)
     assert _done_today(page) == len(stored), "the counter on screen disagrees with the database"
     if third["comparison_id"] not in stored:
         assert _shown(page, by_text)["assignment_id"] == third["assignment_id"]
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="app bug: htmx wires up swapped-in forms only after its 20 ms settle delay; a shortcut "
+    "in that window submits the form natively and leaves the page (templates/base.html "
+    "htmx-config lacks defaultSettleDelay: 0)",
+)
+@pytest.mark.parametrize("key", ["Enter", "u"])
+def test_shortcut_right_after_a_swap_stays_in_the_page(live_server: Any, page: Any, key: str) -> None:
+    """A fast rater's next key, 5 ms after the new pair appeared, is handled like any other."""
+    by_text = _seed(live_server)["by_text"]
+    _login(page, live_server)
+    page.evaluate("window.__marker = 1")
+    first = _shown(page, by_text)
+    # The key is sent from the page itself: Playwright cannot time a press this precisely.
+    page.evaluate(
+        """key => document.addEventListener("htmx:afterSwap", () => setTimeout(() => {
+             document.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+           }, 5), {once: true})""",
+        key,
+    )
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__marker") == 1, f"the page was left for {page.url}"
+    assert page.url == live_server.url(f"/rate/{SLUG}")
+    if key == "Enter":  # the new pair has no pick yet: the form says so
+        assert "Choose which response is better" in page.locator("#workbench .error").inner_text()
+        assert len(_wait_for_count(live_server, 1)) == 1
+    else:  # the undo brings the first pair back with its answer pre-selected
+        assert _shown(page, by_text)["assignment_id"] == first["assignment_id"]
+        assert _checked(page, f"{FORM} input[name=pick][value='-2']")
+        assert "withdrawn" in page.locator("#workbench .notice").inner_text()
+        assert len(_wait_for_count(live_server, 0)) == 0

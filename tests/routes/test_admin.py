@@ -51,7 +51,8 @@ def test_create_edit_and_import(app, client) -> None:  # type: ignore[no-untyped
         files={"file": ("pairs.jsonl", body, "application/jsonl")},
     )
     assert rejected.status_code == 422
-    assert "line 2" in rejected.text and "completion_b" in rejected.text and "Nothing was stored" in rejected.text
+    assert "line 2" in rejected.text and "completion_b" in rejected.text
+    assert "Nothing was stored" in rejected.text
     assert _pairs(app) == 0
 
     csv_body = b"prompt,completion_a,completion_b,gold\nSay hi,Hi!,Hello there.,A\nCount,1 2 3,one two,\n"

@@ -276,8 +276,8 @@ def train_ppo(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = _use_bf16(config, dev)
     frozen_dtype = torch.bfloat16 if amp and dev.type == "cuda" else torch.float32  # (16)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    torch.manual_seed(config.seed)  # initialisation, minibatch order and sampling
+    prompt_rng = random.Random(config.seed)  # prompt order
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0)  # (1) no LoRA dropout
     if config.lora_dropout:
         reporter.log("lora_dropout is ignored: PPO keeps dropout off in every model")
@@ -334,7 +334,7 @@ def train_ppo(
 
     def next_prompts() -> list[str]:
         while len(order) < config.batch_size:  # reshuffle each pass over the prompts
-            order.extend(random.sample(range(len(texts)), len(texts)))
+            order.extend(prompt_rng.sample(range(len(texts)), len(texts)))
         picked = [texts[order.pop(0)] for _ in range(config.batch_size)]
         return picked
 
@@ -425,6 +425,7 @@ def train_ppo(
             "objective/rlhf_reward": scores.mean().item() + mean_non_score,
             "response/length": mask_f.sum(1).mean().item(),
             "response/eos_rate": has_eos.float().mean().item(),
+            "response/width": float(responses.shape[1]),  # decode steps taken by generate
             "kl/beta": beta,
             "lr": optimizer.param_groups[0]["lr"],
             "time/generation": t1 - t0,
