@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from app.deps import SessionDep
@@ -13,3 +14,8 @@ def read_health(session: SessionDep) -> dict[str, str]:
     """Liveness and database reachability (for load balancers and `rlhf up`)."""
     session.execute(text("SELECT 1"))
     return {"status": "ok"}
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> RedirectResponse:
+    return RedirectResponse("/static/favicon.svg", status_code=308)

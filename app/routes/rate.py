@@ -84,6 +84,13 @@ def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Res
 @router.get("/{slug}", include_in_schema=False)
 def rate_page(request: Request, slug: str, session: SessionDep, user: RaterUser) -> Response:
     project = _project(session, slug)
+    undone = request.session.pop("undone", None)
+    if undone:
+        previous = JudgmentInput(**{**undone, "flags": tuple(undone["flags"])})
+        return _workbench(
+            request, session, project, user.id, full_page=not is_htmx(request), previous=previous,
+            notice="Your last judgment was withdrawn. Change it and submit again.",
+        )  # fmt: skip
     return _workbench(request, session, project, user.id, full_page=not is_htmx(request))
 
 
@@ -115,8 +122,9 @@ def submit_judgment(
     except rating.InvalidJudgment as problem:
         session.rollback()
         return _workbench(
-            request, session, project, user.id, error=str(problem), previous=data, status_code=422
-        )
+            request, session, project, user.id, error=str(problem), previous=data, status_code=422,
+            full_page=not is_htmx(request),
+        )  # fmt: skip
     except RatingError as problem:
         session.commit()  # keeps the lapsed mark on a refused late submit
         return _after_post(request, slug) or _workbench(
@@ -139,8 +147,9 @@ def skip_pair(
         rating.skip(session, project=project, rater_id=user.id, assignment_id=assignment_id)
     except RatingError as problem:
         return _workbench(
-            request, session, project, user.id, notice=str(problem), status_code=problem.status_code
-        )
+            request, session, project, user.id, notice=str(problem), status_code=problem.status_code,
+            full_page=not is_htmx(request),
+        )  # fmt: skip
     return _after_post(request, slug) or _workbench(request, session, project, user.id)
 
 
@@ -160,7 +169,15 @@ def undo_judgment(
         notice = f"Nothing to undo: only your last judgment of the past {minutes} minutes can be."
         return _after_post(request, slug) or _workbench(request, session, project, user.id, notice=notice)
     assignment, previous = undone
-    return _after_post(request, slug) or _workbench(
+    if not is_htmx(request):
+        # A redirect (so a reload cannot undo a second judgment) that still shows the answer.
+        request.session["undone"] = {
+            "assignment_id": previous.assignment_id, "pick": previous.pick,
+            "both_bad": previous.both_bad, "flags": list(previous.flags),
+            "rationale": previous.rationale[:1500],  # the session cookie holds at most ~4 KB
+        }  # fmt: skip
+        return RedirectResponse(f"/rate/{slug}", status_code=303)
+    return _workbench(
         request,
         session,
         project,

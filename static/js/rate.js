@@ -3,7 +3,19 @@
 (function () {
   "use strict";
 
+  let inFlight = false;
+  let pendingUndo = false;
+
   function workbench() { return document.getElementById("workbench"); }
+
+  document.addEventListener("htmx:beforeRequest", function () { inFlight = true; });
+  document.addEventListener("htmx:afterRequest", function () { inFlight = false; });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (pendingUndo) {
+      pendingUndo = false;
+      submitForm("undo-form");
+    }
+  });
 
   function submitForm(id) {
     const form = document.getElementById(id);
@@ -46,7 +58,13 @@
       return;
     }
     if (key === "s") { if (document.getElementById("skip-form")) { submitForm("skip-form"); event.preventDefault(); } return; }
-    if (key === "u") { submitForm("undo-form"); event.preventDefault(); return; }
+    if (key === "u") {
+      event.preventDefault();
+      // An undo pressed while a submit is in flight applies to that submit: wait for it.
+      if (inFlight) pendingUndo = true;
+      else submitForm("undo-form");
+      return;
+    }
 
     const input = bench.querySelector('input[data-key="' + CSS.escape(key.toLowerCase()) + '"]');
     if (!input) return;

@@ -15,7 +15,7 @@ from app.models import Role
 from tests.utils.factories import make_user
 from tests.utils.web import csrf_from, login
 
-PUBLIC = {"/", "/login", "/logout", "/healthz"}
+PUBLIC = {"/", "/login", "/logout", "/healthz", "/favicon.ico"}
 LOGGED_IN_ANY_ROLE = {"/account/password"}
 
 
