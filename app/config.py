@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     login_rate_limit: int = Field(
         10, description="Failed logins allowed per username and client address per 5 minutes."
     )
-    db_pool_size: int = Field(10, description="Connections per web process (PostgreSQL).")
+    db_pool_size: int = Field(
+        20,
+        description="Connections per web process (PostgreSQL), as many again in overflow; match it "
+        "to the request threads (40) so that requests do not queue for a connection.",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

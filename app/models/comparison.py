@@ -53,7 +53,9 @@ class Comparison(Base):
     __table_args__ = (
         UniqueConstraint("completion_a_id", "completion_b_id"),
         CheckConstraint("completion_a_id <> completion_b_id", name="distinct_completions"),
-        Index("ix_comparisons_open", "project_id", "judgment_count"),
+        # The next-pair query walks this index backwards (judgment_count DESC, id DESC) and stops
+        # at the first free pair instead of sorting the project's pairs.
+        Index("ix_comparisons_open", "project_id", "judgment_count", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

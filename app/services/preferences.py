@@ -48,6 +48,7 @@ comparison; texts are fetched afterwards, per batch of decided comparisons, once
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -257,6 +258,11 @@ def iter_preference_rows(
     if not 0.0 <= rules.min_agreement <= 1.0:
         raise ValueError("min_agreement must be between 0 and 1")
     stats = stats if stats is not None else PreferenceStats()
+    if session.get_bind().dialect.name == "postgresql":
+        yield from _iter_rows_postgresql(
+            session, project_id=project_id, rules=rules, selection=selection, stats=stats
+        )
+        return
     query = _judgments_query(project_id, selection)
     result = session.execute(query.execution_options(yield_per=READ_BATCH))
     decided: list[PreferenceRow] = []
@@ -475,6 +481,207 @@ def _texts_query(comparison_ids: list[int]) -> Select[Any]:
         .join(b, b.c.id == c.completion_b_id)
         .where(c.id.in_(comparison_ids))
     )
+
+
+# --- PostgreSQL: a raw psycopg server-side cursor ----------------------------------------------
+
+PG_READ_BATCH = 10_000  # judgments per fetch of the named cursor
+PROMPT_CACHE = 10_000  # prompts kept between batches (a prompt may recur in later comparisons)
+
+
+def _iter_rows_postgresql(
+    session: Session,
+    *,
+    project_id: int,
+    rules: RuleSet,
+    selection: JudgmentFilter,
+    stats: PreferenceStats,
+) -> Iterator[PreferenceRow]:
+    """The same rows as the generic path, read through psycopg's named cursor as plain tuples.
+
+    One narrow query streams the judgments (ordered by comparison); the texts of each fetched
+    batch come from one lookup keyed by comparison id, with prompts cached across batches.
+    No ORM or SQLAlchemy ``Row`` objects are built per judgment.
+    """
+    from psycopg.rows import tuple_row
+
+    connection = session.connection()
+    raw = connection.connection.driver_connection
+    compiled = _judgments_query(project_id, selection).compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    # flags as text: almost always '[]', parsed only when not.
+    sql = str(compiled).replace("judgments.flags,", "judgments.flags::text,", 1)
+    texts = _PgTexts(raw)
+    wanted_ids = selection.judgment_ids
+    excluded = selection.exclude_flags
+    per_rater = rules.aggregation == "per_rater"
+    loads = json.loads
+    no_flags: list[str] = []
+    with raw.cursor(name=f"rlhf_export_{id(session):x}", row_factory=tuple_row) as cursor:
+        cursor.itersize = PG_READ_BATCH
+        cursor.execute(sql, compiled.params)
+        pending: list[tuple[Any, ...]] = []  # the judgments of a comparison cut by a batch boundary
+        while True:
+            fetched = cursor.fetchmany(PG_READ_BATCH)
+            last = not fetched
+            records = pending + fetched
+            if not last:
+                # Hold back the last comparison: its judgments may continue in the next batch.
+                cut = len(records)
+                tail_id = records[-1][1]
+                while cut and records[cut - 1][1] == tail_id:
+                    cut -= 1
+                records, pending = records[:cut], records[cut:]
+            decided: list[PreferenceRow] = []
+            for comparison_id, group in itertools.groupby(records, key=_comparison_of):
+                stats.comparisons_read += 1
+                votes: list[Vote] = []
+                r: tuple[Any, ...] = ()
+                for r in group:
+                    if wanted_ids is not None and r[0] not in wanted_ids:
+                        continue
+                    stats.judgments_read += 1
+                    flags = no_flags if r[7] == "[]" else loads(r[7])
+                    if excluded and not excluded.isdisjoint(flags):
+                        stats.dropped["flagged"] += 1
+                        continue
+                    votes.append(Vote(r[0], r[2], r[3], r[4], r[5], flags, *r[8:13]))
+                if votes:
+                    decided.extend(
+                        _decide_per_rater(votes, rules, stats, comparison_id, r[6], r[13], r[14])
+                        if per_rater
+                        else decide(
+                            votes,
+                            rules=rules,
+                            stats=stats,
+                            comparison_id=comparison_id,
+                            prompt_id=r[6],
+                            kind=str(r[13]),
+                            gold_choice=r[14],
+                        )
+                    )
+            if decided:
+                texts.attach(decided)
+                stats.rows += len(decided)
+                yield from decided
+            if last:
+                break
+
+
+def _comparison_of(record: tuple[Any, ...]) -> Any:
+    return record[1]
+
+
+def _decide_per_rater(
+    votes: list[Vote],
+    rules: RuleSet,
+    stats: PreferenceStats,
+    comparison_id: int,
+    prompt_id: int,
+    kind: str,
+    gold_choice: str | None,
+) -> list[PreferenceRow]:
+    """`decide` for ``per_rater`` (same rules), without its per-call closures."""
+    counted: list[Vote] = []
+    for vote in votes:
+        if vote.both_bad and not rules.include_both_bad:
+            stats.dropped["both_bad"] += 1
+        elif vote.choice == "tie" and rules.ties == "ignore":
+            stats.dropped["tie_votes"] += 1
+        else:
+            counted.append(vote)
+    n = len(counted)
+    if n == 0:
+        return []
+    tally: dict[str, int] = {}
+    for vote in counted:
+        tally[vote.choice] = tally.get(vote.choice, 0) + 1
+    minimum = rules.min_agreement
+    rows = []
+    for vote in counted:
+        choice = vote.choice
+        if choice == "tie":
+            stats.dropped["tie_votes"] += 1
+            continue
+        agreement = round(tally[choice] / n, 6)
+        if agreement < minimum:
+            stats.dropped["below_min_agreement"] += 1
+            continue
+        rows.append(
+            PreferenceRow(
+                comparison_id,
+                prompt_id,
+                kind,
+                gold_choice,
+                choice,
+                round(float(vote.strength), 6),
+                agreement,
+                n,
+                [vote],
+            )  # fmt: skip
+        )
+    return rows
+
+
+class _PgTexts:
+    """Prompts and completion texts for a batch of rows: one query per batch, prompts cached."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.prompts: dict[int, tuple[list[dict[str, str]], str]] = {}
+        # sampling settings repeat across completions: parsed (and canonically dumped) once
+        self.samplings: dict[str | None, tuple[dict[str, Any] | None, str]] = {}
+
+    def _sampling(self, text: str | None) -> tuple[dict[str, Any] | None, str]:
+        found = self.samplings.get(text)
+        if found is None:
+            if len(self.samplings) >= PROMPT_CACHE:
+                self.samplings.clear()
+            value = None if text is None else json.loads(text)
+            # the exporter's canonical text of the settings (Side.sampling_json)
+            found = self.samplings[text] = (value, json.dumps(value, sort_keys=True) if value else "")
+        return found
+
+    def attach(self, rows: list[PreferenceRow]) -> None:
+        from psycopg.rows import tuple_row
+
+        comparison_ids = sorted({row.comparison_id for row in rows})
+        prompts = self.prompts
+        missing = sorted({row.prompt_id for row in rows if row.prompt_id not in prompts})
+        with self.raw.cursor(row_factory=tuple_row) as cur:
+            if missing:
+                if len(prompts) + len(missing) > PROMPT_CACHE:
+                    prompts.clear()
+                cur.execute("SELECT id, messages, content_hash FROM prompts WHERE id = ANY(%s)", (missing,))
+                for prompt_id, messages, content_hash in cur:
+                    prompts[prompt_id] = (messages, content_hash)
+            cur.execute(_PG_SIDES, (comparison_ids,))
+            sampling = self._sampling
+            sides = {
+                record[0]: (
+                    Side(*record[1:5], *sampling(record[5])),
+                    Side(*record[6:10], *sampling(record[10])),
+                )
+                for record in cur
+            }
+        for row in rows:
+            a, b = sides[row.comparison_id]
+            row.messages, row.prompt_hash = prompts[row.prompt_id]
+            if row.winner == "A":
+                row.chosen_side, row.rejected_side = a, b
+            else:
+                row.chosen_side, row.rejected_side = b, a
+
+
+_PG_SIDES = """
+SELECT c.id, a.id, a.text, a.model_name, a.model_version_id, a.sampling::text,
+       b.id, b.text, b.model_name, b.model_version_id, b.sampling::text
+FROM comparisons c
+JOIN completions a ON a.id = c.completion_a_id
+JOIN completions b ON b.id = c.completion_b_id
+WHERE c.id = ANY(%s)
+"""
 
 
 def rater_ids_for(session: Session, usernames: Iterable[str]) -> dict[str, int]:

@@ -47,6 +47,8 @@ from app.models.types import utcnow
 MAX_CLAIM_ATTEMPTS = 8
 MAX_RATIONALE_CHARS = 10_000
 MAX_TIME_SPENT_MS = 60 * 60 * 1000
+# "Left for you" is counted up to this many pairs; beyond, the workbench shows "1000+".
+REMAINING_CAP = 1000
 
 SCALE_PICKS: dict[Scale, tuple[int, ...]] = {
     Scale.five: (-2, -1, 0, 1, 2),
@@ -100,7 +102,11 @@ class PairView:
 class Progress:
     done_today: int
     done_total: int
-    remaining: int
+    remaining: int  # at most REMAINING_CAP + 1: counting further would scan the whole project
+
+    @property
+    def remaining_label(self) -> str:
+        return f"{REMAINING_CAP}+" if self.remaining > REMAINING_CAP else str(self.remaining)
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,9 @@ def claim_next(
             ~mine,
             Comparison.judgment_count + _active_leases(Comparison.id, now) < project.overlap,  # type: ignore[arg-type]
         )
-        # Finish pairs that already have votes before opening new ones.
-        .order_by(Comparison.judgment_count.desc(), Comparison.id)
+        # Finish pairs that already have votes before opening new ones, newest first (fresh
+        # generations reach raters first). Matches ix_comparisons_open read backwards.
+        .order_by(Comparison.judgment_count.desc(), Comparison.id.desc())
         .limit(1)
         .with_for_update(skip_locked=True, of=Comparison)
     )
@@ -243,9 +250,8 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
         ).where(Judgment.rater_id == rater_id, Judgment.project_id == project.id)
     ).one()
     seen = aliased(Assignment)
-    remaining = session.execute(
-        select(func.count())
-        .select_from(Comparison)
+    open_pairs = (
+        select(Comparison.id)
         .where(
             Comparison.project_id == project.id,
             Comparison.judgment_count < project.overlap,
@@ -255,7 +261,10 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
                 seen.status != AssignmentStatus.active,
             ),
         )
-    ).scalar_one()
+        .limit(REMAINING_CAP + 1)
+        .subquery()
+    )
+    remaining = session.execute(select(func.count()).select_from(open_pairs)).scalar_one()
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
 
 
@@ -305,6 +314,12 @@ def _insert_ignoring_duplicate(session: Session, values: dict[str, object]) -> i
     return session.execute(statement).scalar_one_or_none()
 
 
+def _stored_judgment(session: Session, comparison_id: int, rater_id: int) -> Judgment:
+    return session.scalars(
+        select(Judgment).where(Judgment.comparison_id == comparison_id, Judgment.rater_id == rater_id)
+    ).one()
+
+
 def submit_judgment(
     session: Session,
     *,
@@ -319,13 +334,8 @@ def submit_judgment(
     if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
         raise NotAssigned("This pair was never assigned to you.")
 
-    existing = session.scalars(
-        select(Judgment).where(
-            Judgment.comparison_id == assignment.comparison_id, Judgment.rater_id == rater_id
-        )
-    ).one_or_none()
-    if existing is not None:
-        return existing, False
+    if assignment.status == AssignmentStatus.done:  # a repeat: return what is stored
+        return _stored_judgment(session, assignment.comparison_id, rater_id), False
 
     flags, rationale = _validate(project, data)
     if assignment.status != AssignmentStatus.active or assignment.lease_expires_at <= now:
@@ -361,12 +371,7 @@ def submit_judgment(
     )
     if judgment_id is None:  # a concurrent duplicate won the race: return its row
         session.expire_all()
-        stored = session.scalars(
-            select(Judgment).where(
-                Judgment.comparison_id == assignment.comparison_id, Judgment.rater_id == rater_id
-            )
-        ).one()
-        return stored, False
+        return _stored_judgment(session, assignment.comparison_id, rater_id), False
     assignment.status = AssignmentStatus.done
     session.execute(
         update(Comparison)
