@@ -22,6 +22,7 @@ import asyncio
 import random
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from time import perf_counter
@@ -551,4 +552,11 @@ def simulate(
     accounts, total = prepare(config, database_url=database_url)
     if on_start is not None:
         on_start(total)
-    return asyncio.run(run_simulation(config, accounts, oracle, on_judgment=on_judgment))
+    coroutine = run_simulation(config, accounts, oracle, on_judgment=on_judgment)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no loop in this thread
+        return asyncio.run(coroutine)
+    # Called from code that already runs an event loop (a notebook, a test): use a thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

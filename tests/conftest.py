@@ -8,6 +8,7 @@ skipped, unless RLHF_REQUIRE_SERVICES=1 (as in CI), where they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,10 +123,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for engine in _engines.values():
         engine.dispose()
     if PG_URL in _engines:
-        try:
+        # Best effort: a database left behind is dropped by the next run of this process id.
+        with contextlib.suppress(Exception):
             _recreate_pg_database(PG_URL, create=False)
-        except Exception:  # noqa: BLE001 - best effort; the next run drops it anyway
-            pass
 
 
 @pytest.fixture

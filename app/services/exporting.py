@@ -58,7 +58,7 @@ from app.services.preferences import (
 )
 
 WRITE_BATCH = 5000  # rows per write to the output (and per chunk of an HTTP download)
-PARQUET_ROW_GROUP = 20_000  # rows buffered per Parquet row group (memory vs. file layout)
+PARQUET_ROW_GROUP = 10_000  # rows buffered per Parquet row group (memory vs. file layout)
 SPLIT_CACHE = 100_000  # prompt hashes whose split is remembered
 # Columns of a ``per_rater`` row that depend on the judgment; the others depend only on the
 # comparison and the winner, so they are computed once for the rows that share both.

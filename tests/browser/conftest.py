@@ -148,9 +148,11 @@ def live_server(pg_url: str) -> Iterator[LiveServer]:
         log.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session (contexts keep the tests apart)."""
+    """One headless Chromium for the browser tests (contexts keep the tests apart). Package
+    scope: Playwright's sync API keeps an event loop running in this thread until it stops, and
+    later tests must be free to start their own."""
     if not CHROMIUM.exists():
         _unavailable(f"Chromium is not installed at {CHROMIUM}")
     try:

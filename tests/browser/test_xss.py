@@ -69,8 +69,9 @@ def _seed(server: Any) -> None:
             instructions=INSTRUCTIONS,
             flags=[HOSTILE_FLAG],
         )
-        make_pair(session, project, PROMPT, COMPLETION_A, COMPLETION_B)
+        # Pairs are served newest first: the second pair arrives through an htmx swap.
         make_pair(session, project, SECOND_PROMPT, SECOND_A, SECOND_B)
+        make_pair(session, project, PROMPT, COMPLETION_A, COMPLETION_B)
         make_user(session, "rita", Role.rater)
 
 
