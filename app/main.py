@@ -16,6 +16,7 @@ from app.config import ROOT_DIR, Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import CsrfFailed, Forbidden, LoginRequired
 from app.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.queue import make_celery
 from app.routes import routers
 from app.templating import is_htmx, render
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
+    app.state.celery = make_celery(settings)  # a client only: connects when a task is sent
 
     for router in routers:
         app.include_router(router)

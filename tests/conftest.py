@@ -147,6 +147,8 @@ def make_settings(database_url: str, **overrides: object):  # type: ignore[no-un
         "environment": "test",
         "secret_key": TEST_SECRET,
         "login_rate_limit": 5,
+        # No broker listens here: runs launched from the web app stay queued, waiting for it.
+        "broker_url": "redis://127.0.0.1:9/0",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

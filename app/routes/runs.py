@@ -151,7 +151,7 @@ async def create_run(request: Request, session: SessionDep, user: AdminUser) -> 
         session.rollback()
         return _launch_page(request, session, kind, state, [str(error)], status_code=422)
     session.commit()  # the task is sent only once the run row is committed
-    run.celery_task_id = send_run(run.id)
+    run.celery_task_id = send_run(run.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{run.id}", status_code=303)
 
 
@@ -206,21 +206,21 @@ def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUs
         raise HTTPException(409, str(error)) from None
     session.commit()
     if task_id:
-        revoke(task_id)
+        revoke(task_id, celery=request.app.state.celery)
     if is_htmx(request):
         return render(request, "runs/_status.html", _status_context(session, run))
     return RedirectResponse(f"/admin/runs/{run_id}", status_code=303)
 
 
 @router.post("/runs/{run_id}/retry", include_in_schema=False)
-def retry_run(run_id: int, session: SessionDep, user: AdminUser) -> Response:
+def retry_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     try:
         again = runs.retry_run(session, run=run, created_by_id=user.id)
     except runs.RunError as error:
         raise HTTPException(409, str(error)) from None
     session.commit()
-    again.celery_task_id = send_run(again.id)
+    again.celery_task_id = send_run(again.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{again.id}", status_code=303)
 
 

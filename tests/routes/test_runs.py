@@ -1,0 +1,100 @@
+"""The training dashboard: launch forms, validation, live status, cancel, registry, schedules."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.models import ModelKind, ModelVersion, Role, Run, RunStatus, Schedule
+from app.services import runs
+from tests.utils.factories import make_pair, make_project, make_user
+from tests.utils.web import csrf_from, login
+
+
+def _setup(app):  # type: ignore[no-untyped-def]
+    with app.state.sessionmaker() as session, session.begin():
+        project = make_project(session, "proj")
+        make_pair(session, project, "q", "a", "b")
+        make_user(session, "ada", Role.admin)
+        policy = ModelVersion(name="base-policy", kind=ModelKind.policy, uri="/models/base")
+        reward = ModelVersion(name="rm", kind=ModelKind.reward, uri="/models/rm")
+        session.add_all([policy, reward])
+        session.flush()
+        return policy.id, reward.id
+
+
+def test_launch_watch_and_cancel(app, client) -> None:  # type: ignore[no-untyped-def]
+    policy_id, reward_id = _setup(app)
+    login(client, "ada")
+    assert "No runs yet" in client.get("/admin/runs").text
+    form = client.get("/admin/runs/new?kind=ppo&project=proj")
+    assert form.status_code == 200
+    for field in ("kl_coef", "cliprange", "missing_eos_penalty", "Reward model", "rm"):
+        assert field in form.text
+    token = csrf_from(form.text)
+
+    bad = client.post("/admin/runs", data={"kind": "ppo", "project": "proj", "base_model_id": policy_id,
+                                           "reward_model_id": reward_id, "batch_size": "8",
+                                           "mini_batch_size": "3", "csrf_token": token})  # fmt: skip
+    assert bad.status_code == 422 and "mini_batch_size" in bad.text
+    wrong_kind = client.post("/admin/runs", data={"kind": "dpo", "project": "proj",
+                                                  "base_model_id": reward_id, "csrf_token": token})  # fmt: skip
+    assert wrong_kind.status_code == 422 and "is a reward model" in wrong_kind.text
+
+    launched = client.post(
+        "/admin/runs",
+        data={"kind": "generate", "project": "proj", "base_model_id": policy_id,
+              "num_prompts": "4", "temperature": "0.5", "csrf_token": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert launched.status_code == 303
+    page = client.get(launched.headers["location"])
+    assert page.status_code == 200 and 'data-testid="run-status">queued' in page.text
+    assert "waiting for the task queue" in page.text  # the broker is down: nothing is lost
+    assert 'hx-trigger="every 2s"' in page.text
+    with app.state.sessionmaker() as session:
+        run = session.scalars(select(Run)).one()
+        assert run.config["temperature"] == 0.5 and run.config["num_prompts"] == 4
+        run_id = run.id
+
+    with app.state.sessionmaker() as session, session.begin():
+        run = session.get(Run, run_id)
+        runs.claim(session, run_id=run_id, worker="w")
+        runs.record_progress(session, run_id=run_id, step=3, total=10, metrics={"loss/train": 0.5})
+    status = client.get(f"/admin/runs/{run_id}/status", headers={"HX-Request": "true"})
+    assert "running" in status.text and 'value="30"' in status.text
+    metrics = client.get(f"/admin/runs/{run_id}/metrics").json()
+    assert metrics["series"]["loss/train"] == [[3, 0.5]] and metrics["finished"] is False
+    assert client.get(f"/admin/runs/{run_id}/metrics?after={metrics['last']}").json()["series"] == {}
+
+    cancelled = client.post(f"/admin/runs/{run_id}/cancel", data={"csrf_token": token},
+                            headers={"HX-Request": "true"})  # fmt: skip
+    assert "stopping at the next step" in cancelled.text
+    with app.state.sessionmaker() as session, session.begin():
+        runs.cancelled(session, run=session.get(Run, run_id))
+    final = client.get(f"/admin/runs/{run_id}/status", headers={"HX-Request": "true"})
+    assert "cancelled" in final.text and "hx-trigger" not in final.text  # polling stops
+    retried = client.post(f"/admin/runs/{run_id}/retry", data={"csrf_token": token}, follow_redirects=False)
+    assert retried.status_code == 303
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(Run).where(Run.id != run_id)).status == RunStatus.queued
+
+
+def test_registry_and_schedule_pages(app, client) -> None:  # type: ignore[no-untyped-def]
+    policy_id, _ = _setup(app)
+    login(client, "ada")
+    page = client.get("/admin/models")
+    assert "base-policy" in page.text and "rm" in page.text
+    token = csrf_from(page.text)
+    client.post(f"/admin/models/{policy_id}/promote", data={"csrf_token": token})
+    assert "current" in client.get("/admin/models").text
+    saved = client.post(
+        "/admin/schedules",
+        data={"project": "proj", "min_new_judgments": "50", "method": "dpo",
+              "base_model_id": policy_id, "enabled": "true", "csrf_token": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303
+    with app.state.sessionmaker() as session:
+        schedule = session.scalars(select(Schedule)).one()
+        assert schedule.min_new_judgments == 50 and schedule.config["base_model_id"] == policy_id
+    assert "0 new judgments since the last trigger" in client.get("/admin/schedules").text
