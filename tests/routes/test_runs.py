@@ -36,8 +36,8 @@ def test_launch_watch_and_cancel(app, client) -> None:  # type: ignore[no-untype
                                            "reward_model_id": reward_id, "batch_size": "8",
                                            "mini_batch_size": "3", "csrf_token": token})  # fmt: skip
     assert bad.status_code == 422 and "mini_batch_size" in bad.text
-    wrong_kind = client.post("/admin/runs", data={"kind": "dpo", "project": "proj",
-                                                  "base_model_id": reward_id, "csrf_token": token})  # fmt: skip
+    dpo_from_reward = {"kind": "dpo", "project": "proj", "base_model_id": reward_id, "csrf_token": token}
+    wrong_kind = client.post("/admin/runs", data=dpo_from_reward)
     assert wrong_kind.status_code == 422 and "is a reward model" in wrong_kind.text
 
     launched = client.post(
