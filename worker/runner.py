@@ -61,13 +61,24 @@ class Job:
     data: list[dict[str, Any]] = field(default_factory=list)
 
 
-def model_ref(session: Session, model_id: int) -> ModelRef:
-    """A ModelRef for a registered version, following adapters down to full weights."""
+def model_ref(session: Session, model_id: int, cache_dir: Path | None = None) -> ModelRef:
+    """A ModelRef for a registered version, following adapters down to full weights. Models in
+    a remote store (STORAGE_URL such as s3://…) are fetched into `cache_dir` first."""
     model = session.get(ModelVersion, model_id)
     if model is None:
         raise LookupError(f"model version {model_id} does not exist")
-    base = model_ref(session, model.parent_id) if model.is_adapter and model.parent_id else None
-    return ModelRef(uri=model.uri, is_adapter=model.is_adapter, base=base)
+    cache_dir = cache_dir or Path(get_settings().artifacts_dir) / "cache"
+    base = (
+        model_ref(session, model.parent_id, cache_dir)
+        if model.is_adapter and model.parent_id
+        else None
+    )
+    uri = model.uri
+    if "://" in uri:
+        from worker.training.models import fetch
+
+        uri = fetch(uri, cache_dir)
+    return ModelRef(uri=uri, is_adapter=model.is_adapter, base=base)
 
 
 def _preference_data(session: Session, run: Run, ids: list[int]) -> list[dict[str, Any]]:

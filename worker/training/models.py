@@ -192,3 +192,30 @@ def publish(local_dir: Path, storage_url: str, name: str) -> str:
         marker.write("ok")
     shutil.rmtree(local_dir, ignore_errors=True)
     return f"{storage_url.rstrip('/')}/{name}"
+
+
+def fetch(uri: str, cache_dir: Path) -> str:
+    """A local directory for a model URI: local paths as they are; remote stores (any fsspec URL
+    written by `publish`) downloaded once into `cache_dir`, only when their `_COMPLETE` marker
+    shows the upload finished."""
+    if "://" not in uri or uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    import hashlib
+
+    import fsspec
+
+    target = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    if target.exists():
+        return str(target)
+    fs, root = fsspec.core.url_to_fs(uri)
+    root = root.rstrip("/")
+    if not fs.exists(f"{root}/_COMPLETE"):
+        raise FileNotFoundError(f"{uri} is not a complete model upload (no _COMPLETE marker)")
+    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        fs.get(f"{root}/", str(partial), recursive=True)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return str(target)
