@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -121,25 +121,54 @@ class JudgmentInput:
 # --- assignment -----------------------------------------------------------------------------
 
 
-def _active_leases(comparison_id: int, now: datetime, *, except_rater: int | None = None):  # type: ignore[no-untyped-def]
+_lease = aliased(Assignment)
+_seen_by_rater = aliased(Assignment)
+
+
+def _active_leases(comparison_id, *, except_rater: bool = False):  # type: ignore[no-untyped-def]
+    """Unexpired leases of a comparison (bound parameters `now`, and `rater_id` to exclude)."""
     query = select(func.count()).where(
-        Assignment.comparison_id == comparison_id,
-        Assignment.status == AssignmentStatus.active,
-        Assignment.lease_expires_at > now,
+        _lease.comparison_id == comparison_id,
+        _lease.status == AssignmentStatus.active,
+        _lease.lease_expires_at > bindparam("now"),
     )
-    if except_rater is not None:
-        query = query.where(Assignment.rater_id != except_rater)
+    if except_rater:
+        query = query.where(_lease.rater_id != bindparam("rater_id"))
     return query.scalar_subquery()
+
+
+# Judgments plus other raters' active leases of one comparison.
+_SLOTS_TAKEN = select(
+    select(Comparison.judgment_count)
+    .where(Comparison.id == bindparam("comparison_id"))
+    .scalar_subquery()
+    + _active_leases(bindparam("comparison_id"), except_rater=True)
+)
+
+# The next free pair for a rater: not seen by them, judgments + active leases under the overlap.
+_CANDIDATES = (
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        Comparison.judgment_count < bindparam("overlap"),
+        ~exists().where(
+            _seen_by_rater.comparison_id == Comparison.id,
+            _seen_by_rater.rater_id == bindparam("rater_id"),
+        ),
+        Comparison.judgment_count + _active_leases(Comparison.id) < bindparam("overlap"),
+    )
+    # Finish pairs that already have votes before opening new ones, newest first (fresh
+    # generations reach raters first). Matches ix_comparisons_open read backwards.
+    .order_by(Comparison.judgment_count.desc(), Comparison.id.desc())
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Comparison)
+)
 
 
 def _slots_taken(session: Session, comparison_id: int, now: datetime, except_rater: int) -> int:
     """Judgments plus other raters' active leases, read fresh (call with the row locked)."""
-    judged = select(Comparison.judgment_count).where(Comparison.id == comparison_id)
-    return int(
-        session.execute(
-            select(judged.scalar_subquery() + _active_leases(comparison_id, now, except_rater=except_rater))
-        ).scalar_one()
-    )
+    params = {"comparison_id": comparison_id, "now": now, "rater_id": except_rater}
+    return int(session.execute(_SLOTS_TAKEN, params).scalar_one())
 
 
 def _lock_comparison(session: Session, comparison_id: int) -> None:
@@ -177,26 +206,11 @@ def claim_next(
         assignment.status = AssignmentStatus.lapsed
     session.flush()
 
-    seen = aliased(Assignment)
-    mine = exists().where(seen.comparison_id == Comparison.id, seen.rater_id == rater_id)
-    candidates = (
-        select(Comparison.id)
-        .where(
-            Comparison.project_id == project.id,
-            Comparison.judgment_count < project.overlap,
-            ~mine,
-            Comparison.judgment_count + _active_leases(Comparison.id, now) < project.overlap,  # type: ignore[arg-type]
-        )
-        # Finish pairs that already have votes before opening new ones, newest first (fresh
-        # generations reach raters first). Matches ix_comparisons_open read backwards.
-        .order_by(Comparison.judgment_count.desc(), Comparison.id.desc())
-        .limit(1)
-        .with_for_update(skip_locked=True, of=Comparison)
-    )
+    params = {"project_id": project.id, "overlap": project.overlap, "rater_id": rater_id, "now": now}
     skipped: list[int] = []
     for _ in range(MAX_CLAIM_ATTEMPTS):
-        query = candidates.where(Comparison.id.not_in(skipped)) if skipped else candidates
-        comparison_id = session.execute(query).scalar_one_or_none()
+        query = _CANDIDATES.where(Comparison.id.not_in(skipped)) if skipped else _CANDIDATES
+        comparison_id = session.execute(query, params).scalar_one_or_none()
         if comparison_id is None:
             return None
         # The candidate query's snapshot may predate another rater's claim: recount under lock.
@@ -218,15 +232,22 @@ def claim_next(
     return None
 
 
+# The hot-path statements are built once, with bound parameters: building a statement costs
+# more CPU than PostgreSQL spends answering it.
+_comp_a, _comp_b = aliased(Completion), aliased(Completion)
+_PAIR_TEXTS = (
+    select(Prompt.messages, _comp_a.text, _comp_b.text)
+    .select_from(Comparison)
+    .join(Prompt, Prompt.id == Comparison.prompt_id)
+    .join(_comp_a, _comp_a.id == Comparison.completion_a_id)
+    .join(_comp_b, _comp_b.id == Comparison.completion_b_id)
+    .where(Comparison.id == bindparam("comparison_id"))
+)
+
+
 def pair_view(session: Session, assignment: Assignment) -> PairView:
-    comp_a, comp_b = aliased(Completion), aliased(Completion)
     messages, text_a, text_b = session.execute(
-        select(Prompt.messages, comp_a.text, comp_b.text)
-        .select_from(Comparison)
-        .join(Prompt, Prompt.id == Comparison.prompt_id)
-        .join(comp_a, comp_a.id == Comparison.completion_a_id)
-        .join(comp_b, comp_b.id == Comparison.completion_b_id)
-        .where(Comparison.id == assignment.comparison_id)
+        _PAIR_TEXTS, {"comparison_id": assignment.comparison_id}
     ).one()
     left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
     return PairView(
@@ -239,32 +260,34 @@ def pair_view(session: Session, assignment: Assignment) -> PairView:
     )
 
 
+_DONE_COUNTS = select(
+    func.count().filter(Judgment.created_at >= bindparam("midnight")),
+    func.count(),
+).where(Judgment.rater_id == bindparam("rater_id"), Judgment.project_id == bindparam("project_id"))
+_seen = aliased(Assignment)
+_REMAINING = select(func.count()).select_from(
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        Comparison.judgment_count < bindparam("overlap"),
+        ~exists().where(
+            _seen.comparison_id == Comparison.id,
+            _seen.rater_id == bindparam("rater_id"),
+            _seen.status != AssignmentStatus.active,
+        ),
+    )
+    .limit(REMAINING_CAP + 1)
+    .subquery()
+)
+
+
 def progress(session: Session, *, project: Project, rater_id: int, now: datetime | None = None) -> Progress:
     """Judgments today (UTC) and in total, and pairs this rater could still be given."""
     now = now or utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    done_today, done_total = session.execute(
-        select(
-            func.count().filter(Judgment.created_at >= midnight),
-            func.count(),
-        ).where(Judgment.rater_id == rater_id, Judgment.project_id == project.id)
-    ).one()
-    seen = aliased(Assignment)
-    open_pairs = (
-        select(Comparison.id)
-        .where(
-            Comparison.project_id == project.id,
-            Comparison.judgment_count < project.overlap,
-            ~exists().where(
-                seen.comparison_id == Comparison.id,
-                seen.rater_id == rater_id,
-                seen.status != AssignmentStatus.active,
-            ),
-        )
-        .limit(REMAINING_CAP + 1)
-        .subquery()
-    )
-    remaining = session.execute(select(func.count()).select_from(open_pairs)).scalar_one()
+    params = {"project_id": project.id, "rater_id": rater_id, "overlap": project.overlap}
+    done_today, done_total = session.execute(_DONE_COUNTS, {**params, "midnight": midnight}).one()
+    remaining = session.execute(_REMAINING, params).scalar_one()
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
 
 
