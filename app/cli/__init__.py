@@ -86,6 +86,7 @@ def up(
         console.print(f"Worker and beat started (logs in {log_dir}).")
     console.print(
         f"RLHF Studio on [bold]http://{host}:{port}[/bold]  (database: {_redact(settings.database_url)})"
+        + (f"\nLog in at http://{host}:{port}/login (the rater labels pairs at /rate)." if demo else "")
     )
     import uvicorn
 
@@ -335,6 +336,7 @@ def demo() -> None:
     """Seed a demo project with real pairs from the demo model and demo accounts."""
     upgrade()
     seed_demo()
+    console.print("Start the app with `rlhf up` and log in as `rater` to label the pairs at /rate.")
 
 
 def seed_demo() -> None:
@@ -381,7 +383,6 @@ def seed_demo() -> None:
             lines.append(f"  {role.value:<10} {username:<11} password: {password or generated}")
     console.print("\n".join(lines), highlight=False)
     _register_demo_model()
-    console.print("Log in at http://127.0.0.1:8000/login (rater: labels pairs at /rate).")
 
 
 def _register_demo_model() -> None:
