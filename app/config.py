@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         "to the request threads (40) so that requests do not queue for a connection.",
     )
 
+    processes_per_run: int = Field(
+        0,
+        ge=0,
+        description="Processes (GPUs) a training run uses on its worker host through accelerate: "
+        "0 = every visible GPU (1 on a CPU-only host); N > 1 also works on CPUs with the gloo "
+        "backend, for tests.",
+    )
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         if not self.database_url:

@@ -146,39 +146,27 @@ def prepare(session: Session, run: Run) -> Job:
     return job
 
 
-def train(job: Job, work_dir: Path, reporter: DbReporter) -> Any:
-    """Call the method's trainer. Imports are local: each pulls in torch and its libraries."""
-    output = work_dir / "model"
-    assert job.base is not None
-    if job.kind == RunKind.sft:
-        from app.schemas.training import SFTConfig
-        from worker.training.sft import train_sft
+def train(job: Job, work_dir: Path, reporter: DbReporter, *, processes: int | None = None) -> Any:
+    """Call the method's trainer: in this process, or in several through accelerate.
 
-        return train_sft(config=SFTConfig(**job.config), base=job.base, demos=job.data,
-                         output_dir=output, reporter=reporter)  # fmt: skip
-    if job.kind == RunKind.reward:
-        from app.schemas.training import RewardConfig
-        from worker.training.reward import train_reward
-
-        return train_reward(config=RewardConfig(**job.config), base=job.base, pairs=job.data,
-                            output_dir=output, reporter=reporter)  # fmt: skip
-    if job.kind == RunKind.dpo:
-        from app.schemas.training import DPOConfig
-        from worker.training.dpo import train_dpo
-
-        return train_dpo(config=DPOConfig(**job.config), base=job.base, pairs=job.data,
-                         output_dir=output, reporter=reporter)  # fmt: skip
-    if job.kind == RunKind.ppo:
-        from app.schemas.training import PPOConfig
-        from worker.training.ppo import train_ppo
-
-        assert job.reward is not None
-        return train_ppo(config=PPOConfig(**job.config), policy=job.base, reward=job.reward,
-                         prompts=[row["messages"] for row in job.data], output_dir=output,
-                         reporter=reporter)  # fmt: skip
+    `processes` is `processes_per_run` (default: the setting): 0 means every visible GPU. With
+    more than one process the trainer runs under `accelerate launch` (worker.training.launch),
+    which relays its progress to `reporter` and its cancellation back; the result is the same
+    `TrainResult`, with the model in `work_dir / "model"`. Generation always runs here.
+    """
     if job.kind == RunKind.generate:
         return _generate(job, reporter)
-    raise ValueError(f"unknown run kind {job.kind}")
+    from worker.training.launch import resolve_processes, run_distributed, run_trainer
+
+    output = work_dir / "model"
+    assert job.base is not None
+    count = resolve_processes(get_settings().processes_per_run if processes is None else processes)
+    if count > 1:
+        return run_distributed(kind=job.kind.value, config=job.config, base=job.base, reward=job.reward,
+                               data=job.data, output_dir=output, work_dir=work_dir, reporter=reporter,
+                               num_processes=count)  # fmt: skip
+    return run_trainer(kind=job.kind.value, config=job.config, base=job.base, reward=job.reward,
+                       data=job.data, output_dir=output, reporter=reporter)  # fmt: skip
 
 
 def _generate(job: Job, reporter: DbReporter) -> dict[str, Any]:
@@ -256,7 +244,7 @@ def execute_run(
     work_dir = Path(settings.artifacts_dir) / ".work" / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        outcome = train(job, work_dir, reporter)
+        outcome = train(job, work_dir, reporter, processes=settings.processes_per_run)
         reporter.flush()
         with session_scope(factory) as session:
             run = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one()

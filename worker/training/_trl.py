@@ -16,6 +16,11 @@ Hazards handled here:
   temporary directory and `save_strategy="no"`, so the only model written is the final one.
 * Reporting tools (wandb, trackio, ...) are picked up from the environment unless
   `report_to="none"`.
+* Under `accelerate launch` (launch.py) the same code runs on every rank and the Trainer
+  distributes itself (DDP; logged losses are already averaged over ranks). Rank-safety: each
+  rank has its own `scratch_dir` (nothing is saved there, `save_strategy="no"`); the reporter
+  drops steps and logs off rank 0 and all-reduces `should_stop`, which the callback calls at the
+  same points on every rank; `save_final` writes on rank 0 only, behind a barrier.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from transformers import (
 )
 
 from worker.training.base import Cancelled, Reporter
+from worker.training.distributed import barrier, is_main_process, world_size
 from worker.training.models import LoraSettings, best_dtype, save_atomically
 
 # Keys of transformers' end-of-training summary: reported once, in the result, not per step.
@@ -143,6 +149,16 @@ def connect(trainer: Trainer, reporter: Reporter) -> ReporterCallback:
     """Attach the reporter to a constructed trainer, replacing transformers' console printer."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    ranks = world_size()
+    if ranks > 1:
+        # Under launch.py the Trainer must see the process group, or every rank would silently
+        # train alone on all the data (transformers only warns).
+        if trainer.args.world_size != ranks:
+            raise RuntimeError(
+                f"{ranks} processes were launched but the Trainer runs in {trainer.args.world_size} "
+                f"({trainer.args.parallel_mode}): is ACCELERATE_USE_CPU set on a CPU host?"
+            )
+        reporter.log(f"trainer: data parallel over {ranks} processes ({trainer.args.parallel_mode.value})")
     bridge = ReporterCallback(reporter)
     trainer.add_callback(bridge)
     return bridge
@@ -198,6 +214,9 @@ def common_args(config: Any, scratch: Path) -> dict[str, Any]:
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
+        # Under accelerate launch (DDP): every trainable weight takes part in each forward, so
+        # skip DDP's extra graph traversal that looks for unused ones (transformers turns it on).
+        "ddp_find_unused_parameters": False,
         "push_to_hub": False,
     }
 
@@ -267,4 +286,10 @@ def save_final(
     """Write the finished model (or LoRA adapter), tokenizer and run config, atomically."""
     run_config = {"method": method, "config": config.model_dump(mode="json"), "metrics": metrics}
     model.eval()
-    return save_atomically(model, _TokenizerWithRunConfig(tokenizer, run_config), output_dir)  # type: ignore[arg-type]
+    # Under `accelerate launch` every rank gets here with the same weights: rank 0 writes, the
+    # others wait, so that no rank returns (and the run is not published) before the directory
+    # is complete. A no-op in a single process.
+    if is_main_process():
+        save_atomically(model, _TokenizerWithRunConfig(tokenizer, run_config), output_dir)  # type: ignore[arg-type]
+    barrier()
+    return output_dir

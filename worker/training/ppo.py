@@ -37,10 +37,16 @@ Implementation details:
 17. With LoRA (lora_r > 0) the reference is the policy with its adapter disabled (one copy of the
     weights), the value model gets its own adapter (score head fully trained), and only the policy's
     adapter is saved.
+18. Data parallelism (when started by launch.py in N processes): `batch_size` and
+    `mini_batch_size` stay global; each rank takes its 1/N shard of the batch's prompts, generates
+    and scores it, and averages its gradients with the other ranks before every optimizer step
+    (distributed.all_reduce_gradients; generation and the frozen models stay unwrapped). Advantage
+    whitening uses statistics over the whole global batch (11), beta adapts to the global KL so
+    that it stays equal on all ranks (9), reported metrics are averaged over ranks, and rank 0
+    alone saves. Each rank checks its own first ratio (14). In one process all of this is the
+    identity.
 
-Not done here: data parallelism (one device; a multi-GPU version would wrap the optimizer and
-models in accelerate's Accelerator and all-reduce gradients), and a shared base for the reward and
-value models (they are two copies today).
+Not done here: a shared base for the reward and value models (they are two copies today).
 """
 
 from __future__ import annotations
@@ -63,6 +69,17 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from app.schemas.training import PPOConfig
 from worker.training.base import Cancelled, ModelRef, Reporter, TrainResult
+from worker.training.distributed import (
+    all_reduce_gradients,
+    all_reduce_mean,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    check_same_on_all_ranks,
+    is_main_process,
+    rank,
+    world_size,
+)
 from worker.training.models import (
     LoraSettings,
     load_policy,
@@ -83,13 +100,24 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True) -> torch.Tensor:
-    """(values - mean) / std over the masked entries; with shift_mean False the mean is kept."""
-    mean = masked_mean(values, mask)
-    n = mask.sum()
-    var = masked_mean((values - mean) ** 2, mask) * n / (n - 1).clamp(min=1)  # unbiased
+def masked_whiten(
+    values: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True, across_ranks: bool = False
+) -> torch.Tensor:
+    """(values - mean) / std over the masked entries; with shift_mean False the mean is kept.
+
+    With `across_ranks` the mean and variance are those of every rank's entries together (18), as
+    if the global batch were whitened in one process; the same arithmetic alone.
+    """
+    reduce = all_reduce_sum if across_ranks else _identity
+    n = reduce(mask.sum())
+    mean = reduce((values * mask).sum()) / n.clamp(min=1)
+    var = reduce(((values - mean) ** 2 * mask).sum()) / n.clamp(min=1) * n / (n - 1).clamp(min=1)  # unbiased
     whitened = (values - mean) * torch.rsqrt(var + 1e-8)
     return whitened if shift_mean else whitened + mean
+
+
+def _identity(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def truncate_after_eos(
@@ -266,14 +294,25 @@ def train_ppo(
     num_steps = config.total_episodes // config.batch_size
     if num_steps < 1:
         raise ValueError("total_episodes must be at least batch_size")
-    if config.mini_batch_size % config.gradient_accumulation_steps:
-        raise ValueError("mini_batch_size must be a multiple of gradient_accumulation_steps")
-    micro_batch_size = config.mini_batch_size // config.gradient_accumulation_steps
+    # (18) batch_size and mini_batch_size are global; each rank works on its 1/N of them
+    ranks, this_rank = world_size(), rank()
+    if config.batch_size % ranks:
+        raise ValueError(f"batch_size must be a multiple of the number of processes ({ranks})")
+    if config.mini_batch_size % (config.gradient_accumulation_steps * ranks):
+        raise ValueError(
+            f"mini_batch_size must be a multiple of gradient_accumulation_steps x processes ({ranks})"
+        )
+    local_batch_size = config.batch_size // ranks
+    local_mini_batch_size = config.mini_batch_size // ranks
+    micro_batch_size = local_mini_batch_size // config.gradient_accumulation_steps
     max_prompt_tokens = config.max_length - config.response_length
     if max_prompt_tokens < 1:
         raise ValueError("max_length must exceed response_length")
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    if default_device == "cuda" and ranks > 1:
+        default_device = f"cuda:{torch.cuda.current_device()}"  # this rank's GPU (18)
+    dev = torch.device(device or default_device)
     amp = _use_bf16(config, dev)
     frozen_dtype = torch.bfloat16 if amp and dev.type == "cuda" else torch.float32  # (16)
     torch.manual_seed(config.seed)  # initialisation, minibatch order and sampling
@@ -319,6 +358,9 @@ def train_ppo(
     )
 
     trainable = [p for m in (policy_model, value_model) for p in m.parameters() if p.requires_grad]
+    if ranks > 1:
+        broadcast_parameters(trainable)  # (18) equal already (same seed and weights); made sure
+        torch.manual_seed(config.seed + this_rank)  # (18) each rank samples its own completions
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5, weight_decay=0.0)  # (15)
     kl_control = KLController(config)
 
@@ -336,11 +378,12 @@ def train_ppo(
         while len(order) < config.batch_size:  # reshuffle each pass over the prompts
             order.extend(prompt_rng.sample(range(len(texts)), len(texts)))
         picked = [texts[order.pop(0)] for _ in range(config.batch_size)]
-        return picked
+        # (18) every rank draws the same global batch (same prompt_rng) and keeps its shard
+        return picked[this_rank * local_batch_size : (this_rank + 1) * local_batch_size]
 
     reporter.log(
         f"PPO: {num_steps} steps of {config.batch_size} prompts, {config.ppo_epochs} epochs, "
-        f"device {dev}, bf16 {amp}, lora_r {config.lora_r}"
+        f"device {dev}, bf16 {amp}, lora_r {config.lora_r}, processes {ranks}"
     )
     metrics: dict[str, float] = {}
     for step in range(1, num_steps + 1):
@@ -368,7 +411,7 @@ def train_ppo(
         logprobs, ref_logprobs, values, scores = [], [], [], []
         last_token = batch.attention_mask.shape[1] + response_mask.long().sum(1) - 1  # (B,) (3)
         with torch.no_grad(), _autocast(dev, amp):
-            for i in range(0, config.batch_size, micro_batch_size):  # (14) same shapes as the update
+            for i in range(0, local_batch_size, micro_batch_size):  # (14) same shapes as the update
                 rows = slice(i, i + micro_batch_size)
                 ids, mask, tokens = query_responses[rows], attention_mask[rows], responses[rows]
 
@@ -397,9 +440,9 @@ def train_ppo(
             logprobs, ref_logprobs, scores, mask_f, beta
         )  # (8)
         if config.whiten_rewards:
-            rewards = masked_whiten(rewards, mask_f, shift_mean=False) * mask_f  # (11)
+            rewards = masked_whiten(rewards, mask_f, shift_mean=False, across_ranks=True) * mask_f  # (11)
         advantages, returns = gae(rewards, values, mask_f, gamma=config.gamma, lam=config.lam)  # (10)
-        advantages = masked_whiten(advantages, mask_f) * mask_f  # (11)
+        advantages = masked_whiten(advantages, mask_f, across_ranks=True) * mask_f  # (11) (18)
         rollout = Rollout(
             query_responses, attention_mask, responses, mask_f, logprobs, values, advantages, returns
         )
@@ -408,12 +451,13 @@ def train_ppo(
 
         # 5. PPO epochs over minibatches.
         stats = _ppo_update(
-            config, rollout, policy_model, value_model, optimizer, context_length, micro_batch_size, dev, amp
-        )
+            config, rollout, policy_model, value_model, optimizer, context_length,
+            local_mini_batch_size, micro_batch_size, dev, amp,
+        )  # fmt: skip
         _sync(dev)
         t3 = time.perf_counter()
 
-        # 6. Metrics; then adapt beta from this batch's KL.
+        # 6. Metrics, averaged over ranks (18); then adapt beta from this batch's KL.
         mean_kl = kl.sum(1).mean().item()
         mean_non_score = non_score_reward.sum(1).mean().item()
         metrics = {
@@ -433,14 +477,19 @@ def train_ppo(
             "time/update": t3 - t2,
             **stats,
         }
-        kl_control.update(mean_kl, config.batch_size)  # (9)
+        metrics = all_reduce_mean(metrics)  # (18) equal shards: the mean of means is the mean
+        kl_control.update(metrics["objective/kl"], config.batch_size)  # (9) the global KL (18)
         reporter.step(step, num_steps, metrics)
 
     if reporter.should_stop():
         raise Cancelled("cancelled before saving")
+    # (18) rank 0 saves its copy for all: make sure the copies did not drift apart
+    check_same_on_all_ranks(sum(p.detach().double().sum().item() for p in trainable), "trained weights")
     # 7. Save once, atomically, with the resolved config beside the weights.
     generation_owner.generation_config = saved_generation_config
-    _save_with_config(policy_model, tokenizer, output_dir, config)
+    if is_main_process():  # (18) every rank holds the same weights; one writes them
+        _save_with_config(policy_model, tokenizer, output_dir, config)
+    barrier()  # no rank returns before the directory is complete
     return TrainResult(output_dir=output_dir, is_adapter=lora.enabled, metrics=metrics)
 
 
@@ -451,6 +500,7 @@ def _ppo_update(
     value_model: nn.Module,
     optimizer: torch.optim.Optimizer,
     context_length: int,
+    mini_batch_size: int,
     micro_batch_size: int,
     dev: torch.device,
     amp: bool,
@@ -461,9 +511,9 @@ def _ppo_update(
     batch_size = rollout.responses.shape[0]
     for epoch in range(config.ppo_epochs):  # (13)
         permutation = torch.randperm(batch_size, device=dev)
-        for start in range(0, batch_size, config.mini_batch_size):
-            minibatch = permutation[start : start + config.mini_batch_size]
-            for micro_start in range(0, config.mini_batch_size, micro_batch_size):
+        for start in range(0, batch_size, mini_batch_size):
+            minibatch = permutation[start : start + mini_batch_size]
+            for micro_start in range(0, mini_batch_size, micro_batch_size):
                 idx = minibatch[micro_start : micro_start + micro_batch_size]
                 ids, mask = rollout.query_responses[idx], rollout.attention_mask[idx]  # (b, Tq + Tr)
                 tokens, m = rollout.responses[idx], rollout.response_mask[idx]  # (b, Tr)
@@ -517,6 +567,8 @@ def _ppo_update(
                 for key, value in step_stats.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += 1
+            # (18) the gradient of the global minibatch: every rank's, averaged
+            all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     stats = {key: total / count for key, total in sums.items()}
