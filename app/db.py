@@ -69,10 +69,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (exports) begins deferred: under WAL it then never blocks writers.
+        if conn.get_execution_options().get("sqlite_read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions on `engine`. `read_only` sessions (long exports) take no write lock on SQLite."""
+    if read_only:
+        engine = engine.execution_options(sqlite_read_only=True)
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

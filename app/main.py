@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.readonly_sessionmaker = make_sessionmaker(app.state.engine, read_only=True)
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
     app.state.celery = make_celery(settings)  # a client only: connects when a task is sent
 

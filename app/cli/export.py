@@ -53,7 +53,7 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
     settings = get_settings()
-    factory = make_sessionmaker(make_engine(settings.database_url, pool_size=2))
+    factory = make_sessionmaker(make_engine(settings.database_url, pool_size=2), read_only=True)
     with factory() as session:
         project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
         if project is None:

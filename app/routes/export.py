@@ -69,7 +69,7 @@ def streaming_download(
     # End the request's transaction now: on SQLite it holds the database lock that the
     # stream's own session needs (and the route has nothing more to write).
     session.commit()
-    factory = request.app.state.sessionmaker
+    factory = request.app.state.readonly_sessionmaker  # never blocks raters' writes on SQLite
 
     def body() -> Iterator[bytes]:
         with factory() as own:
