@@ -28,6 +28,10 @@ class LoginRequired(Exception):
     """No valid session: pages redirect to the login form, htmx gets HX-Redirect."""
 
 
+class PasswordChangeRequired(Exception):
+    """Logged in with a one-time password: every page but the password form waits for a new one."""
+
+
 class Forbidden(Exception):
     def __init__(self, message: str = "Your role does not give access to this page.") -> None:
         super().__init__(message)
@@ -91,6 +95,8 @@ def require_roles(*roles: Role) -> Callable[[User], User]:
     allowed = frozenset(roles)
 
     async def check(user: CurrentUser) -> User:
+        if user.must_change_password:
+            raise PasswordChangeRequired()
         if user.role not in allowed:
             raise Forbidden()
         return user

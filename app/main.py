@@ -14,7 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.auth import LoginThrottle
 from app.config import ROOT_DIR, Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import CsrfFailed, Forbidden, LoginRequired
+from app.deps import CsrfFailed, Forbidden, LoginRequired, PasswordChangeRequired
 from app.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.queue import make_celery
 from app.routes import routers
@@ -48,6 +48,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _wants_html(request):
             return RedirectResponse(target, status_code=303)
         return JSONResponse({"detail": "Not logged in."}, status_code=401)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": "/account/password"})
+        if _wants_html(request):
+            return RedirectResponse("/account/password", status_code=303)
+        return JSONResponse({"detail": "Choose a new password first."}, status_code=403)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

@@ -74,6 +74,9 @@ def test_one_time_password_must_be_changed(app, client) -> None:  # type: ignore
     client.cookies.clear()
     response = login(client, "newbie", password)
     assert response.headers["location"] == "/account/password"
+    # Nothing else is reachable until the one-time password is replaced.
+    blocked = client.get("/rate", follow_redirects=False)
+    assert blocked.status_code == 303 and blocked.headers["location"] == "/account/password"
     form = client.get("/account/password")
     changed = client.post(
         "/account/password",
