@@ -6,7 +6,6 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -16,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.models.types import JSONType, UTCDateTime, utcnow
+from app.models.types import JSONType, UTCDateTime, enum_column, utcnow
 
 
 class ComparisonKind(enum.StrEnum):
@@ -42,10 +41,6 @@ class JudgmentSource(enum.StrEnum):
     ai = "ai"
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
-    return Enum(cls, native_enum=False, length=16, validate_strings=True)
-
-
 class Comparison(Base):
     """A prompt and two of its completions, to be judged by `project.overlap` raters."""
 
@@ -63,8 +58,8 @@ class Comparison(Base):
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
     completion_a_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"))
     completion_b_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"))
-    kind: Mapped[ComparisonKind] = mapped_column(_enum(ComparisonKind), default="regular")
-    gold_choice: Mapped[Choice | None] = mapped_column(_enum(Choice), nullable=True)
+    kind: Mapped[ComparisonKind] = mapped_column(enum_column(ComparisonKind), default="regular")
+    gold_choice: Mapped[Choice | None] = mapped_column(enum_column(Choice), nullable=True)
     # Kept equal to the number of judgments under the comparison's row lock.
     judgment_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -84,7 +79,7 @@ class Assignment(Base):
     rater_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     a_on_left: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[AssignmentStatus] = mapped_column(_enum(AssignmentStatus), default="active")
+    status: Mapped[AssignmentStatus] = mapped_column(enum_column(AssignmentStatus), default="active")
     leased_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -106,7 +101,7 @@ class Judgment(Base):
     assignment_id: Mapped[int | None] = mapped_column(
         ForeignKey("assignments.id", ondelete="SET NULL"), nullable=True
     )
-    choice: Mapped[Choice] = mapped_column(_enum(Choice))
+    choice: Mapped[Choice] = mapped_column(enum_column(Choice))
     # 0 for a tie, 1 "better", 2 "much better".
     strength: Mapped[int] = mapped_column(Integer)
     both_bad: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -115,5 +110,5 @@ class Judgment(Base):
     time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
     # Which completion was on the left when the rater decided (position-bias analysis).
     a_on_left: Mapped[bool] = mapped_column(Boolean)
-    source: Mapped[JudgmentSource] = mapped_column(_enum(JudgmentSource), default="human")
+    source: Mapped[JudgmentSource] = mapped_column(enum_column(JudgmentSource), default="human")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

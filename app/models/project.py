@@ -3,11 +3,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.models.types import JSONType, UTCDateTime, utcnow
+from app.models.types import JSONType, UTCDateTime, enum_column, utcnow
 
 
 class Scale(enum.StrEnum):
@@ -26,9 +26,7 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     instructions: Mapped[str] = mapped_column(Text, default="")  # markdown, shown to raters
     overlap: Mapped[int] = mapped_column(Integer, default=1)  # distinct raters per pair
-    scale: Mapped[Scale] = mapped_column(
-        Enum(Scale, native_enum=False, length=16, validate_strings=True), default=Scale.five
-    )
+    scale: Mapped[Scale] = mapped_column(enum_column(Scale), default=Scale.five)
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     rationale_required: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_seconds: Mapped[int] = mapped_column(Integer, default=900)

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -19,11 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.models.types import JSONType, UTCDateTime, utcnow
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    return Enum(cls, native_enum=False, length=16, validate_strings=True)
+from app.models.types import JSONType, UTCDateTime, enum_column, utcnow
 
 
 class ModelKind(enum.StrEnum):
@@ -47,8 +42,8 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[ModelKind] = mapped_column(_enum(ModelKind))
-    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus), default=ModelStatus.ready)
+    kind: Mapped[ModelKind] = mapped_column(enum_column(ModelKind))
+    status: Mapped[ModelStatus] = mapped_column(enum_column(ModelStatus), default=ModelStatus.ready)
     project_id: Mapped[int | None] = mapped_column(
         ForeignKey("projects.id", ondelete="SET NULL"), nullable=True
     )
@@ -98,8 +93,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    kind: Mapped[RunKind] = mapped_column(_enum(RunKind))
-    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), default=RunStatus.queued)
+    kind: Mapped[RunKind] = mapped_column(enum_column(RunKind))
+    status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus), default=RunStatus.queued)
     # The resolved config (every field, defaults filled in), as it was when the run was created.
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Inputs: the model trained from (policy or base), and for PPO the reward model.
@@ -148,7 +143,7 @@ class RunItem(Base):
     __tablename__ = "run_items"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    item_kind: Mapped[SnapshotItemKind] = mapped_column(_enum(SnapshotItemKind), primary_key=True)
+    item_kind: Mapped[SnapshotItemKind] = mapped_column(enum_column(SnapshotItemKind), primary_key=True)
     item_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
@@ -186,7 +181,7 @@ class Schedule(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), unique=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     min_new_judgments: Mapped[int] = mapped_column(Integer, default=200)
-    method: Mapped[RunKind] = mapped_column(_enum(RunKind), default=RunKind.dpo)
+    method: Mapped[RunKind] = mapped_column(enum_column(RunKind), default=RunKind.dpo)
     # Per-kind config overrides: {"reward": {...}, "dpo": {...}, "generate": {...}}.
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Judgments with an id above this mark count as new.

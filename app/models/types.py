@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy import JSON, DateTime, Enum, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def enum_column(cls: type[enum.Enum]) -> Enum:
+    """An enum stored as its string value in a VARCHAR: new members need no ALTER TYPE."""
+    return Enum(cls, native_enum=False, length=16, validate_strings=True)
 
 
 def utcnow() -> datetime:
