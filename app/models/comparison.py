@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -62,6 +63,16 @@ class Comparison(Base):
     gold_choice: Mapped[Choice | None] = mapped_column(enum_column(Choice), nullable=True)
     # Kept equal to the number of judgments under the comparison's row lock.
     judgment_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Raters added beyond project.overlap because the votes split (adaptive overlap).
+    extra_raters: Mapped[int] = mapped_column(Integer, default=0)
+    # An admin's resolution of a disputed pair: used as its label like a gold answer.
+    resolved_choice: Mapped[Choice | None] = mapped_column(enum_column(Choice), nullable=True)
+    resolved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL", name="fk_comparisons_resolved_by_id_users"),
+        nullable=True,
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolution_note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -111,4 +122,11 @@ class Judgment(Base):
     # Which completion was on the left when the rater decided (position-bias analysis).
     a_on_left: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[JudgmentSource] = mapped_column(enum_column(JudgmentSource), default="human")
+    # AI judgments: the judge run that wrote them, and the judge's provenance (model version,
+    # method, prompt template hash, the answers in both orders).
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL", use_alter=True, name="fk_judgments_run_id"),
+        nullable=True,
+    )
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

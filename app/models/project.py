@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -26,6 +26,15 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     instructions: Mapped[str] = mapped_column(Text, default="")  # markdown, shown to raters
     overlap: Mapped[int] = mapped_column(Integer, default=1)  # distinct raters per pair
+    # Adaptive overlap: a pair whose votes split gets one more rater at a time, up to this many
+    # (None or <= overlap: off). Votes are split while the largest group of identical choices
+    # holds less than `split_threshold` of them.
+    max_overlap: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    split_threshold: Mapped[float] = mapped_column(Float, default=0.66)
+    # Share of claims that draw a gold pair (known answer) the rater has not seen yet.
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    # The rubric or constitution an AI judge is prompted with (markdown); the instructions if empty.
+    judge_rubric: Mapped[str] = mapped_column(Text, default="")
     scale: Mapped[Scale] = mapped_column(enum_column(Scale), default=Scale.five)
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     rationale_required: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -71,6 +71,8 @@ class RunKind(enum.StrEnum):
     ppo = "ppo"
     dpo = "dpo"
     generate = "generate"
+    judge = "judge"  # AI feedback: label comparisons with a reward model or a prompted LM
+    evaluate = "evaluate"  # RM accuracy on held-out judgments, or a policy's win rate
 
 
 class RunStatus(enum.StrEnum):

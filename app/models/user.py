@@ -14,6 +14,8 @@ class Role(enum.StrEnum):
     rater = "rater"
     admin = "admin"
     researcher = "researcher"
+    # An AI labeler (reward model or prompted LM). It owns AI judgments; it can never log in.
+    judge = "judge"
 
 
 class User(Base):
@@ -24,6 +26,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(enum_column(Role))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A paused rater can log in but is given no pairs until an admin resumes them.
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set for accounts created with a one-time password: the first login asks for a new one.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped on password change and "log out everywhere": older session cookies stop working.

@@ -32,7 +32,8 @@ never cast. Either way no row ever has a tie as its label, and tie judgments pro
 that went to the winner (``per_rater``: to this judgment's choice), always in (0, 1]. Rows whose
 agreement is below ``min_agreement`` are dropped.
 
-**Gold pairs.** A gold pair has a known answer. In the aggregated modes that answer is the label
+**Gold pairs.** A gold pair has a known answer, and so has a pair an admin *resolved* on the
+disagreement review page (row kind ``resolved``). In the aggregated modes that answer is the label
 (a gold tie is dropped); ``agreement`` is then the share of votes that match it and
 ``margin = agreement x mean strength of the matching votes`` (0 when no vote matched). In
 ``per_rater`` mode gold pairs give their raters' judgments like any other pair.
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, select, type_coerce
+from sqlalchemy import Select, String, case, func, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from app.models import Comparison, ComparisonKind, Completion, Judgment, Prompt, User
@@ -66,6 +67,9 @@ Ties = Literal["drop", "ignore"]
 Gold = Literal["include", "exclude", "only"]
 
 AGGREGATIONS: tuple[str, ...] = ("majority", "mean_strength", "per_rater")
+# Row kinds: regular, gold (a known answer) and resolved (an admin settled a disputed pair).
+RESOLVED = "resolved"
+LABELLED_KINDS = frozenset({ComparisonKind.gold.value, RESOLVED})
 READ_BATCH = 5000  # judgments per round trip of the server-side cursor
 TEXT_BATCH = 1000  # comparisons per text query (an IN list well under SQLite's limits)
 
@@ -114,8 +118,8 @@ class RuleSet:
             f"Aggregation: {agg}.",
             f"Ties: {ties}; a tie is never a label.",
             f"Both bad: {both_bad}.",
-            "Gold pairs: in aggregated rows the known answer is the label and agreement is the "
-            "share of votes that match it.",
+            "Gold and resolved pairs: in aggregated rows the known answer (or the admin's "
+            "resolution) is the label and agreement is the share of votes that match it.",
         ]
         if self.min_agreement > 0:
             lines.append(f"Minimum agreement: rows with agreement below {self.min_agreement:g} are dropped.")
@@ -182,7 +186,7 @@ class PreferenceRow:
 
     comparison_id: int
     prompt_id: int
-    kind: str  # regular | gold
+    kind: str  # regular | gold | resolved
     gold_choice: str | None
     winner: str  # "A" | "B": which completion of the comparison is `chosen`
     margin: float
@@ -325,8 +329,9 @@ def _judgments_query(project_id: int, selection: JudgmentFilter) -> Select[Any]:
             j.a_on_left,
             type_coerce(j.source, String),
             Judgment.created_at,
-            type_coerce(c.kind, String),
-            type_coerce(c.gold_choice, String),
+            # A pair an admin resolved is labelled by the resolution, like a gold pair.
+            case((c.resolved_choice.is_not(None), RESOLVED), else_=type_coerce(c.kind, String)),
+            type_coerce(func.coalesce(c.resolved_choice, c.gold_choice), String),
         )
         .select_from(Judgment.__table__.join(Comparison.__table__, c.id == j.comparison_id))
         .where(j.project_id == project_id)
@@ -406,7 +411,7 @@ def decide(
                 rows.append(candidate)
         return rows
 
-    if kind == ComparisonKind.gold.value and gold_choice is not None:
+    if kind in LABELLED_KINDS and gold_choice is not None:
         winner = str(gold_choice)
         if winner == "tie":
             stats.dropped["tie"] += 1

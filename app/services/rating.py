@@ -17,6 +17,14 @@ The rules:
   stored judgment instead of writing a second one.
 * Left/right order is drawn per assignment and stored; the rater's pick (-2..2, negative = left
   better) is translated to A/B through it, so a stored choice always names the right completion.
+* Gold pairs (a known answer) are mixed in: with probability ``project.gold_rate`` a claim first
+  draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
+  others, are never limited by the overlap (every rater may meet each once) and are offered only
+  through that draw.
+* Adaptive overlap: a regular pair needs ``project.overlap + comparison.extra_raters`` raters.
+  When its last needed vote arrives and the votes are split (the largest group of identical
+  choices holds less than ``project.split_threshold`` of them), ``extra_raters`` grows by one,
+  up to ``project.max_overlap`` raters in all.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from app.models import (
     AssignmentStatus,
     Choice,
     Comparison,
+    ComparisonKind,
     Completion,
     Judgment,
     JudgmentSource,
@@ -137,25 +146,27 @@ def _active_leases(comparison_id, *, except_rater: bool = False):  # type: ignor
     return query.scalar_subquery()
 
 
-# Judgments plus other raters' active leases of one comparison.
+# Judgments plus other raters' active leases of one comparison, its extra raters and its kind.
 _SLOTS_TAKEN = select(
-    select(Comparison.judgment_count)
-    .where(Comparison.id == bindparam("comparison_id"))
-    .scalar_subquery()
-    + _active_leases(bindparam("comparison_id"), except_rater=True)
-)
+    Comparison.judgment_count + _active_leases(bindparam("comparison_id"), except_rater=True),
+    Comparison.extra_raters,
+    Comparison.kind,
+).where(Comparison.id == bindparam("comparison_id"))
 
 # The next free pair for a rater: not seen by them, judgments + active leases under the overlap.
 _CANDIDATES = (
     select(Comparison.id)
     .where(
         Comparison.project_id == bindparam("project_id"),
-        Comparison.judgment_count < bindparam("overlap"),
+        # The index range: no pair needs more than the project's maximum overlap.
+        Comparison.judgment_count < bindparam("max_overlap"),
+        Comparison.kind == ComparisonKind.regular,
         ~exists().where(
             _seen_by_rater.comparison_id == Comparison.id,
             _seen_by_rater.rater_id == bindparam("rater_id"),
         ),
-        Comparison.judgment_count + _active_leases(Comparison.id) < bindparam("overlap"),
+        Comparison.judgment_count + _active_leases(Comparison.id)
+        < bindparam("overlap") + Comparison.extra_raters,
     )
     # Finish pairs that already have votes before opening new ones, newest first (fresh
     # generations reach raters first). Matches ix_comparisons_open read backwards.
@@ -165,10 +176,34 @@ _CANDIDATES = (
 )
 
 
-def _slots_taken(session: Session, comparison_id: int, now: datetime, except_rater: int) -> int:
-    """Judgments plus other raters' active leases, read fresh (call with the row locked)."""
-    params = {"comparison_id": comparison_id, "now": now, "rater_id": except_rater}
-    return int(session.execute(_SLOTS_TAKEN, params).scalar_one())
+# A gold pair the rater has not seen, drawn at random (gold sets are small).
+_GOLD_CANDIDATE = (
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        Comparison.kind == ComparisonKind.gold,
+        ~exists().where(
+            _seen_by_rater.comparison_id == Comparison.id,
+            _seen_by_rater.rater_id == bindparam("rater_id"),
+        ),
+    )
+    .order_by(func.random())
+    .limit(1)
+)
+
+
+def max_overlap(project: Project) -> int:
+    """The most raters a regular pair of this project can need (adaptive overlap included)."""
+    return max(project.overlap, project.max_overlap or 0)
+
+
+def _has_room(session: Session, project: Project, comparison_id: int, now: datetime, rater_id: int) -> bool:
+    """Whether the pair can take this rater's vote, read fresh (call with the row locked)."""
+    params = {"comparison_id": comparison_id, "now": now, "rater_id": rater_id}
+    taken, extra, kind = session.execute(_SLOTS_TAKEN, params).one()
+    if kind == ComparisonKind.gold:
+        return True
+    return int(taken) < project.overlap + int(extra)
 
 
 def _lock_comparison(session: Session, comparison_id: int) -> None:
@@ -198,7 +233,7 @@ def claim_next(
             return assignment
         # An expired lease of this rater's: renew it if the pair still has room.
         _lock_comparison(session, assignment.comparison_id)
-        if _slots_taken(session, assignment.comparison_id, now, rater_id) < project.overlap:
+        if _has_room(session, project, assignment.comparison_id, now, rater_id):
             assignment.leased_at = now
             assignment.lease_expires_at = now + lease
             session.flush()
@@ -206,17 +241,7 @@ def claim_next(
         assignment.status = AssignmentStatus.lapsed
     session.flush()
 
-    params = {"project_id": project.id, "overlap": project.overlap, "rater_id": rater_id, "now": now}
-    skipped: list[int] = []
-    for _ in range(MAX_CLAIM_ATTEMPTS):
-        query = _CANDIDATES.where(Comparison.id.not_in(skipped)) if skipped else _CANDIDATES
-        comparison_id = session.execute(query, params).scalar_one_or_none()
-        if comparison_id is None:
-            return None
-        # The candidate query's snapshot may predate another rater's claim: recount under lock.
-        if _slots_taken(session, comparison_id, now, rater_id) >= project.overlap:
-            skipped.append(comparison_id)
-            continue
+    def assign(comparison_id: int) -> Assignment:
         assignment = Assignment(
             comparison_id=comparison_id,
             rater_id=rater_id,
@@ -229,6 +254,32 @@ def claim_next(
         session.add(assignment)
         session.flush()
         return assignment
+
+    if project.gold_rate > 0 and random.random() < project.gold_rate:
+        gold_id = session.execute(
+            _GOLD_CANDIDATE, {"project_id": project.id, "rater_id": rater_id}
+        ).scalar_one_or_none()
+        if gold_id is not None:
+            return assign(gold_id)
+
+    params = {
+        "project_id": project.id,
+        "overlap": project.overlap,
+        "max_overlap": max_overlap(project),
+        "rater_id": rater_id,
+        "now": now,
+    }
+    skipped: list[int] = []
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        query = _CANDIDATES.where(Comparison.id.not_in(skipped)) if skipped else _CANDIDATES
+        comparison_id = session.execute(query, params).scalar_one_or_none()
+        if comparison_id is None:
+            return None
+        # The candidate query's snapshot may predate another rater's claim: recount under lock.
+        if not _has_room(session, project, comparison_id, now, rater_id):
+            skipped.append(comparison_id)
+            continue
+        return assign(comparison_id)
     return None
 
 
@@ -269,7 +320,9 @@ _REMAINING = select(func.count()).select_from(
     select(Comparison.id)
     .where(
         Comparison.project_id == bindparam("project_id"),
-        Comparison.judgment_count < bindparam("overlap"),
+        Comparison.judgment_count < bindparam("max_overlap"),
+        Comparison.kind == ComparisonKind.regular,
+        Comparison.judgment_count < bindparam("overlap") + Comparison.extra_raters,
         ~exists().where(
             _seen.comparison_id == Comparison.id,
             _seen.rater_id == bindparam("rater_id"),
@@ -285,7 +338,12 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
     """Judgments today (UTC) and in total, and pairs this rater could still be given."""
     now = now or utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    params = {"project_id": project.id, "rater_id": rater_id, "overlap": project.overlap}
+    params = {
+        "project_id": project.id,
+        "rater_id": rater_id,
+        "overlap": project.overlap,
+        "max_overlap": max_overlap(project),
+    }
     done_today, done_total = session.execute(_DONE_COUNTS, {**params, "midnight": midnight}).one()
     remaining = session.execute(_REMAINING, params).scalar_one()
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
@@ -364,7 +422,7 @@ def submit_judgment(
     if assignment.status != AssignmentStatus.active or assignment.lease_expires_at <= now:
         # A late submit: keep it only if the pair still has a free slot.
         _lock_comparison(session, assignment.comparison_id)
-        if _slots_taken(session, assignment.comparison_id, now, rater_id) >= project.overlap:
+        if not _has_room(session, project, assignment.comparison_id, now, rater_id):
             assignment.status = AssignmentStatus.lapsed
             session.flush()
             raise PairFilled(
@@ -396,15 +454,44 @@ def submit_judgment(
         session.expire_all()
         return _stored_judgment(session, assignment.comparison_id, rater_id), False
     assignment.status = AssignmentStatus.done
-    session.execute(
+    # The update locks the comparison row until commit: the values it returns are current, and
+    # concurrent submits on the same pair decide on extra raters one after the other.
+    count, extra, kind = session.execute(
         update(Comparison)
         .where(Comparison.id == assignment.comparison_id)
         .values(judgment_count=Comparison.judgment_count + 1)
-    )
+        .returning(Comparison.judgment_count, Comparison.extra_raters, Comparison.kind)
+    ).one()
+    if kind == ComparisonKind.regular:
+        _widen_if_split(session, project, assignment.comparison_id, count, extra)
     session.flush()
     judgment = session.get(Judgment, judgment_id)
     assert judgment is not None
     return judgment, True
+
+
+_VOTES = select(Judgment.choice, func.count()).where(
+    Judgment.comparison_id == bindparam("comparison_id"), Judgment.source == JudgmentSource.human
+).group_by(Judgment.choice)
+
+
+def votes_split(choices: dict[str, int], threshold: float) -> bool:
+    """True when the largest group of identical choices holds less than `threshold` of the votes."""
+    total = sum(choices.values())
+    return total > 0 and max(choices.values()) / total < threshold - 1e-9
+
+
+def _widen_if_split(session: Session, project: Project, comparison_id: int, count: int, extra: int) -> None:
+    needed = project.overlap + extra
+    if count < needed or needed >= max_overlap(project):
+        return
+    tally = {str(choice): n for choice, n in session.execute(_VOTES, {"comparison_id": comparison_id})}
+    if votes_split(tally, project.split_threshold):
+        session.execute(
+            update(Comparison)
+            .where(Comparison.id == comparison_id)
+            .values(extra_raters=Comparison.extra_raters + 1)
+        )
 
 
 def skip(session: Session, *, project: Project, rater_id: int, assignment_id: int) -> None:

@@ -55,7 +55,12 @@ def project_counts(session: Session, projects: list[Project] | None = None) -> l
             select(
                 Comparison.project_id,
                 func.count(),
-                func.sum(case((Comparison.judgment_count >= Project.overlap, 1), else_=0)),
+                func.sum(
+                    case(
+                        (Comparison.judgment_count >= Project.overlap + Comparison.extra_raters, 1),
+                        else_=0,
+                    )
+                ),
             )
             .join(Project, Project.id == Comparison.project_id)
             .where(Comparison.project_id.in_(ids))
