@@ -10,11 +10,13 @@ from starlette.responses import HTMLResponse
 
 from app.auth import csrf_token
 from app.config import ROOT_DIR
+from app.services.charts import CHARTS
 from app.services.render import render_markdown
 
 templates = Jinja2Templates(directory=str(ROOT_DIR / "templates"))
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.filters["markdown"] = render_markdown
+templates.env.globals.update(CHARTS)
 
 
 def is_htmx(request: Request) -> bool:
