@@ -208,6 +208,12 @@ def add_project(
         Path | None, typer.Option(help="Markdown file with the raters' instructions.", exists=True)
     ] = None,
     rationale_required: Annotated[bool, typer.Option(help="Require a rationale.")] = False,
+    gold_rate: Annotated[
+        float, typer.Option(help="Share (0..1) of claims that draw an unseen gold pair.")
+    ] = 0.0,
+    max_overlap: Annotated[
+        int | None, typer.Option(help="Adaptive overlap: split pairs get raters up to this many.")
+    ] = None,
 ) -> None:
     """Create a labeling project."""
     from pydantic import ValidationError
@@ -224,6 +230,8 @@ def add_project(
             flags=flag or [],
             instructions=instructions_file.read_text(encoding="utf-8") if instructions_file else "",
             rationale_required=rationale_required,
+            gold_rate=gold_rate,
+            max_overlap=max_overlap,
         )
         with session_scope(_sessions()) as session:
             project = create_project(session, project_in=project_in)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
@@ -26,19 +28,36 @@ def _project_or_404(session: Session, slug: str) -> Project:
     return project
 
 
+@dataclass(frozen=True)
+class QualityForm:
+    """The label-quality settings of the project form, as typed."""
+
+    gold_percent: str = "0"
+    max_overlap: str = ""
+    split_threshold: str = "0.66"
+    judge_rubric: str = ""
+
+
 def _form_errors(error: ValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
 
 
 def _project_fields(
     name: str, instructions: str, overlap: str, scale: str, flags: str, rationale_required: bool,
-    lease_minutes: str,
+    lease_minutes: str, quality: QualityForm,
 ) -> dict[str, object]:  # fmt: skip
     """Form strings as given; pydantic reports bad values by field name."""
     lease: object = lease_minutes
     if lease_minutes.strip().isdigit():
         lease = int(lease_minutes) * 60
+    gold: object = quality.gold_percent  # not a number: pydantic names the field
+    with contextlib.suppress(ValueError):
+        gold = float(quality.gold_percent or 0) / 100
     return {
+        "gold_rate": gold,
+        "max_overlap": quality.max_overlap.strip() or None,
+        "split_threshold": quality.split_threshold,
+        "judge_rubric": quality.judge_rubric,
         "name": name,
         "instructions": instructions,
         "overlap": overlap,
@@ -81,8 +100,15 @@ def create_project(
     flags: Annotated[str, Form(max_length=2000)] = "",
     rationale_required: Annotated[bool, Form()] = False,
     lease_minutes: Annotated[str, Form(max_length=6)] = "15",
+    gold_percent: Annotated[str, Form(max_length=6)] = "0",
+    max_overlap: Annotated[str, Form(max_length=5)] = "",
+    split_threshold: Annotated[str, Form(max_length=6)] = "0.66",
+    judge_rubric: Annotated[str, Form(max_length=50_000)] = "",
 ) -> Response:
-    fields = _project_fields(name, instructions, overlap, scale, flags, rationale_required, lease_minutes)
+    quality = QualityForm(gold_percent, max_overlap, split_threshold, judge_rubric)
+    fields = _project_fields(
+        name, instructions, overlap, scale, flags, rationale_required, lease_minutes, quality
+    )
     try:
         project_in = ProjectCreate(slug=slug, **fields)  # type: ignore[arg-type]
         project = projects.create_project(session, project_in=project_in)
@@ -132,9 +158,16 @@ def update_project(
     rationale_required: Annotated[bool, Form()] = False,
     lease_minutes: Annotated[str, Form(max_length=6)] = "15",
     is_active: Annotated[bool, Form()] = False,
+    gold_percent: Annotated[str, Form(max_length=6)] = "0",
+    max_overlap: Annotated[str, Form(max_length=5)] = "",
+    split_threshold: Annotated[str, Form(max_length=6)] = "0.66",
+    judge_rubric: Annotated[str, Form(max_length=50_000)] = "",
 ) -> Response:
+    quality = QualityForm(gold_percent, max_overlap, split_threshold, judge_rubric)
     project = _project_or_404(session, slug)
-    fields = _project_fields(name, instructions, overlap, scale, flags, rationale_required, lease_minutes)
+    fields = _project_fields(
+        name, instructions, overlap, scale, flags, rationale_required, lease_minutes, quality
+    )
     try:
         project_in = ProjectUpdate(is_active=is_active, **fields)  # type: ignore[arg-type]
     except ValidationError as error:

@@ -72,7 +72,11 @@ def login(
     user = session.scalars(
         select(User).where(func.lower(User.username) == username.strip().lower())
     ).one_or_none()
-    if not verify_password(user.password_hash if user else None, password) or not (user and user.is_active):
+    if (
+        not verify_password(user.password_hash if user else None, password)
+        or not (user and user.is_active)
+        or user.role == Role.judge  # AI labelers own judgments; they never sign in
+    ):
         throttle.record_failure(username, client)
         return render(
             request,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.deps import RaterUser, SessionDep, SettingsDep, verify_csrf
-from app.models import Project
+from app.models import Project, User
 from app.services import rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
 from app.templating import is_htmx, render
@@ -44,7 +44,9 @@ def _workbench(
     assignment: Any = None,
 ) -> Response:
     """Claim (or keep) the rater's current pair and render it with their progress."""
-    if assignment is None:
+    rater = session.get(User, rater_id)  # already in the session's identity map: no query
+    paused = bool(rater is not None and rater.is_paused)
+    if assignment is None and not paused:
         assignment = rating.claim_next(session, project=project, rater_id=rater_id)
     pair = rating.pair_view(session, assignment) if assignment is not None else None
     picks = SCALE_PICKS[project.scale]
@@ -57,6 +59,7 @@ def _workbench(
         "notice": notice,
         "error": error,
         "previous": previous,
+        "paused": paused,
     }
     template = "rate/page.html" if full_page else "rate/_workbench.html"
     return render(request, template, context, status_code=status_code)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.models import Scale
 
@@ -19,6 +19,27 @@ class ProjectBase(BaseModel):
     flags: list[str] = Field(default_factory=list, max_length=8)
     rationale_required: bool = False
     lease_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
+    gold_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of claims that draw a gold pair the rater has not seen."
+    )
+    max_overlap: int | None = Field(
+        None, ge=1, le=50, description="Adaptive overlap: split pairs get more raters, up to this many."
+    )
+    split_threshold: float = Field(
+        0.66, gt=0.5, le=1, description="Votes are split while the largest group holds less than this."
+    )
+    judge_rubric: str = Field(
+        "", max_length=50_000, description="Rubric or constitution for AI judges (markdown)."
+    )
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> ProjectBase:
+        if self.max_overlap is not None and self.max_overlap < self.overlap:
+            raise ValueError(
+                f"max_overlap ({self.max_overlap}) must be at least the overlap ({self.overlap}), "
+                "or empty to turn adaptive overlap off"
+            )
+        return self
 
     @field_validator("flags")
     @classmethod

@@ -297,9 +297,7 @@ _PAIR_TEXTS = (
 
 
 def pair_view(session: Session, assignment: Assignment) -> PairView:
-    messages, text_a, text_b = session.execute(
-        _PAIR_TEXTS, {"comparison_id": assignment.comparison_id}
-    ).one()
+    messages, text_a, text_b = session.execute(_PAIR_TEXTS, {"comparison_id": assignment.comparison_id}).one()
     left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
     return PairView(
         assignment_id=assignment.id,
@@ -470,9 +468,11 @@ def submit_judgment(
     return judgment, True
 
 
-_VOTES = select(Judgment.choice, func.count()).where(
-    Judgment.comparison_id == bindparam("comparison_id"), Judgment.source == JudgmentSource.human
-).group_by(Judgment.choice)
+_VOTES = (
+    select(Judgment.choice, func.count())
+    .where(Judgment.comparison_id == bindparam("comparison_id"), Judgment.source == JudgmentSource.human)
+    .group_by(Judgment.choice)
+)
 
 
 def votes_split(choices: dict[str, int], threshold: float) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, Demonstration, Judgment, Project, Prompt, User
+from app.models import Comparison, Demonstration, Judgment, JudgmentSource, Project, Prompt, User
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ def rater_counts(session: Session, *, project_id: int | None = None) -> list[Rat
             func.max(Judgment.created_at),
         )
         .join(Judgment, Judgment.rater_id == User.id)
+        .where(Judgment.source == JudgmentSource.human)  # AI judges are reported apart
         .group_by(User.id, User.username, User.is_active)
         .order_by(func.count(Judgment.id).desc())
     )
