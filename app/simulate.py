@@ -14,6 +14,9 @@ The choice: the side with the higher score wins; equal scores are a tie (pick 0)
 choice is flipped (a tie stays a tie). Picks are fitted to the project's scale (the workbench
 lists the allowed ones): strength 2 becomes 1 on a three-point scale, a tie becomes a random side
 on a two-point scale. Where the project requires a rationale, the rater writes its scores there.
+
+A planted position bias tests the label-quality checks: the first `biased_raters` raters, with
+probability `left_bias` per pair, ignore the oracle and pick the left side ("better", -1).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class SimulationConfig:
     seed: int = 0
     strong_gap: float = 2.0
     timeout_s: float = 30.0
+    left_bias: float = 0.0
+    biased_raters: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.raters <= MAX_RATERS:
@@ -66,6 +71,10 @@ class SimulationConfig:
             raise SimulationError("--max-judgments cannot be negative")
         if self.strong_gap <= 0:
             raise SimulationError("--strong-gap must be positive")
+        if not 0.0 <= self.left_bias <= 1.0:
+            raise SimulationError("--left-bias is a probability, between 0 and 1")
+        if not 0 <= self.biased_raters <= self.raters:
+            raise SimulationError("--biased-raters must be between 0 and --raters")
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class Decision:
     left_score: float
     right_score: float
     flipped: bool = False
+    biased: bool = False  # the planted left bias chose, not the oracle
 
     @property
     def tie(self) -> bool:
@@ -145,10 +155,13 @@ def decide(
     noise: float = 0.0,
     strong_gap: float = 2.0,
     picks: tuple[int, ...] | list[int] = (-2, -1, 0, 1, 2),
+    left_bias: float = 0.0,
 ) -> Decision:
-    """The pick for two scores; the random draw happens for every pair (reproducible runs)."""
+    """The pick for two scores; the random draws happen for every pair (reproducible runs)."""
     gap = right_score - left_score  # positive: right better: positive pick
     flip_draw = rng.random()
+    if left_bias and rng.random() < left_bias:
+        return Decision(pick=-1, left_score=left_score, right_score=right_score, biased=True)
     if abs(gap) <= TIE_EPSILON:
         pick, flipped = 0, False
     else:
@@ -492,6 +505,7 @@ async def _rate(
                 noise=config.noise,
                 strong_gap=config.strong_gap,
                 picks=page.picks,
+                left_bias=config.left_bias if index < config.biased_raters else 0.0,
             )
             data: dict[str, object] = {"assignment_id": page.assignment_id, "pick": decision.pick}
             if page.rationale_required:

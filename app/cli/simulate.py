@@ -40,6 +40,15 @@ def simulate_command(
     strong_gap: Annotated[
         float, typer.Option(help="Score gap from which a side is 'much better' (strength 2).")
     ] = 2.0,
+    left_bias: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Planted position bias: chance that a biased rater just picks left."
+        ),
+    ] = 0.0,
+    biased_raters: Annotated[
+        int, typer.Option(min=0, help="How many raters (the first ones) carry the left bias.")
+    ] = 0,
 ) -> None:
     """Label a project with simulated raters, over HTTP, through the pages people use.
 
@@ -59,6 +68,8 @@ def simulate_command(
             max_judgments=max_judgments,
             seed=seed,
             strong_gap=strong_gap,
+            left_bias=left_bias,
+            biased_raters=biased_raters,
         )
     except SimulationError as error:
         _fail(str(error))
