@@ -19,7 +19,7 @@ PAIRS = 60
 OVERLAP = 2
 
 
-def _rate_until_done(factory, slug: str, rater_id: int, errors: list[BaseException]) -> None:  # type: ignore[no-untyped-def]
+def _rate_until_done(factory, slug: str, rater_id: int, errors: list[BaseException], pick: int = 1) -> None:  # type: ignore[no-untyped-def]
     try:
         while True:
             with factory() as session, session.begin():
@@ -34,7 +34,7 @@ def _rate_until_done(factory, slug: str, rater_id: int, errors: list[BaseExcepti
                     session,
                     project=project,
                     rater_id=rater_id,
-                    data=JudgmentInput(assignment_id, pick=1),
+                    data=JudgmentInput(assignment_id, pick=pick),
                 )
     except BaseException as error:  # noqa: BLE001 - reported by the test
         errors.append(error)
@@ -71,3 +71,49 @@ def test_concurrent_raters_respect_overlap(pg_url: str) -> None:
     assert max(per_pair.values()) <= OVERLAP, "a pair got more judgments than its overlap"
     assert len(per_pair) == PAIRS and set(per_pair.values()) == {OVERLAP}, "not every pair completed"
     assert len({rater for _, rater in rows}) > 1, "the work was not shared between raters"
+
+
+def test_concurrent_raters_with_adaptive_overlap(pg_url: str) -> None:
+    """Raters who always disagree (half pick left, half right): every pair widens one rater at a
+    time, exactly to what its votes call for, and never beyond the maximum."""
+    from app.models import Comparison
+    from app.services.rating import votes_split
+
+    raters, pairs, overlap, maximum = 12, 30, 2, 5
+    engine = make_engine(pg_url, pool_size=raters)
+    factory = make_sessionmaker(engine)
+    with factory() as session, session.begin():
+        project = make_project(session, "split", overlap=overlap, max_overlap=maximum, split_threshold=0.66)
+        for i in range(pairs):
+            make_pair(session, project, f"prompt {i}", f"a {i}", f"b {i}")
+        rater_ids = [make_user(session, f"splitter{i}").id for i in range(raters)]
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(raters)
+
+    def run(index: int, rater_id: int) -> None:
+        barrier.wait()
+        _rate_until_done(factory, "split", rater_id, errors, pick=-1 if index % 2 else 1)
+
+    threads = [threading.Thread(target=run, args=(i, rid)) for i, rid in enumerate(rater_ids)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+    with factory() as session:
+        comparisons = session.execute(
+            select(Comparison.id, Comparison.judgment_count, Comparison.extra_raters)
+        ).all()
+        votes = session.execute(select(Judgment.comparison_id, Judgment.rater_id, Judgment.choice)).all()
+    engine.dispose()
+    stored = Counter(comparison_id for comparison_id, _, _ in votes)
+    assert len({(c, r) for c, r, _ in votes}) == len(votes), "a rater judged a pair twice"
+    for comparison_id, count, extra in comparisons:
+        assert count == stored[comparison_id] == overlap + extra, (comparison_id, count, extra)
+        assert count <= maximum
+        tally = Counter(str(choice) for c, _, choice in votes if c == comparison_id)
+        # Widening stops when the votes settle or at the maximum, never earlier or later.
+        assert count == maximum or not votes_split(dict(tally), 0.66), (comparison_id, tally)
+    assert any(extra for _, _, extra in comparisons), "no pair was widened: the test saw no split"
