@@ -101,6 +101,18 @@ def test_concurrent_raters_with_adaptive_overlap(pg_url: str) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
+    # A rater who found nothing while another's vote was widening a pair sees it on the next
+    # visit: the raters come back, one after the other, until a round stores nothing.
+    def stored_count() -> int:
+        with factory() as session:
+            return len(session.execute(select(Judgment.id)).all())
+
+    before = -1
+    while before != (now := stored_count()):
+        before = now
+        for index, rater_id in enumerate(rater_ids):
+            _rate_until_done(factory, "split", rater_id, errors, pick=-1 if index % 2 else 1)
+    assert not errors, errors
 
     with factory() as session:
         comparisons = session.execute(
