@@ -46,7 +46,12 @@ def test_demo_users_projects_and_import(tmp_path: Path) -> None:
         demo_project = session.scalars(select(Project).where(Project.slug == "demo")).one()
         assert session.scalar(
             select(func.count()).select_from(Comparison).where(Comparison.project_id == demo_project.id)
-        ) == 32
+        ) == 38
+        gold = session.scalars(
+            select(Comparison).where(Comparison.project_id == demo_project.id, Comparison.kind == "gold")
+        ).all()
+        assert len(gold) == 6 and all(c.gold_choice in ("A", "B") for c in gold)
+        assert demo_project.gold_rate == 0.15
         assert session.scalar(select(func.count()).select_from(Demonstration)) == 10
         assert session.scalar(select(func.count()).select_from(User)) == 4
         helpful = session.scalars(select(Project).where(Project.slug == "helpful")).one()

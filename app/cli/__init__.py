@@ -15,6 +15,8 @@ from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Role, Scale
 
 DEMO_PAIRS = ROOT_DIR / "app" / "demo" / "demo_pairs.jsonl"
+# Pairs with a known answer, mixed into the demo rater's queue at the project's gold rate.
+DEMO_GOLD = ROOT_DIR / "app" / "demo" / "demo_gold.jsonl"
 DEMO_DEMOS = ROOT_DIR / "app" / "demo" / "demo_demos.jsonl"  # ideal answers, for SFT
 DEMO_USERS = {"admin": Role.admin, "rater": Role.rater, "researcher": Role.researcher}
 DEMO_PASSWORD_SUFFIX = "-demo-password"  # development only: "rater-demo-password", ...
@@ -375,6 +377,7 @@ def seed_demo(*, register_model: bool = True) -> None:
                     instructions=DEMO_INSTRUCTIONS,
                     overlap=1,
                     flags=["factual error", "harmful", "off-topic"],
+                    gold_rate=0.15,
                 ),
             )
             report = importing.import_file(
@@ -384,6 +387,13 @@ def seed_demo(*, register_model: bool = True) -> None:
                 filename=DEMO_PAIRS.name,
                 data=DEMO_PAIRS.read_bytes(),
             )
+            gold = importing.import_file(
+                session,
+                project=project,
+                kind=importing.ImportKind.pairs,
+                filename=DEMO_GOLD.name,
+                data=DEMO_GOLD.read_bytes(),
+            )
             demos = importing.import_file(
                 session,
                 project=project,
@@ -392,8 +402,8 @@ def seed_demo(*, register_model: bool = True) -> None:
                 data=DEMO_DEMOS.read_bytes(),
             )
             lines.append(
-                f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct "
-                f"and {demos.created} demonstrations."
+                f"Demo project 'demo' with {report.created} pairs from SmolLM2-135M-Instruct, "
+                f"{gold.created} gold pairs and {demos.created} demonstrations."
             )
         else:
             lines.append("Demo project 'demo' exists already.")
