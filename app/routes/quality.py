@@ -2,8 +2,206 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import re
+from typing import Annotated
 
-from app.deps import verify_csrf
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from app.deps import AdminUser, SessionDep, verify_csrf
+from app.models import Choice, Project, User
+from app.services import projects, quality
+from app.services.charts import bar_chart
+from app.templating import render
 
 router = APIRouter(prefix="/admin", tags=["quality"], dependencies=[Depends(verify_csrf)])
+
+# Where a pause/resume form may send the admin back to: a page of the admin area.
+_SAFE_NEXT = re.compile(r"^/admin(/[A-Za-z0-9_\-/]*)?(\?[A-Za-z0-9_\-=&]*)?$")
+
+
+def _project_or_404(session: Session, slug: str) -> Project:
+    project = projects.get_project(session, slug)
+    if project is None:
+        raise HTTPException(404, "No project with this name.")
+    return project
+
+
+def _per_rater(
+    raters: list[quality.RaterQuality], value: str, flagged: str | None, **options: object
+) -> Markup:
+    """A bar per rater of one attribute, raters that break the `flagged` rule in red."""
+    highlight = {i for i, r in enumerate(raters) if flagged and getattr(r, flagged)}
+    return bar_chart(
+        [r.username for r in raters],
+        [getattr(r, value) for r in raters],
+        highlight=highlight,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _rater_figures(
+    raters: list[quality.RaterQuality], report: quality.ProjectQuality | None = None
+) -> list[Markup]:
+    gold = report.gold_accuracy if report else None
+    agreed = report.agreement.percent if report else None
+    return [
+        _per_rater(raters, "left_share", "position_biased", title="Left response chosen (non-tie votes)",
+                   y_label="share", y_max=1.0, reference=0.5),
+        _per_rater(raters, "gold_accuracy", "gold_outlier", title="Gold accuracy per rater",
+                   y_label="accuracy", y_max=1.0, reference=gold),
+        _per_rater(raters, "agreement_rate", "agreement_outlier", title="Agreement with the other raters",
+                   y_label="agreement", y_max=1.0, reference=agreed),
+    ]  # fmt: skip
+
+
+def _project_figures(report: quality.ProjectQuality) -> list[Markup]:
+    order = sorted(quality.SIGNED_VALUES, reverse=True)  # A much better ... B much better
+    figures = [
+        bar_chart(
+            [quality.VALUE_LABELS[v] for v in order],
+            [report.values[v] for v in order],
+            title="Human votes on the scale",
+            y_label="judgments",
+        ),
+        *_rater_figures(report.raters, report),
+    ]
+    if report.judges:
+        labels: list[str] = ["humans, all pairs"]
+        values: list[float | None] = [report.agreement.percent]
+        for judge in report.judges:
+            labels += [f"{judge.username} vs humans", "humans on its pairs"]
+            values += [judge.agreement, judge.human_agreement]
+        figures.append(
+            bar_chart(
+                labels,
+                values,
+                title="AI judge agreement with humans vs human-human agreement",
+                y_label="agreement",
+                y_max=1.0,
+                highlight={i for i in range(1, len(labels), 2)},
+            )
+        )
+    return figures
+
+
+@router.get("/projects/{slug}/quality", include_in_schema=False)
+def quality_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
+    project = _project_or_404(session, slug)
+    report = quality.project_quality(session, project)
+    figures = _project_figures(report) if not report.empty else []
+    return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures})
+
+
+def _activity_figures(raters: list[quality.RaterQuality]) -> list[Markup]:
+    return [
+        _per_rater(raters, "throughput", None, title="Judgments per active hour", y_label="judgments"),
+        _per_rater(raters, "median_seconds", None, title="Median time per judgment", y_label="seconds"),
+        _per_rater(raters, "tie_rate", None, title="Tie rate", y_label="share", y_max=1.0),
+    ]
+
+
+@router.get("/projects/{slug}/raters", include_in_schema=False)
+def raters_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
+    project = _project_or_404(session, slug)
+    raters = quality.rater_report(session, project)
+    return render(
+        request,
+        "quality/raters.html",
+        {
+            "project": project,
+            "raters": raters,
+            "figures": _rater_figures(raters) + _activity_figures(raters) if raters else [],
+            "rules": {
+                "position_min_votes": quality.POSITION_MIN_VOTES,
+                "position_p": quality.POSITION_P_VALUE,
+                "gold_min": quality.GOLD_MIN_JUDGMENTS,
+                "gold_gap": quality.GOLD_GAP,
+                "agreement_min": quality.AGREEMENT_MIN_PAIRS,
+                "agreement_gap": quality.AGREEMENT_GAP,
+            },
+        },
+    )
+
+
+@router.get("/projects/{slug}/disputes", include_in_schema=False)
+def disputes_page(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    user: AdminUser,
+    status: Annotated[str, Query(pattern="^(unresolved|resolved|all)$")] = "unresolved",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    project = _project_or_404(session, slug)
+    result = quality.disputes(session, project, status=status, page=page)  # type: ignore[arg-type]
+    return render(
+        request,
+        "quality/disputes.html",
+        {
+            "project": project,
+            "result": result,
+            "statuses": quality.DISPUTE_STATUSES,
+            "choices": [c.value for c in Choice],
+            "resolved": request.query_params.get("resolved"),
+        },
+    )
+
+
+@router.post("/projects/{slug}/disputes/{comparison_id}", include_in_schema=False)
+def resolve_dispute(
+    request: Request,
+    slug: str,
+    comparison_id: int,
+    session: SessionDep,
+    user: AdminUser,
+    action: Annotated[str, Form(pattern="^(resolve|clear)$")] = "resolve",
+    choice: Annotated[str, Form(max_length=8)] = "",
+    note: Annotated[str, Form(max_length=quality.MAX_NOTE_CHARS)] = "",
+    status: Annotated[str, Form(pattern="^(unresolved|resolved|all)$")] = "unresolved",
+    page: Annotated[int, Form(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    project = _project_or_404(session, slug)
+    try:
+        comparison = quality.resolve(
+            session,
+            project=project,
+            comparison_id=comparison_id,
+            choice=None if action == "clear" else choice,
+            note=note,
+            admin_id=user.id,
+        )
+    except quality.QualityError as error:
+        raise HTTPException(422, str(error)) from error
+    if comparison is None:
+        raise HTTPException(404, "No such pair in this project.")
+    target = f"/admin/projects/{project.slug}/disputes?status={status}&page={page}&resolved={comparison_id}"
+    return RedirectResponse(f"{target}#pair-{comparison_id}", status_code=303)
+
+
+def _set_paused(session: Session, user_id: int, paused: bool, next_url: str) -> Response:
+    account = session.get(User, user_id)
+    if account is None:
+        raise HTTPException(404, "No such user.")
+    try:
+        quality.set_paused(session, user=account, paused=paused)
+    except quality.QualityError as error:
+        raise HTTPException(422, str(error)) from error
+    target = next_url if _SAFE_NEXT.match(next_url) else "/admin/users"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/raters/{user_id}/pause", include_in_schema=False)
+def pause_rater(
+    user_id: int, session: SessionDep, user: AdminUser, next: Annotated[str, Form(max_length=300)] = ""
+) -> Response:
+    return _set_paused(session, user_id, True, next)
+
+
+@router.post("/raters/{user_id}/resume", include_in_schema=False)
+def resume_rater(
+    user_id: int, session: SessionDep, user: AdminUser, next: Annotated[str, Form(max_length=300)] = ""
+) -> Response:
+    return _set_paused(session, user_id, False, next)

@@ -12,7 +12,12 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import object_session
+
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.models import Project
     from app.services.exporting import PreparedExport
 
 # Hugging Face's YAML wants the builder's name for each file type.
@@ -67,6 +72,77 @@ def features_yaml(export: PreparedExport) -> list[str]:
 
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _share(value: float | None, detail: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" + (f" ({detail})" if detail else "")
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def label_quality_section(session: Session, project: Project) -> list[str]:
+    """The card's "Label quality" section: the figures of the project's label-quality pages."""
+    from app.services.quality import project_quality
+
+    q = project_quality(session, project)
+    lines = [
+        "## Label quality",
+        "",
+        f"Measured over all {q.human_judgments:,} human judgments of project `{project.slug}` "
+        "(not only the rows above), as on its label-quality pages.",
+        "",
+    ]
+    if q.empty:
+        return [*lines, "No judgments yet.", ""]
+    left_p = q.left_p_value
+    vote_pairs = f"{q.agreement.pairs.pairs:,} vote pairs"
+    lines += [
+        "| measure | value |",
+        "|---|---:|",
+        f"| human raters | {len(q.raters):,} |",
+        f"| pairs with two or more human votes | {q.agreement.units:,} |",
+        f"| pairwise agreement (A / B / tie) | {_share(q.agreement.percent, vote_pairs)} |",
+        f"| Krippendorff's alpha, ordinal (signed strength -2..2) | {_number(q.agreement.alpha_ordinal)} |",
+        f"| Krippendorff's alpha, nominal (A / B / tie) | {_number(q.agreement.alpha_nominal)} |",
+        f"| gold accuracy | {_share(q.gold_accuracy, f'{q.gold.pairs:,} gold judgments')} |",
+        f"| left response chosen (non-tie votes) | {_share(q.left_share, f'{q.non_tie:,} votes')} |",
+        f"| position bias, exact binomial test vs 50% | "
+        f"{'n/a' if left_p is None else f'p = {left_p:.3g}'} |",
+        f"| tie rate | {_share(q.tie_rate)} |",
+        f"| both-bad rate | {_share(q.both_bad_rate)} |",
+        f"| raters flagged as outliers | {len(q.outliers):,} |",
+    ]  # fmt: skip
+    if q.length_bias is not None:
+        lines.append(
+            f"| the longer completion wins | {_share(q.longer_wins_rate, f'{q.length_bias.n:,} judgments')} |"
+        )
+    lines.append("")
+    if q.judges:
+        lines += [
+            "AI judges beside humans: how often the judge's choice equals a human's on pairs both "
+            "labeled, and how often two humans agree on the same pairs.",
+            "",
+            "| judge | AI judgments | judge-human agreement | human-human agreement |",
+            "|---|---:|---:|---:|",
+            *[
+                f"| {j.username} | {j.judgments:,} | "
+                f"{_share(j.agreement, f'{j.with_humans.pairs:,} pairs')} | "
+                f"{_share(j.human_agreement, f'{j.human_human.pairs:,} pairs')} |"
+                for j in q.judges
+            ],
+            "",
+        ]
+    lines += [
+        "Agreement is the share of agreeing pairs among all pairs of votes on the same comparison; "
+        "alpha is 1 for perfect agreement and about 0 at chance level. AI judges are not counted "
+        "as raters.",
+        "",
+    ]
+    return lines
 
 
 def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
@@ -149,6 +225,9 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         dropped = {k: v for k, v in pref.dropped.items() if v}
         body += [f"- {reason}: {count:,}" for reason, count in sorted(dropped.items())] or ["- nothing"]
         body.append("")
+        session = object_session(project)
+        if session is not None:
+            body += label_quality_section(session, project)
     else:
         body += [f"- Mean response length: {stats.chosen_chars / total if total else 0:.1f} characters", ""]
         body += ["## Rules", "", *[f"- {line}" for line in export.rules], ""]

@@ -110,7 +110,7 @@ def rater_counts(session: Session, *, project_id: int | None = None) -> list[Rat
     if project_id is not None:
         query = query.where(Judgment.project_id == project_id)
     rows = session.execute(query).all()
-    medians = _median_seconds(session, [r[0] for r in rows], project_id)
+    medians = median_seconds(session, [r[0] for r in rows], project_id)
     return [
         RaterCounts(
             rater_id=r[0],
@@ -126,7 +126,8 @@ def rater_counts(session: Session, *, project_id: int | None = None) -> list[Rat
     ]
 
 
-def _median_seconds(session: Session, rater_ids: list[int], project_id: int | None) -> dict[int, float]:
+def median_seconds(session: Session, rater_ids: list[int], project_id: int | None) -> dict[int, float]:
+    """Per rater: the median seconds spent on a judgment (of one project, or of all)."""
     if not rater_ids:
         return {}
     if session.get_bind().dialect.name == "postgresql":
