@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from app import oracles
 from app.config import ROOT_DIR
 from app.db import make_engine, make_sessionmaker, session_scope
-from app.models import Choice, Comparison, Completion, Judgment, Role, Scale, User
+from app.models import Choice, Comparison, Completion, Judgment, Project, Role, Scale, User
 from app.oracles import OracleError, load_oracle, make_prefers_word
 from app.simulate import (
     SimulationConfig,
@@ -369,3 +369,33 @@ def test_cli_rejects_a_bad_oracle_spec() -> None:
     )
     assert result.exit_code == 1
     assert "not of the form MODULE:FUNCTION" in result.output
+
+
+@pytest.mark.postgres
+def test_a_planted_left_bias_is_flagged_and_honest_raters_are_not(server: str, sim_db: str) -> None:
+    """Three simulated raters label 120 pairs through the server, each pair twice; the first
+    picks the left side 90% of the time whatever the oracle says. The label-quality report
+    flags that rater for position bias (binomial test)."""
+    from app.services import quality
+
+    with engine_session(sim_db) as session:
+        project = make_project(session, "bias", overlap=2)
+        for i in range(120):
+            # Which side holds "banana" alternates, so an honest rater's left share is ~1/2.
+            good, plain = f"banana number {i}", f"plain number {i}"
+            make_pair(session, project, f"prompt {i}", *((good, plain) if i % 2 else (plain, good)))
+    config = _config(server, project="bias", raters=3, left_bias=0.9, biased_raters=1, seed=3)
+    result = simulate(config, database_url=sim_db)
+    assert result.errors == [] and result.judgments == 240
+    with engine_session(sim_db) as session:
+        project = session.scalars(select(Project).where(Project.slug == "bias")).one()
+        report = {r.username: r for r in quality.rater_report(session, project)}
+    biased, honest = report["sim-bias-1"], [report["sim-bias-2"], report["sim-bias-3"]]
+    assert biased.non_tie >= 30 and biased.left_share > 0.8 and biased.position_biased
+    assert "position bias" in " ".join(biased.outliers).lower()
+    # The server draws the sides at random, so an honest rater's left share is binomial around
+    # 1/2: the test checks it is far from the biased one's (a 0.3..0.7 miss has odds of about
+    # 3 in 10,000). That an honest rater is not flagged is checked with seeded votes in
+    # tests/services/test_quality.py, where it cannot flake.
+    for rater in honest:
+        assert rater.non_tie >= 30 and 0.3 <= rater.left_share <= 0.7, (rater.username, rater.left_share)
