@@ -8,11 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 from app.config import Settings
-from app.models import Role, User
+from app.models import ApiToken, Role, User
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,16 @@ async def verify_csrf(request: Request) -> None:
 _bearer = HTTPBearer(auto_error=False, description="An API token from /account/tokens.")
 
 
+API_SCOPE = "export:read"  # what every /api/v1 route needs (all of them read exports)
+
+
 def get_api_user(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """A researcher's or an admin's bearer token; a rater's token is refused (403)."""
-    from app.services.tokens import authenticate
+    """A researcher's or an admin's bearer token with the API's scope; a rater's token, or one
+    without the scope, is refused (403)."""
+    from app.services.tokens import authenticate, hash_token
 
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
@@ -148,6 +153,11 @@ def get_api_user(
         raise HTTPException(401, "Invalid or revoked token.", headers=challenge)
     if user.role not in (Role.researcher, Role.admin):
         raise Forbidden("API tokens work for researchers and admins only.")
+    scopes = session.scalar(
+        select(ApiToken.scopes).where(ApiToken.token_hash == hash_token(credentials.credentials))
+    )
+    if API_SCOPE not in (scopes or []):
+        raise Forbidden(f"This token lacks the {API_SCOPE} scope.")
     return user
 
 

@@ -421,10 +421,10 @@ def seed(url: URL, args: argparse.Namespace) -> Seeded:
                     progress.update(t_completions, completed=2 * i)
         with cur.copy(
             "COPY comparisons (id, project_id, prompt_id, completion_a_id, completion_b_id, "
-            "kind, judgment_count, created_at) FROM STDIN"
+            "kind, judgment_count, extra_raters, resolution_note, created_at) FROM STDIN"
         ) as copy:
             for i in range(1, n + 1):
-                copy.write_row((i, project_id, i, 2 * i - 1, 2 * i, "regular", 0, now))
+                copy.write_row((i, project_id, i, 2 * i - 1, 2 * i, "regular", 0, 0, "", now))
                 if i % chunk == 0 or i == n:
                     progress.update(t_pairs, completed=i)
         for table in ("prompts", "completions", "comparisons"):

@@ -9,22 +9,58 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from app.deps import ApiUser, SessionDep, SettingsDep
-from app.routes.export import builder, project_or_404, streaming_download
+from app.routes.export import builder, streaming_download
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
 from app.services import exporting, stats
 from app.services.exporting import ExportError
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
 
-Split = Annotated[
-    Literal["all", "train", "test"],
-    Query(description="Which split to download; `all` adds a `split` column (with metadata on)."),
-]
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ApiError(BaseModel):
+    """Every error of the API: a sentence, or one problem per invalid parameter (422)."""
+
+    detail: str | list[FieldProblem]
+
+
+_ERRORS = {
+    401: "Missing, invalid or revoked bearer token.",
+    403: "The token's owner is not a researcher or an admin, or the token lacks the export:read scope.",
+    404: "No project with this name.",
+    422: "Invalid parameters: which one and why.",
+}
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    responses={status: {"model": ApiError, "description": text} for status, text in _ERRORS.items()},
+)
+
+_SPLIT = "Which split to download; `all` adds a `split` column (with metadata on)."
+
+
+# The query is one model (its fields are the parameters, and any other parameter is refused), so
+# the single-file downloads' `split` belongs to the model rather than beside it.
+class ComparisonFileExport(ComparisonExport):
+    split: Literal["all", "train", "test"] = Field("all", description=_SPLIT)
+
+
+class DemoFileExport(DemoExport):
+    split: Literal["all", "train", "test"] = Field("all", description=_SPLIT)
+
+
 _FILE = {
-    "description": "The data file (JSONL, Parquet or CSV), streamed.",
-    "content": {"application/octet-stream": {}},
+    "description": "The data file (JSONL, Parquet or CSV, by `format`), streamed.",
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        "text/csv": {"schema": {"type": "string"}},
+    },
 }
 _ZIP = {
     "description": "A zip: README.md (dataset card) and data/<split>.<ext>.",
@@ -64,16 +100,15 @@ def read_projects(session: SessionDep, user: ApiUser) -> ProjectsPublic:
 def export_comparisons(
     request: Request,
     slug: str,
-    spec: Annotated[ComparisonExport, Query()],
+    spec: Annotated[ComparisonFileExport, Query()],
     session: SessionDep,
     settings: SettingsDep,
     user: ApiUser,
-    split: Split = "all",
 ) -> StreamingResponse:
     """Preference rows (prompt, chosen, rejected, margin, agreement, metadata) under the
     aggregation rules given; see the dataset card (`/card`) for the rules in words."""
     build = builder("comparisons", spec, slug, settings.secret_key)
-    return _checked(lambda: streaming_download(request, session, build, archive=False, split=split))
+    return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
 
 
 @router.get(
@@ -94,10 +129,18 @@ def export_comparisons_archive(
     return _checked(lambda: streaming_download(request, session, build, archive=True))
 
 
+# The card is text, its errors JSON: declared one by one (a `model` would take the text type).
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}
+
+
 @router.get(
     "/projects/{slug}/comparisons/card",
     summary="The dataset card of a comparisons export",
     response_class=PlainTextResponse,
+    responses={
+        200: {"description": "The dataset card (Markdown).", "content": {"text/markdown": {}}},
+        **{status: {"description": _ERRORS[status], "content": _JSON_ERROR} for status in _ERRORS},
+    },
 )
 def read_comparisons_card(
     slug: str,
@@ -120,14 +163,12 @@ def read_comparisons_card(
 def export_demos(
     request: Request,
     slug: str,
-    spec: Annotated[DemoExport, Query()],
+    spec: Annotated[DemoFileExport, Query()],
     session: SessionDep,
     user: ApiUser,
-    split: Split = "all",
 ) -> StreamingResponse:
-    project_or_404(session, slug)
     build = builder("demos", spec, slug, "")
-    return _checked(lambda: streaming_download(request, session, build, archive=False, split=split))
+    return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
 
 
 @router.get(
