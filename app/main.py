@@ -136,7 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=bool(settings.https_only),
     )
-    app.add_middleware(SecurityHeadersMiddleware, hsts=bool(settings.https_only))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024)
+    # Outermost: every answer carries the security headers, the size limit's 413 included.
+    app.add_middleware(SecurityHeadersMiddleware, hsts=bool(settings.https_only))
     _install_error_handlers(app)
     return app

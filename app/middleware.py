@@ -86,7 +86,7 @@ class BodySizeLimitMiddleware:
 
     async def _reject(self, send: Send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)
-        body = f"Request body too large: the limit is {limit_mb:.0f} MB.".encode()
+        body = f"Request body too large: the limit is {limit_mb:g} MB.".encode()
         await send(
             {
                 "type": "http.response.start",

@@ -113,6 +113,9 @@ def test_oversized_uploads_and_bodies_get_413(small_app: Any, web: TestClient) -
         headers={"content-type": "application/x-www-form-urlencoded", "X-CSRF-Token": token},
     )
     assert streamed.status_code == 413 and "too large" in streamed.text
+    for refused in (announced, streamed):  # the refusal carries the security headers too
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in refused.headers["content-security-policy"]
     assert counts(small_app) == before
 
 

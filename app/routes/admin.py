@@ -209,7 +209,7 @@ async def import_upload(
     context: dict[str, object] = {"project": project, "kind": kind}
     if len(data) > settings.max_upload_bytes:
         context["failure_message"] = (
-            f"{filename} is larger than the {settings.max_upload_bytes // (1024 * 1024)} MB limit."
+            f"{filename} is larger than the {settings.max_upload_bytes / (1024 * 1024):g} MB limit."
         )
         return render(request, "admin/import.html", context, status_code=413)
     try:
