@@ -7,7 +7,8 @@ Order matters for safety:
 3. publish the finished directory to the artifact store (a move, or an upload with a marker);
 4. register the model version and mark the run succeeded in one transaction.
 A crash before 4 leaves no registered model; the run is failed by the error handler, or by the
-stale-heartbeat reaper if the whole process died.
+stale-heartbeat reaper if the whole process died. Generate, judge and evaluate runs register no
+model: step 4 stores their pairs, AI judgments or evaluation figures instead.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Job:
     reward: ModelRef | None = None
     versus: ModelRef | None = None
     data: list[dict[str, Any]] = field(default_factory=list)
+    # Judge and evaluate runs: their models by role, and what the database side needs back.
+    models: dict[str, ModelRef] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 def model_ref(session: Session, model_id: int, cache_dir: Path | None = None) -> ModelRef:
@@ -133,6 +137,10 @@ def prepare(session: Session, run: Run) -> Job:
                 "no preference pairs after aggregation (ties, both-bad and split votes are "
                 "dropped by the chosen rules)"
             )
+    elif run.kind in (RunKind.judge, RunKind.evaluate):
+        inputs = (runs.judge_inputs if run.kind == RunKind.judge else runs.evaluate_inputs)(session, run)
+        job.data, job.context = inputs.data, inputs.context
+        job.models = {role: model_ref(session, mid) for role, mid in inputs.model_ids.items()}
     else:
         rows = session.execute(
             select(Prompt.id, Prompt.messages).where(Prompt.id.in_(ids)).order_by(Prompt.id)
@@ -152,10 +160,13 @@ def train(job: Job, work_dir: Path, reporter: DbReporter, *, processes: int | No
     `processes` is `processes_per_run` (default: the setting): 0 means every visible GPU. With
     more than one process the trainer runs under `accelerate launch` (worker.training.launch),
     which relays its progress to `reporter` and its cancellation back; the result is the same
-    `TrainResult`, with the model in `work_dir / "model"`. Generation always runs here.
+    `TrainResult`, with the model in `work_dir / "model"`. Generation, judging and evaluation
+    always run here.
     """
     if job.kind == RunKind.generate:
         return _generate(job, reporter)
+    if job.kind in (RunKind.judge, RunKind.evaluate):
+        return _judge_or_evaluate(job, reporter)
     from worker.training.launch import resolve_processes, run_distributed, run_trainer
 
     output = work_dir / "model"
@@ -192,6 +203,20 @@ def _generate(job: Job, reporter: DbReporter) -> dict[str, Any]:
         other_id = job.config["versus_model_id"]
         pairs = [(a[0], b[0], job.base_model_id, other_id) for a, b in zip(ours, theirs, strict=True)]
     return {"pairs": pairs, "sampling": sampling_settings(config)}
+
+
+def _judge_or_evaluate(job: Job, reporter: DbReporter) -> dict[str, Any]:
+    if job.kind == RunKind.judge:
+        from app.schemas.training import JudgeConfig
+        from worker.training.judge import run_judge
+
+        return run_judge(config=JudgeConfig(**job.config), judge=job.models["judge"],
+                         identity=job.context["judge"], data=job.data, reporter=reporter)  # fmt: skip
+    from app.schemas.training import EvaluateConfig
+    from worker.training.evaluate import run_evaluate
+
+    return run_evaluate(config=EvaluateConfig(**job.config), models=job.models, context=job.context,
+                        data=job.data, reporter=reporter)  # fmt: skip
 
 
 def _store_generated(session: Session, job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +277,10 @@ def execute_run(
                 raise Cancelled()
             if job.kind == RunKind.generate:
                 runs.succeed(session, run=run, summary=_store_generated(session, job, outcome))
+            elif job.kind in (RunKind.judge, RunKind.evaluate):
+                store = runs.store_judgments if job.kind == RunKind.judge else runs.record_evaluation
+                summary = store(session, run=run, context=job.context, outcome=outcome)
+                runs.succeed(session, run=run, summary=summary)
             else:
                 name = runs.unique_model_name(session, f"{job.project_slug}-{job.kind.value}-run{run_id}")
                 uri = publish_model(outcome.output_dir, settings.storage_url, name)

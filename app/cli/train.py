@@ -54,8 +54,10 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     return config
 
 
-def _launch(kind: RunKind, project: str, base: str | None, reward: str | None,
-            sets: list[str] | None, now: bool) -> None:  # fmt: skip
+def _launch(kind: RunKind, project: str, base: str | None, reward: str | None, sets: list[str] | None,
+            now: bool, models: dict[str, str | None] | None = None) -> None:  # fmt: skip
+    """Create a run (and send it, or run it here with `now`). `models` maps config fields
+    (`judge_model_id`, ...) to model versions by name or id."""
     from app.queue import send_run
     from app.services import registry, runs
     from app.services.projects import get_project
@@ -72,11 +74,18 @@ def _launch(kind: RunKind, project: str, base: str | None, reward: str | None,
             reward_model = registry.find_model(session, reward) if reward else None
             if reward and reward_model is None:
                 raise _fail(f"no model version {reward!r}")
+            config = _parse_sets(sets)
+            for key, ref in (models or {}).items():
+                if ref:
+                    found = registry.find_model(session, ref)
+                    if found is None:
+                        raise _fail(f"no model version {ref!r} (see `rlhf models list`)")
+                    config[key] = found.id
             run = runs.create_run(
                 session,
                 project=proj,
                 kind=kind,
-                config=_parse_sets(sets),
+                config=config,
                 base_model_id=base_model.id if base_model else None,
                 reward_model_id=reward_model.id if reward_model else None,
             )
@@ -160,6 +169,34 @@ def train_ppo(
 def train_generate(project: _PROJECT, base: _BASE = None, set: _SET = None, now: _NOW = False) -> None:
     """Sample completions of a policy and add the pairs to the rating queue."""
     _launch(RunKind.generate, project, base, None, set, now)
+
+
+_JUDGE = Annotated[
+    str | None,
+    typer.Option("--judge", help="Judge version (name or id): a reward model, or a policy as LM judge."),
+]
+
+
+@train_cli.command("judge")
+def train_judge(project: _PROJECT, judge: _JUDGE = None, set: _SET = None, now: _NOW = False) -> None:
+    """AI feedback: label the project's comparisons with a reward model or a prompted LM."""
+    _launch(RunKind.judge, project, None, None, set, now, models={"judge_model_id": judge})
+
+
+@train_cli.command("evaluate")
+def train_evaluate(
+    project: _PROJECT,
+    model: Annotated[str | None, typer.Option("--model", help="The version to evaluate.")] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="Policy: compare with this version (default: parent).")
+    ] = None,
+    judge: _JUDGE = None,
+    set: _SET = None,
+    now: _NOW = False,
+) -> None:
+    """A reward model's accuracy on held-out judgments, or a policy's win rate against a reference."""
+    models = {"model_id": model, "reference_model_id": reference, "judge_model_id": judge}
+    _launch(RunKind.evaluate, project, None, None, set, now, models=models)
 
 
 @runs_cli.command("list")

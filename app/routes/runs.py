@@ -24,7 +24,11 @@ KIND_TITLES = {
     RunKind.dpo: "DPO",
     RunKind.ppo: "PPO",
     RunKind.generate: "Generate pairs for raters",
+    RunKind.judge: "AI judge (label pairs)",
+    RunKind.evaluate: "Evaluate a model version",
 }
+# Kinds whose models are named in their config (judge_model_id, model_id, ...), not base/reward.
+CONFIG_MODEL_KINDS = (RunKind.judge, RunKind.evaluate)
 
 
 def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -114,6 +118,7 @@ def _launch_page(
         "policies": _models(session, ModelKind.policy),
         "rewards": _models(session, ModelKind.reward),
         "fields": config_fields(kind, form.get("config")),
+        "config_models": kind in CONFIG_MODEL_KINDS,
         "form": form,
         "errors": errors or [],
     }
@@ -179,8 +184,19 @@ def show_run(request: Request, run_id: int, session: SessionDep, user: AdminUser
         "base": session.get(ModelVersion, run.base_model_id) if run.base_model_id else None,
         "reward": session.get(ModelVersion, run.reward_model_id) if run.reward_model_id else None,
         "title": KIND_TITLES[run.kind],
+        "config_models": _config_models(session, run),
     }
     return render(request, "runs/show.html", context)
+
+
+def _config_models(session: Session, run: Run) -> dict[str, str]:
+    """The model versions a run's config names (`*model_id` fields): field -> version name."""
+    named = {}
+    for key, value in run.config.items():
+        if key.endswith("model_id") and isinstance(value, int):
+            model = session.get(ModelVersion, value)
+            named[key] = model.name if model else f"#{value} (deleted)"
+    return named
 
 
 @router.get("/runs/{run_id}/status", include_in_schema=False)

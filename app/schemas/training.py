@@ -126,10 +126,99 @@ class GenerateConfig(BaseModel):
         return self
 
 
+# The prompt of an LM judge. The rubric is the project's judge rubric (its rater instructions
+# when that is empty) unless the run overrides it; the template and the rubric together are the
+# judge's identity (a different rubric is a different judge). The model answers with one letter.
+JUDGE_TEMPLATE = """You compare two responses to the same conversation and decide which one is better.
+
+Judge them by this rubric:
+{rubric}
+
+The conversation:
+{conversation}
+
+Response A:
+{response_a}
+
+Response B:
+{response_b}
+
+Which response is better? Answer with one letter, A or B."""
+
+
+class JudgeConfig(BaseModel):
+    """AI feedback: label the project's comparisons with a reward model or a prompted LM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge_model_id: int | None = Field(
+        None,
+        description="The judge: a reward model version (scores both sides) or a policy version "
+        "(an LM prompted with the rubric, asked in both orders).",
+    )
+    comparisons: Literal["unjudged", "human_labelled", "all"] = Field(
+        "unjudged",
+        description="unjudged: those this judge has not labelled yet; human_labelled: those with at "
+        "least one human judgment (to measure agreement); all: every comparison.",
+    )
+    limit: int = Field(1000, ge=1, le=1_000_000, description="Most comparisons to judge (oldest first).")
+    rubric: str | None = Field(
+        None, description="LM judge: a rubric to use instead of the project's judge rubric."
+    )
+    strong_margin: float = Field(
+        1.0,
+        ge=0,
+        description="Strength 2 ('much better') above this margin: the score difference for a "
+        "reward model; the log-odds of the chosen letter in both orders for an LM judge.",
+    )
+    tie_margin: float = Field(
+        1e-4, ge=0, description="Reward model judge: a score difference below this is a tie."
+    )
+    max_length: int = Field(
+        1024, ge=16, le=32768, description="Tokens per judged text; longer responses are trimmed."
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Texts per forward pass.")
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
+    )
+
+
+class EvaluateConfig(BaseModel):
+    """Evaluate a model version: a reward model on held-out human judgments, or a policy's win
+    rate against a reference, judged by a reward model or an LM judge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: int | None = Field(None, description="The version evaluated: a reward model or a policy.")
+    reference_model_id: int | None = Field(
+        None, description="Policy: the version it is compared with (default: its parent)."
+    )
+    judge_model_id: int | None = Field(
+        None, description="Policy: who judges the pairs, a reward model or a policy as LM judge."
+    )
+    rubric: str | None = Field(
+        None, description="LM judge: a rubric to use instead of the project's judge rubric."
+    )
+    num_prompts: int = Field(
+        64, ge=1, le=100000, description="Policy: prompts answered by both (newest first)."
+    )
+    max_new_tokens: int = Field(160, ge=1, le=4096, description="Policy: tokens per completion.")
+    temperature: float = Field(0.7, ge=0, le=5, description="Policy: sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Policy: nucleus sampling.")
+    seed: int = Field(0, description="Sampling seed (the same for policy and reference) and score-head seed.")
+    max_length: int = Field(1024, ge=16, le=32768, description="Tokens per scored or judged text.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Texts per forward pass.")
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
+    )
+
+
 CONFIGS: dict[str, type[BaseModel]] = {
     "sft": SFTConfig,
     "reward": RewardConfig,
     "dpo": DPOConfig,
     "ppo": PPOConfig,
     "generate": GenerateConfig,
+    "judge": JudgeConfig,
+    "evaluate": EvaluateConfig,
 }

@@ -9,15 +9,20 @@ marks the run succeeded, and only after its files are completely written.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Comparison,
+    Completion,
     Demonstration,
     Judgment,
     JudgmentSource,
@@ -25,6 +30,7 @@ from app.models import (
     ModelVersion,
     Project,
     Prompt,
+    Role,
     Run,
     RunItem,
     RunKind,
@@ -32,9 +38,10 @@ from app.models import (
     RunMetric,
     RunStatus,
     SnapshotItemKind,
+    User,
 )
 from app.models.types import utcnow
-from app.schemas.training import CONFIGS
+from app.schemas.training import CONFIGS, JUDGE_TEMPLATE
 
 # A running run whose worker has not reported for this long is considered lost.
 STALE_AFTER = timedelta(minutes=10)
@@ -97,9 +104,18 @@ def _snapshot_ids(
         if not ids:
             raise RunError(f"the project has no {config['label_source']} judgments yet")
         return SnapshotItemKind.judgment, list(ids)
-    # PPO and generation work from prompts (newest first for generation).
+    if kind == RunKind.evaluate and config["_evaluates"] == ModelKind.reward.value:
+        ids = held_out_judgment_ids(session, project_id=project.id, model_id=config["model_id"])
+        if not ids:
+            raise RunError(
+                "no held-out human judgments: every human-judged comparison of the project was "
+                "in the reward model's training snapshot"
+            )
+        return SnapshotItemKind.judgment, ids
+    # PPO, generation and policy evaluation work from prompts (newest first for generation and
+    # evaluation).
     query = select(Prompt.id).where(Prompt.project_id == project.id)
-    if kind == RunKind.generate:
+    if kind in (RunKind.generate, RunKind.evaluate):
         query = query.order_by(Prompt.id.desc()).limit(config["num_prompts"])
     ids = list(session.scalars(query.order_by(Prompt.id)).all())
     if not ids:
@@ -119,8 +135,18 @@ def create_run(
     schedule_id: int | None = None,
     parent_run_id: int | None = None,
 ) -> Run:
-    """A queued run with its resolved config and frozen snapshot. Enqueue after commit."""
+    """A queued run with its resolved config and frozen snapshot. Enqueue after commit.
+
+    Judge and evaluate runs name their models in the config (`judge_model_id`, `model_id`,
+    `reference_model_id`), not in `base_model_id` / `reward_model_id`. A judge run has no
+    snapshot: the comparisons it labels are chosen when it starts (those still unjudged then).
+    """
     resolved = resolve_config(kind, config)
+    if kind in (RunKind.judge, RunKind.evaluate):
+        return _create_ai_run(
+            session, project=project, kind=kind, resolved=resolved, created_by_id=created_by_id,
+            schedule_id=schedule_id, parent_run_id=parent_run_id,
+        )  # fmt: skip
     _model(session, base_model_id, ModelKind.policy, "base model" if kind != RunKind.ppo else "policy")
     if kind == RunKind.ppo:
         _model(session, reward_model_id, ModelKind.reward, "reward model")
@@ -144,6 +170,95 @@ def create_run(
     _store_snapshot(session, run.id, item_kind, ids)
     add_log(session, run.id, f"queued: {kind.value} on {len(ids)} {item_kind.value}s")
     return run
+
+
+def _any_model(session: Session, model_id: int | None, role: str) -> ModelVersion:
+    if model_id is None:
+        raise RunError(f"choose {role}")
+    model = session.get(ModelVersion, model_id)
+    if model is None:
+        raise RunError(f"{role}: no model version {model_id}")
+    return model
+
+
+def _create_ai_run(
+    session: Session,
+    *,
+    project: Project,
+    kind: RunKind,
+    resolved: dict[str, Any],
+    created_by_id: int | None,
+    schedule_id: int | None,
+    parent_run_id: int | None,
+) -> Run:
+    """A judge or evaluate run: its models are checked, an evaluated policy's reference is
+    resolved into the config, and an evaluate run's snapshot is frozen (held-out judgments or
+    prompts)."""
+    item_kind: SnapshotItemKind | None = None
+    ids: list[int] = []
+    if kind == RunKind.judge:
+        judge = _any_model(session, resolved["judge_model_id"], "a judge model (judge_model_id)")
+        has_pairs = session.scalar(select(exists().where(Comparison.project_id == project.id)))
+        if not has_pairs:
+            raise RunError("the project has no comparisons to judge")
+        what = f"judge with {judge.name} ({judge.kind.value}), {resolved['comparisons']} comparisons"
+    else:
+        model = _any_model(session, resolved["model_id"], "the model version to evaluate (model_id)")
+        if model.kind == ModelKind.policy:
+            reference_id = resolved["reference_model_id"] or model.parent_id
+            if reference_id is None:
+                raise RunError(
+                    f"the policy {model.name!r} has no parent: choose a reference (reference_model_id)"
+                )
+            reference = _model(session, reference_id, ModelKind.policy, "the reference")
+            resolved["reference_model_id"] = reference.id
+            judge = _any_model(session, resolved["judge_model_id"], "a judge model (judge_model_id)")
+            what = f"evaluate {model.name} against {reference.name}, judged by {judge.name}"
+        else:
+            if resolved["reference_model_id"] is not None or resolved["judge_model_id"] is not None:
+                raise RunError(
+                    "a reward model is evaluated on held-out human judgments: leave "
+                    "reference_model_id and judge_model_id empty"
+                )
+            what = f"evaluate {model.name} on held-out human judgments"
+        item_kind, ids = _snapshot_ids(
+            session, project=project, kind=kind, config=resolved | {"_evaluates": model.kind.value}
+        )
+    run = Run(
+        project_id=project.id,
+        kind=kind,
+        status=RunStatus.queued,
+        config=resolved,
+        created_by_id=created_by_id,
+        schedule_id=schedule_id,
+        parent_run_id=parent_run_id,
+        snapshot_size=len(ids),
+    )
+    session.add(run)
+    session.flush()
+    if item_kind is not None:
+        _store_snapshot(session, run.id, item_kind, ids)
+        what += f" ({len(ids)} {item_kind.value}s)"
+    add_log(session, run.id, f"queued: {what}")
+    return run
+
+
+def held_out_judgment_ids(session: Session, *, project_id: int, model_id: int) -> list[int]:
+    """The project's human judgments on comparisons that the reward model never trained on:
+    comparisons with no judgment in the snapshot of the run that produced the model (all of
+    them when the model has no training run)."""
+    model = session.get(ModelVersion, model_id)
+    query = select(Judgment.id).where(
+        Judgment.project_id == project_id, Judgment.source == JudgmentSource.human
+    )
+    if model is not None and model.run_id is not None:
+        trained = (
+            select(Judgment.comparison_id)
+            .join(RunItem, RunItem.item_id == Judgment.id)
+            .where(RunItem.run_id == model.run_id, RunItem.item_kind == SnapshotItemKind.judgment)
+        )
+        query = query.where(Judgment.comparison_id.not_in(trained))
+    return list(session.scalars(query.order_by(Judgment.id)))
 
 
 def _store_snapshot(session: Session, run_id: int, kind: SnapshotItemKind, ids: Iterable[int]) -> None:
@@ -333,3 +448,286 @@ def metric_series(
 
 def counts_by_status(session: Session) -> dict[str, int]:
     return dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
+
+# --- judge and evaluate runs: their inputs and what they store ---------------------------------
+#
+# A judge run writes AI judgments (source ai, owned by the judge's own user, role judge); an
+# evaluate run writes its figures into the evaluated version's metrics["evaluation"]. Neither
+# registers a model version.
+
+JUDGE_USER_PREFIX = "ai-judge:"
+UNUSABLE_PASSWORD = "!"  # not an argon2 hash: no password ever verifies against it
+
+
+@dataclass
+class JudgeIdentity:
+    """Who an AI judge is: its model version and, for an LM judge, the prompt it is given."""
+
+    method: str  # "rm" (a reward model scores both sides) | "lm" (a prompted causal LM)
+    model_version_id: int
+    model_name: str
+    username: str
+    rubric: str | None = None
+    rubric_sha256: str | None = None
+
+    def describe(self) -> str:
+        if self.method == "rm":
+            return f"reward model {self.model_name}"
+        return f"LM judge {self.model_name} (rubric {str(self.rubric_sha256)[:8]})"
+
+
+@dataclass
+class AIInputs:
+    """What the worker needs for a judge or evaluate run, detached from the database."""
+
+    data: list[dict[str, Any]]
+    model_ids: dict[str, int]  # role ("judge", "model", "reference") -> model version id
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def judge_rubric(project: Project, override: str | None) -> str:
+    """The rubric an LM judge is prompted with: the run's override, the project's judge rubric,
+    else the instructions its raters read."""
+    for text in (override, project.judge_rubric, project.instructions):
+        if text and text.strip():
+            return text.strip()
+    return "Prefer the response that is more helpful, correct and harmless."
+
+
+def rubric_sha256(rubric: str) -> str:
+    """Hash of the judge's whole prompt template with the rubric filled in."""
+    return hashlib.sha256(f"{JUDGE_TEMPLATE}\x00{rubric}".encode()).hexdigest()
+
+
+def judge_username(model_name: str, rubric_hash: str | None = None) -> str:
+    """`ai-judge:<model name>` (plus `:<rubric hash>` for an LM judge), at most 64 characters;
+    a long model name is cut and made unique again with a hash of the whole name."""
+    suffix = f":{rubric_hash[:8]}" if rubric_hash else ""
+    name = f"{JUDGE_USER_PREFIX}{model_name}{suffix}"
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:8]
+    keep = 64 - len(JUDGE_USER_PREFIX) - len(suffix) - len(digest) - 1
+    return f"{JUDGE_USER_PREFIX}{model_name[:keep]}~{digest}{suffix}"
+
+
+def judge_identity(
+    session: Session, *, project: Project, model_id: int, rubric_override: str | None
+) -> JudgeIdentity:
+    model = session.get(ModelVersion, model_id)
+    if model is None:
+        raise LookupError(f"model version {model_id} does not exist")
+    if model.kind == ModelKind.reward:
+        return JudgeIdentity("rm", model.id, model.name, judge_username(model.name))
+    rubric = judge_rubric(project, rubric_override)
+    digest = rubric_sha256(rubric)
+    return JudgeIdentity("lm", model.id, model.name, judge_username(model.name, digest), rubric, digest)
+
+
+def _insert_ignoring_conflicts(session: Session, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+def judge_user(session: Session, username: str) -> User:
+    """The judge's user, created on first use (role judge, no usable password)."""
+    session.execute(  # the other columns take their defaults
+        _insert_ignoring_conflicts(session, User.__table__),
+        [{"username": username, "password_hash": UNUSABLE_PASSWORD, "role": Role.judge.value}],
+    )
+    user = session.scalars(select(User).where(User.username == username)).one()
+    if user.role != Role.judge:
+        raise RunError(f"the user {username!r} exists and is not an AI judge")
+    return user
+
+
+def _pair_texts(session: Session, comparison_ids: list[int]) -> list[dict[str, Any]]:
+    from sqlalchemy.orm import aliased
+
+    a, b = aliased(Completion), aliased(Completion)
+    rows = session.execute(
+        select(Comparison.id, Prompt.messages, a.text, b.text)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .join(a, a.id == Comparison.completion_a_id)
+        .join(b, b.id == Comparison.completion_b_id)
+        .where(Comparison.id.in_(comparison_ids))
+        .order_by(Comparison.id)
+    ).all()
+    return [{"comparison_id": cid, "messages": m, "a": ta, "b": tb} for cid, m, ta, tb in rows]
+
+
+def judge_inputs(session: Session, run: Run) -> AIInputs:
+    """The comparisons a judge run labels, chosen now (oldest first, up to `limit`)."""
+    project = session.get(Project, run.project_id)
+    assert project is not None
+    config = run.config
+    identity = judge_identity(
+        session, project=project, model_id=config["judge_model_id"], rubric_override=config["rubric"]
+    )
+    query = select(Comparison.id).where(Comparison.project_id == project.id)
+    if config["comparisons"] == "unjudged":
+        rater_id = session.scalar(select(User.id).where(User.username == identity.username))
+        if rater_id is not None:
+            done = select(Judgment.id).where(
+                Judgment.comparison_id == Comparison.id, Judgment.rater_id == rater_id
+            )
+            query = query.where(~exists(done))
+    elif config["comparisons"] == "human_labelled":
+        human = select(Judgment.id).where(
+            Judgment.comparison_id == Comparison.id, Judgment.source == JudgmentSource.human
+        )
+        query = query.where(exists(human))
+    ids = list(session.scalars(query.order_by(Comparison.id).limit(config["limit"])))
+    return AIInputs(
+        data=_pair_texts(session, ids) if ids else [],
+        model_ids={"judge": identity.model_version_id},
+        context={"judge": identity.__dict__},
+    )
+
+
+def evaluate_inputs(session: Session, run: Run) -> AIInputs:
+    """A reward model's held-out preference rows, or the prompts a policy is evaluated on."""
+    from app.services.preferences import preference_rows
+
+    project = session.get(Project, run.project_id)
+    model = session.get(ModelVersion, run.config["model_id"])
+    if project is None or model is None:
+        raise LookupError("the project or the evaluated model version no longer exists")
+    ids = snapshot_ids(session, run.id)
+    context: dict[str, Any] = {"model": {"id": model.id, "name": model.name, "kind": model.kind.value}}
+    if model.kind == ModelKind.reward:
+        rows = preference_rows(
+            session, project_id=project.id, judgment_ids=ids, aggregation="majority", label_source="human"
+        )
+        data = [
+            {"comparison_id": row.comparison_id, "messages": row.messages, "chosen": row.chosen,
+             "rejected": row.rejected, "chosen_id": row.chosen_side.completion_id,  # type: ignore[union-attr]
+             "rejected_id": row.rejected_side.completion_id}  # type: ignore[union-attr]
+            for row in rows
+        ]  # fmt: skip
+        return AIInputs(data=data, model_ids={"model": model.id}, context=context)
+    reference = session.get(ModelVersion, run.config["reference_model_id"])
+    if reference is None:
+        raise LookupError(f"the reference model version {run.config['reference_model_id']} no longer exists")
+    identity = judge_identity(
+        session, project=project, model_id=run.config["judge_model_id"], rubric_override=run.config["rubric"]
+    )
+    context |= {
+        "reference": {"id": reference.id, "name": reference.name},
+        "judge": identity.__dict__,
+        "judge_name": identity.describe(),
+    }
+    rows = session.execute(
+        select(Prompt.id, Prompt.messages).where(Prompt.id.in_(ids)).order_by(Prompt.id)
+    ).all()
+    return AIInputs(
+        data=[{"prompt_id": pid, "messages": m} for pid, m in rows],
+        model_ids={"model": model.id, "reference": reference.id, "judge": identity.model_version_id},
+        context=context,
+    )
+
+
+def _human_majority(session: Session, comparison_ids: list[int]) -> dict[int, str]:
+    """The human majority (A or B; ties and split votes left out) of each comparison."""
+    votes: dict[int, Counter[str]] = {}
+    for start in range(0, len(comparison_ids), 1000):
+        for cid, choice in session.execute(
+            select(Judgment.comparison_id, Judgment.choice).where(
+                Judgment.comparison_id.in_(comparison_ids[start : start + 1000]),
+                Judgment.source == JudgmentSource.human,
+            )
+        ):
+            votes.setdefault(cid, Counter())[str(choice)] += 1
+    return {cid: "A" if c["A"] > c["B"] else "B" for cid, c in votes.items() if c["A"] != c["B"]}
+
+
+def store_judgments(
+    session: Session, *, run: Run, context: Mapping[str, Any], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write a judge run's verdicts as AI judgments; returns the run's summary.
+
+    Idempotent: a (comparison, judge) pair that has a judgment keeps it (ON CONFLICT DO NOTHING),
+    so a re-run labels only what is missing. AI judgments leave `Comparison.judgment_count`
+    alone: it counts the human slots that rater assignment fills.
+    """
+    identity = JudgeIdentity(**context["judge"])
+    verdicts: list[dict[str, Any]] = list(outcome["verdicts"])
+    summary: dict[str, Any] = {
+        "judge": identity.describe(),
+        "judge_user": identity.username,
+        "judged": len(verdicts),
+        "stored": 0,
+        "already_judged": 0,
+    }
+    if not verdicts:
+        return summary
+    user = judge_user(session, identity.username)
+    provenance: dict[str, Any] = {
+        "method": identity.method,
+        "model_version_id": identity.model_version_id,
+        "model_name": identity.model_name,
+    }
+    if identity.method == "lm":
+        provenance["rubric_sha256"] = identity.rubric_sha256
+    now = utcnow()
+    stored = 0
+    for start in range(0, len(verdicts), 1000):
+        rows = [
+            {
+                "comparison_id": v["comparison_id"], "rater_id": user.id, "project_id": run.project_id,
+                "assignment_id": None, "choice": v["choice"], "strength": v["strength"],
+                "both_bad": False, "flags": [], "rationale": v.get("rationale", ""),
+                "time_spent_ms": 0, "a_on_left": True, "source": JudgmentSource.ai.value,
+                "run_id": run.id, "created_at": now, "provenance": {**provenance, **v["provenance"]},
+            }
+            for v in verdicts[start : start + 1000]
+        ]  # fmt: skip
+        inserted = session.execute(
+            _insert_ignoring_conflicts(session, Judgment.__table__).returning(Judgment.__table__.c.id), rows
+        )
+        stored += len(inserted.all())
+    counts = Counter(v["choice"] for v in verdicts)
+    human = _human_majority(session, [v["comparison_id"] for v in verdicts])
+    compared = [v for v in verdicts if v["comparison_id"] in human]
+    summary |= {
+        "stored": stored,
+        "already_judged": len(verdicts) - stored,
+        "choice_a": counts["A"],
+        "choice_b": counts["B"],
+        "ties": counts["tie"],
+        "tie_rate": counts["tie"] / len(verdicts),
+        "human_compared": len(compared),
+    }
+    if compared:
+        summary["human_agreement"] = sum(v["choice"] == human[v["comparison_id"]] for v in compared) / len(
+            compared
+        )
+    add_log(session, run.id, f"stored {stored} AI judgments by {identity.username}; "
+                             f"{len(verdicts) - stored} were judged by it already")  # fmt: skip
+    if identity.rubric is not None:
+        add_log(
+            session, run.id, f"the LM judge's rubric (sha256 {identity.rubric_sha256}):\n{identity.rubric}"
+        )
+    return summary
+
+
+def record_evaluation(
+    session: Session, *, run: Run, context: Mapping[str, Any], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Merge an evaluate run's figures into the evaluated version's metrics["evaluation"]
+    (with the run and project they came from); returns the run's summary."""
+    model = session.get(ModelVersion, context["model"]["id"])
+    figures = {k: v for k, v in outcome.items() if not isinstance(v, list | dict)}
+    evaluation = {**figures, "run_id": run.id, "project_id": run.project_id}
+    if model is not None:
+        metrics = dict(model.metrics or {})
+        metrics["evaluation"] = {**dict(metrics.get("evaluation") or {}), **evaluation}
+        model.metrics = metrics  # a new dict: JSON columns do not track changes in place
+    add_log(session, run.id, "evaluation: " + ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))  # fmt: skip
+    return figures

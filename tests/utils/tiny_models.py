@@ -76,3 +76,44 @@ def make_tiny_causal_lm(path: Path, *, extra_words: list[str] | None = None, see
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def make_forced_causal_lm(path: Path, token: str, *, extra_words: list[str] | None = None) -> Path:
+    """Save a 1-layer Llama that always puts almost all its next-token probability on `token`.
+
+    Attention and MLP outputs are zeroed, so the last hidden state is the input embedding, whose
+    dimension 0 is a large constant; the (untied) head reads that dimension only for `token`.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = make_tiny_tokenizer(extra_words)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 10.0
+        model.lm_head.weight.mul_(0.01)
+        model.lm_head.weight[:, 0] = 0.0
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids(token), 0] = 5.0
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
