@@ -61,7 +61,8 @@ class Comparison(Base):
     completion_b_id: Mapped[int] = mapped_column(ForeignKey("completions.id", ondelete="CASCADE"))
     kind: Mapped[ComparisonKind] = mapped_column(enum_column(ComparisonKind), default="regular")
     gold_choice: Mapped[Choice | None] = mapped_column(enum_column(Choice), nullable=True)
-    # Kept equal to the number of judgments under the comparison's row lock.
+    # Kept equal to the number of human judgments under the comparison's row lock (the slots of
+    # the overlap); AI judgments never count here.
     judgment_count: Mapped[int] = mapped_column(Integer, default=0)
     # Raters added beyond project.overlap because the votes split (adaptive overlap).
     extra_raters: Mapped[int] = mapped_column(Integer, default=0)
