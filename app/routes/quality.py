@@ -134,9 +134,10 @@ def disputes_page(
     user: AdminUser,
     status: Annotated[str, Query(pattern="^(unresolved|resolved|all)$")] = "unresolved",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    scope: Annotated[str, Query(pattern="^(split|any)$")] = "split",
 ) -> Response:
     project = _project_or_404(session, slug)
-    result = quality.disputes(session, project, status=status, page=page)  # type: ignore[arg-type]
+    result = quality.disputes(session, project, status=status, page=page, scope=scope)  # type: ignore[arg-type]
     return render(
         request,
         "quality/disputes.html",
@@ -162,6 +163,7 @@ def resolve_dispute(
     note: Annotated[str, Form(max_length=quality.MAX_NOTE_CHARS)] = "",
     status: Annotated[str, Form(pattern="^(unresolved|resolved|all)$")] = "unresolved",
     page: Annotated[int, Form(ge=1, le=1_000_000)] = 1,
+    scope: Annotated[str, Form(pattern="^(split|any)$")] = "split",
 ) -> Response:
     project = _project_or_404(session, slug)
     try:
@@ -177,7 +179,10 @@ def resolve_dispute(
         raise HTTPException(422, str(error)) from error
     if comparison is None:
         raise HTTPException(404, "No such pair in this project.")
-    target = f"/admin/projects/{project.slug}/disputes?status={status}&page={page}&resolved={comparison_id}"
+    target = (
+        f"/admin/projects/{project.slug}/disputes?status={status}&scope={scope}&page={page}"
+        f"&resolved={comparison_id}"
+    )
     return RedirectResponse(f"{target}#pair-{comparison_id}", status_code=303)
 
 

@@ -83,6 +83,10 @@ VALUE_LABELS = {-2: "B much better", -1: "B better", 0: "tie", 1: "A better", 2:
 
 DisputeStatus = Literal["unresolved", "resolved", "all"]
 DISPUTE_STATUSES: tuple[str, ...] = ("unresolved", "resolved", "all")
+# Which pairs count as disputed: split under the project's threshold, or any disagreement at all
+# (not every human vote the same; with three votes, 2 against 1 is not split at 0.66 but is here).
+DisputeScope = Literal["split", "any"]
+DISPUTE_SCOPES: tuple[str, ...] = ("split", "any")
 DISPUTES_PER_PAGE = 20
 
 _j = Judgment.__table__.c
@@ -648,15 +652,18 @@ class DisputePage:
     per_page: int
     total: int
     disputes: list[Dispute]
+    scope: str = "split"
 
     @property
     def pages(self) -> int:
         return max(1, math.ceil(self.total / self.per_page))
 
 
-def _split_units(project: Project) -> Any:
-    """Comparisons whose human votes are split under the project's threshold."""
-    threshold = literal(project.split_threshold - 1e-9)
+def _split_units(project: Project, scope: DisputeScope = "split") -> Any:
+    """Comparisons whose human votes are split under the project's threshold (scope "split"),
+    or not unanimous (scope "any")."""
+    share = project.split_threshold if scope == "split" else 1.0
+    threshold = literal(share - 1e-9)
     n = func.count()
     a = _count_if(_j.choice == Choice.A.value)
     b = _count_if(_j.choice == Choice.B.value)
@@ -677,12 +684,16 @@ def disputes(
     status: DisputeStatus = "unresolved",
     page: int = 1,
     per_page: int = DISPUTES_PER_PAGE,
+    scope: DisputeScope = "split",
 ) -> DisputePage:
-    """Split (and/or resolved) comparisons of a project, newest first, with every vote."""
+    """Split or contested (and/or resolved) comparisons of a project, newest first, with every
+    vote."""
     _analytics(session)
     if status not in DISPUTE_STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    split = _split_units(project)
+    if scope not in DISPUTE_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    split = _split_units(project, scope)
     regular = _c.kind == ComparisonKind.regular.value
     is_split = split.c.comparison_id.is_not(None)
     resolved = _c.resolved_choice.is_not(None)
@@ -700,7 +711,12 @@ def disputes(
     page = max(1, page)
     ids = list(session.scalars(base.order_by(_c.id.desc()).limit(per_page).offset((page - 1) * per_page)))
     return DisputePage(
-        status=status, page=page, per_page=per_page, total=total, disputes=load_disputes(session, ids)
+        status=status,
+        page=page,
+        per_page=per_page,
+        total=total,
+        disputes=load_disputes(session, ids),
+        scope=scope,
     )
 
 

@@ -172,7 +172,7 @@ def test_resolve_flow_needs_an_admin_and_a_csrf_token(app, client) -> None:  # t
 
     done = client.post(url, data=form | {"csrf_token": token}, follow_redirects=False)
     assert done.status_code == 303
-    assert done.headers["location"].startswith("/admin/projects/qa/disputes?status=all&page=1")
+    assert done.headers["location"].startswith("/admin/projects/qa/disputes?status=all&scope=split&page=1")
     comparison = _comparison(app, ids["split"])
     assert comparison.resolved_choice == "B" and comparison.resolution_note == "B answers the question"
     assert comparison.resolved_at is not None

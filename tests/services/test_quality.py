@@ -304,6 +304,9 @@ def test_split_pairs_resolution_and_pages(session: Session) -> None:
     assert first.tally == {"A": 1, "B": 1, "tie": 1}
     assert sorted(v.rationale for v in first.votes) == ["because A", "because B", "because tie"]
     assert first.text_a == "answer 2 a" and first.messages[0]["content"] == "pair 2"
+    # Any disagreement: 2 against 1 is listed too, a unanimous pair still is not.
+    contested = quality.disputes(session, project, scope="any")
+    assert [d.comparison_id for d in contested.disputes] == [c.id for c in comparisons[1:4]][::-1]
 
     quality.resolve(session, project=project, comparison_id=comparisons[2].id, choice="B", note="B is right",
                     admin_id=admin.id)  # fmt: skip
