@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import socket
 import traceback
@@ -39,6 +40,7 @@ from app.models import (
     Prompt,
     Run,
     RunKind,
+    RunStatus,
 )
 from app.services import runs
 from app.services.content import text_hash
@@ -266,6 +268,7 @@ def execute_run(
             return "failed"
 
     reporter = DbReporter(factory, run_id, on_step=on_step)
+    sweep_work_dirs(Path(settings.artifacts_dir) / ".work", factory)
     work_dir = Path(settings.artifacts_dir) / ".work" / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -312,6 +315,44 @@ def execute_run(
         return "failed"
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+_WORK_DIR = re.compile(r"^run-(\d+)-[0-9a-f]{8}$")
+
+
+def sweep_work_dirs(root: Path, factory: sessionmaker[Session]) -> list[Path]:
+    """Remove the private work directories of finished runs left behind by a killed worker.
+
+    A run's directory is removed when the run ends, except when its process dies (SIGKILL, out of
+    memory, a lost host); then the reaper fails the run and its directory stays. Directories of
+    runs that are still queued or running (maybe in another worker process on this host) are
+    kept. Returns what was removed.
+    """
+    if not root.is_dir():
+        return []
+    found = {}
+    for entry in root.iterdir():
+        match = _WORK_DIR.match(entry.name)
+        if match and entry.is_dir():
+            found.setdefault(int(match.group(1)), []).append(entry)
+    if not found:
+        return []
+    with factory() as session:
+        finished = {
+            run_id
+            for run_id, status in session.execute(
+                select(Run.id, Run.status).where(Run.id.in_(sorted(found)))
+            )
+            if RunStatus(status).finished
+        }
+        # A directory whose run row is gone (deleted project) is finished too.
+        finished |= set(found) - set(session.scalars(select(Run.id).where(Run.id.in_(sorted(found)))))
+    removed = []
+    for run_id in sorted(finished):
+        for entry in found[run_id]:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def publish_model(local_dir: Path, storage_url: str, name: str) -> str:
