@@ -172,7 +172,16 @@ class JudgeConfig(BaseModel):
         "reward model; the log-odds of the chosen letter in both orders for an LM judge.",
     )
     tie_margin: float = Field(
-        1e-4, ge=0, description="Reward model judge: a score difference below this is a tie."
+        1e-4,
+        ge=0,
+        description="A tie below this: the score difference of a reward model judge; the mean "
+        "log-odds of an LM judge with orders=average.",
+    )
+    orders: Literal["agree", "average"] = Field(
+        "agree",
+        description="LM judge: agree = a verdict only when both orders prefer the same response "
+        "(else a tie); average = the mean of the two orders' log-odds, which cancels the position "
+        "bias (Lee et al., 2023) and still decides for a small, position-biased judge.",
     )
     max_length: int = Field(
         1024, ge=16, le=32768, description="Tokens per judged text; longer responses are trimmed."

@@ -470,11 +470,13 @@ class JudgeIdentity:
     username: str
     rubric: str | None = None
     rubric_sha256: str | None = None
+    orders: str = "agree"  # LM judge: how the two orders' answers combine
 
     def describe(self) -> str:
         if self.method == "rm":
             return f"reward model {self.model_name}"
-        return f"LM judge {self.model_name} (rubric {str(self.rubric_sha256)[:8]})"
+        averaged = ", orders averaged" if self.orders == "average" else ""
+        return f"LM judge {self.model_name} (rubric {str(self.rubric_sha256)[:8]}{averaged})"
 
 
 @dataclass
@@ -495,9 +497,11 @@ def judge_rubric(project: Project, override: str | None) -> str:
     return "Prefer the response that is more helpful, correct and harmless."
 
 
-def rubric_sha256(rubric: str) -> str:
-    """Hash of the judge's whole prompt template with the rubric filled in."""
-    return hashlib.sha256(f"{JUDGE_TEMPLATE}\x00{rubric}".encode()).hexdigest()
+def rubric_sha256(rubric: str, orders: str = "agree") -> str:
+    """Hash of the judge's whole prompt template with the rubric filled in (and of the way the
+    two orders combine, when not the default): a different hash is a different judge."""
+    rule = "" if orders == "agree" else f"\x00orders={orders}"
+    return hashlib.sha256(f"{JUDGE_TEMPLATE}\x00{rubric}{rule}".encode()).hexdigest()
 
 
 def judge_username(model_name: str, rubric_hash: str | None = None) -> str:
@@ -513,7 +517,12 @@ def judge_username(model_name: str, rubric_hash: str | None = None) -> str:
 
 
 def judge_identity(
-    session: Session, *, project: Project, model_id: int, rubric_override: str | None
+    session: Session,
+    *,
+    project: Project,
+    model_id: int,
+    rubric_override: str | None,
+    orders: str = "agree",
 ) -> JudgeIdentity:
     model = session.get(ModelVersion, model_id)
     if model is None:
@@ -521,8 +530,10 @@ def judge_identity(
     if model.kind == ModelKind.reward:
         return JudgeIdentity("rm", model.id, model.name, judge_username(model.name))
     rubric = judge_rubric(project, rubric_override)
-    digest = rubric_sha256(rubric)
-    return JudgeIdentity("lm", model.id, model.name, judge_username(model.name, digest), rubric, digest)
+    digest = rubric_sha256(rubric, orders)
+    return JudgeIdentity(
+        "lm", model.id, model.name, judge_username(model.name, digest), rubric, digest, orders
+    )
 
 
 def _insert_ignoring_conflicts(session: Session, table: Any) -> Any:
@@ -567,7 +578,11 @@ def judge_inputs(session: Session, run: Run) -> AIInputs:
     assert project is not None
     config = run.config
     identity = judge_identity(
-        session, project=project, model_id=config["judge_model_id"], rubric_override=config["rubric"]
+        session,
+        project=project,
+        model_id=config["judge_model_id"],
+        rubric_override=config["rubric"],
+        orders=config.get("orders", "agree"),
     )
     query = select(Comparison.id).where(Comparison.project_id == project.id)
     if config["comparisons"] == "unjudged":
@@ -674,6 +689,7 @@ def store_judgments(
     }
     if identity.method == "lm":
         provenance["rubric_sha256"] = identity.rubric_sha256
+        provenance["orders"] = identity.orders
     now = utcnow()
     stored = 0
     for start in range(0, len(verdicts), 1000):

@@ -181,6 +181,9 @@ def test_reward_model_judge_labels_like_the_oracle_and_stays_apart_from_humans(
         assert len(_ai_judgments(session)) == 40
 
 
+average_rule = {"strong_margin": 1.0, "orders": "average", "tie_margin": 1e-4}
+
+
 def test_lm_judge_turns_position_bias_into_ties_and_reruns_store_nothing(
     session_factory: sessionmaker[Session], db_url: str, tmp_path: Path
 ) -> None:
@@ -237,9 +240,24 @@ def test_lm_judge_turns_position_bias_into_ties_and_reruns_store_nothing(
     sixth = _run(session_factory, db_url, tmp_path, kind=RunKind.judge, config=human)
     assert sixth.summary["judged"] == 2 and sixth.summary["human_compared"] == 2
     assert sixth.summary["human_agreement"] == 0.0  # ties never agree with a decided vote
+    # averaging the orders is another judge too; its verdicts follow the averaged log-odds
+    averaged = _run(
+        session_factory, db_url, tmp_path, kind=RunKind.judge, config=config | {"orders": "average"}
+    )
+    assert averaged.summary["stored"] == 6 and "orders averaged" in averaged.summary["judge"]
     with session_factory() as session:
-        assert len(_ai_judgments(session)) == 14
-        assert session.scalar(select(func.count(User.id)).where(User.role == Role.judge)) == 3
+        mean_judge = session.scalars(
+            select(User).where(User.username == averaged.summary["judge_user"])
+        ).one()
+        assert mean_judge.username != user.username
+        votes = session.scalars(select(Judgment).where(Judgment.rater_id == mean_judge.id)).all()
+        for j in votes:
+            odds = j.provenance["logodds"]
+            assert j.provenance["orders"] == "average"
+            assert (j.choice, j.strength) == combine_orders(odds["ab"], odds["ba"], **average_rule)[:2]
+    with session_factory() as session:
+        assert len(_ai_judgments(session)) == 20
+        assert session.scalar(select(func.count(User.id)).where(User.role == Role.judge)) == 4
         assert session.scalar(select(func.sum(Comparison.judgment_count))) == 2  # the human votes only
         assert (
             session.scalar(select(func.count(Judgment.id)).where(Judgment.source == JudgmentSource.human))
@@ -289,6 +307,12 @@ def test_lm_judge_reads_the_answer_letter_in_both_orders(tmp_path: Path) -> None
     assert combine_orders(-0.2, 0.4, strong_margin=1.0) == ("B", 1, "")
     assert combine_orders(1.0, 1.0, strong_margin=1.0) == ("tie", 0, INCONSISTENT)
     assert combine_orders(0.0, -1.0, strong_margin=1.0) == ("tie", 0, INCONSISTENT)
+    # averaged orders: a bias toward the first position adds to both log-odds and cancels
+    average = {"strong_margin": 1.0, "orders": "average", "tie_margin": 1e-4}
+    assert combine_orders(3.0, 1.0, **average) == ("A", 2, "")  # mean +1.0: a, decisively
+    assert combine_orders(2.6, 2.2, **average) == ("A", 1, "")  # "A" both times, yet a is preferred
+    assert combine_orders(0.5, 2.5, **average) == ("B", 2, "")
+    assert combine_orders(1.5, 1.5, **average)[:2] == ("tie", 0)  # the position alone: no preference
 
 
 def test_lm_judge_trims_the_responses_never_the_answer_cue(tmp_path: Path) -> None:

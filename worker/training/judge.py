@@ -33,6 +33,9 @@ LM judge (`LMJudge`):
    `strong_margin` nats, else 1. When they disagree (the answer follows the position, not the
    content) or a log-odds is exactly 0, the verdict is a tie, strength 0, with the rationale
    "inconsistent across orders". Provenance: the letter picked and the log-odds in each order.
+   With `orders = "average"` the verdict is read from the mean (d_ab - d_ba) / 2 instead: a
+   position bias adds the same amount to both log-odds and cancels (the position-debiasing of
+   Lee et al., 2023, "RLAIF"); below `tie_margin` a tie, from `strong_margin` strength 2.
 
 7. Items go in batches of `batch_size`; progress is reported after each batch and a cancel is
    honoured before the next one.
@@ -94,8 +97,14 @@ def tie_or_side(diff: float, *, tie_margin: float, strong_margin: float) -> tupl
     return ("A" if diff > 0 else "B"), (2 if abs(diff) >= strong_margin else 1)
 
 
-def combine_orders(d_ab: float, d_ba: float, *, strong_margin: float) -> tuple[str, int, str]:
+def combine_orders(
+    d_ab: float, d_ba: float, *, strong_margin: float, orders: str = "agree", tie_margin: float = 1e-4
+) -> tuple[str, int, str]:
     """The LM judge's two log-odds -> (choice, strength, rationale) (6)."""
+    if orders == "average":
+        mean = (d_ab - d_ba) / 2  # > 0: a is preferred; a position bias adds to both and cancels
+        choice, strength = tie_or_side(mean, tie_margin=tie_margin, strong_margin=strong_margin)
+        return choice, strength, "" if strength else "no preference once the orders are averaged"
     if d_ab > 0 and d_ba < 0:
         return "A", (2 if min(d_ab, -d_ba) >= strong_margin else 1), ""
     if d_ab < 0 and d_ba > 0:
@@ -190,9 +199,12 @@ class LMJudge:
         max_length: int,
         batch_size: int,
         strong_margin: float = 1.0,
+        orders: str = "agree",
+        tie_margin: float = 1e-4,
         bf16: str = "auto",
         device: torch.device | str | None = None,
     ) -> None:
+        self.orders, self.tie_margin = orders, tie_margin
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(ref)
         model = load_policy(ref, self.tokenizer, dtype=judge_dtype(bf16, self.device))
@@ -289,7 +301,9 @@ class LMJudge:
         verdicts = []
         for i in range(len(items)):
             d_ab, d_ba = odds[2 * i], odds[2 * i + 1]
-            choice, strength, rationale = combine_orders(d_ab, d_ba, strong_margin=self.strong_margin)
+            choice, strength, rationale = combine_orders(
+                d_ab, d_ba, strong_margin=self.strong_margin, orders=self.orders, tie_margin=self.tie_margin
+            )
             verdicts.append(
                 {"choice": choice, "strength": strength, "rationale": rationale,
                  "provenance": {"answers": {"ab": _letter(d_ab), "ba": _letter(d_ba)},
@@ -319,7 +333,8 @@ def make_judge(
         return RewardJudge(ref, max_length=max_length, batch_size=batch_size, tie_margin=tie_margin,
                            strong_margin=strong_margin, bf16=bf16, device=device)  # fmt: skip
     return LMJudge(ref, rubric=identity["rubric"], max_length=max_length, batch_size=batch_size,
-                   strong_margin=strong_margin, bf16=bf16, device=device)  # fmt: skip
+                   strong_margin=strong_margin, orders=identity.get("orders", "agree"),
+                   tie_margin=tie_margin, bf16=bf16, device=device)  # fmt: skip
 
 
 def run_judge(
