@@ -37,6 +37,12 @@ class _PreferenceData(BaseModel):
         "per_rater: one row per judgment.",
     )
     label_source: Literal["human", "ai", "both"] = Field("human", description="Which judgments to train on.")
+    ai_judge: str | None = Field(
+        None,
+        max_length=64,
+        description="With label_source ai or both: only this AI judge's labels (its user name, "
+        "ai-judge:…, as on the label-quality page); every judge's when empty.",
+    )
     include_both_bad: bool = Field(
         False, description="Keep judgments marked 'both bad' (their preference is weak evidence)."
     )

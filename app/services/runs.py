@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -93,13 +93,19 @@ def _snapshot_ids(
             raise RunError("the project has no demonstrations to fine-tune on; import some first")
         return SnapshotItemKind.demonstration, list(ids)
     if kind in (RunKind.reward, RunKind.dpo):
-        ids = session.scalars(
-            select(Judgment.id)
-            .where(
-                Judgment.project_id == project.id,
-                Judgment.source.in_(_sources(config["label_source"])),
+        which = Judgment.source.in_(_sources(config["label_source"]))
+        if config.get("ai_judge") and config["label_source"] != "human":
+            judge_id = session.scalar(
+                select(User.id).where(User.username == config["ai_judge"], User.role == Role.judge)
             )
-            .order_by(Judgment.id)
+            if judge_id is None:
+                raise RunError(f"ai_judge: no AI judge named {config['ai_judge']!r}")
+            only_judge = and_(Judgment.source == JudgmentSource.ai, Judgment.rater_id == judge_id)
+            which = or_(Judgment.source == JudgmentSource.human, only_judge)
+            if config["label_source"] == "ai":
+                which = only_judge
+        ids = session.scalars(
+            select(Judgment.id).where(Judgment.project_id == project.id, which).order_by(Judgment.id)
         ).all()
         if not ids:
             raise RunError(f"the project has no {config['label_source']} judgments yet")

@@ -31,7 +31,7 @@ from app.schemas.training import JUDGE_TEMPLATE, RewardConfig
 from app.services import runs
 from app.services.preferences import preference_rows
 from tests.conftest import make_settings
-from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user
+from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user, make_vote
 from tests.utils.tiny_models import make_forced_causal_lm, make_tiny_causal_lm
 from tests.worker.conftest import make_oracle_pairs
 from worker.runner import execute_run, prepare
@@ -155,6 +155,23 @@ def test_reward_model_judge_labels_like_the_oracle_and_stays_apart_from_humans(
             snapshots[source] = set(runs.snapshot_ids(session, created.id))
         all_ai = {j.id for j in _ai_judgments(session)}
         assert snapshots == {"human": human_ids, "ai": all_ai, "both": human_ids | all_ai}
+
+        # with another judge's labels in the project, `ai_judge` keeps to one judge
+        judge_name = session.get(User, session.get(Judgment, min(all_ai)).rater_id).username
+        other = make_user(session, "ai-judge:other", Role.judge)
+        stray = make_vote(session, session.scalars(select(Comparison)).first(), other, "A", source="ai")
+
+        def snapshot(**config: object) -> set[int]:
+            created = runs.create_run(session, project=project, kind=RunKind.dpo, base_model_id=base_id,
+                                      config=config)  # fmt: skip
+            return set(runs.snapshot_ids(session, created.id))
+
+        assert snapshot(label_source="ai") == all_ai | {stray.id}
+        assert snapshot(label_source="ai", ai_judge=judge_name) == all_ai
+        assert snapshot(label_source="both", ai_judge=judge_name) == human_ids | all_ai
+        assert snapshot(label_source="human", ai_judge=judge_name) == human_ids
+        with pytest.raises(runs.RunError, match="no AI judge named 'ai-judge:nobody'"):
+            snapshot(label_source="ai", ai_judge="ai-judge:nobody")
         session.rollback()
 
     # ...and a reward model trains on the AI labels alone, end to end
