@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -21,6 +23,7 @@ from app.routes import routers
 from app.templating import is_htmx, render
 
 SESSION_COOKIE = "rlhf_session"
+logger = logging.getLogger("rlhf.web")
 
 
 def _wants_html(request: Request) -> bool:
@@ -91,6 +94,21 @@ def _install_error_handlers(app: FastAPI) -> None:
                 status_code=exc.status_code,
             )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> Response:
+        # The database went away (a restart, a failover, a lock timeout): the transaction was
+        # rolled back, nothing of the request was stored, and trying again shortly is right.
+        logger.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc.orig)
+        message = "The database is not reachable right now, so nothing was saved. Try again in a few seconds."
+        headers = {"Retry-After": "5"}
+        if _wants_html(request):
+            response = render(
+                request, "error.html", {"title": "Try again", "message": message}, status_code=503
+            )
+            response.headers.update(headers)
+            return response
+        return JSONResponse({"detail": message}, status_code=503, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -74,6 +74,31 @@
     input.dispatchEvent(new Event("change", { bubbles: true }));
   });
 
+  // A request that failed (the server or the network is down) swaps nothing: say so on the
+  // workbench, so the rater knows the answer was not saved and can send it again with Enter.
+  function showFailure(message) {
+    const bench = workbench();
+    if (!bench) return;
+    let box = document.getElementById("request-failed");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "request-failed";
+      box.className = "error";
+      box.setAttribute("role", "alert");
+      bench.insertBefore(box, bench.firstChild);
+    }
+    box.textContent = message;
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    showFailure("Not saved: the server answered " + status + ". Your choice is still selected; " +
+      "press Enter to send it again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showFailure("Not saved: the server could not be reached. Your choice is still selected; " +
+      "press Enter to send it again.");
+  });
+
   // Bring the new pair into view after each swap, and move focus off the removed form.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "workbench") {

@@ -386,3 +386,30 @@ def test_shortcut_right_after_a_swap_stays_in_the_page(live_server: Any, page: A
         assert _checked(page, f"{FORM} input[name=pick][value='-2']")
         assert "withdrawn" in page.locator("#workbench .notice").inner_text()
         assert len(_wait_for_count(live_server, 0)) == 0
+
+
+def test_a_failed_submit_says_so_and_enter_sends_it_again(live_server: Any, page: Any) -> None:
+    """The server answers 503 (the database restarting): nothing is swapped, the rater is told
+    the answer was not saved, the choice stays selected, and Enter sends it again."""
+    by_text = _seed(live_server, pairs=2)["by_text"]
+    _login(page, live_server)
+    shown = _shown(page, by_text)
+    page.route(
+        "**/judgments",
+        lambda route: route.fulfill(status=503, body="The database is not reachable right now."),
+    )
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    alert = page.locator("#request-failed")
+    alert.wait_for(state="visible")
+    assert "Not saved" in alert.inner_text() and "503" in alert.inner_text()
+    assert _shown(page, by_text)["assignment_id"] == shown["assignment_id"]
+    assert _judgments(live_server) == {}
+
+    page.unroute("**/judgments")
+    settled = _settles(page)
+    page.keyboard.press("Enter")
+    _wait_for_assignment(page, settled, changed_from=shown["assignment_id"])
+    stored = _wait_for_count(live_server, 1)
+    assert list(stored) == [shown["comparison_id"]]
+    assert page.locator("#request-failed").count() == 0  # the new pair replaced the notice
