@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import random
+import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, ComparisonKind, Role
+from app.models import Comparison, ComparisonKind, Project, Role
 from app.services import rating
 from app.services.preferences import preference_rows
 from app.services.rating import JudgmentInput, votes_split
 from tests.utils.factories import make_pair, make_project, make_user
-from tests.utils.web import csrf_from, login
+from tests.utils.web import assignment_id, csrf_from, htmx_post, login
 
 
 def _judge(session: Session, project, rater, pick_for_a: int) -> int:  # type: ignore[no-untyped-def]
@@ -142,3 +143,36 @@ def test_a_paused_rater_gets_no_pairs_and_a_judge_cannot_sign_in(app, client) ->
     client.post("/logout", data={"csrf_token": csrf_from(resumed.text)})
     refused = login(client, "ai-judge:rm")
     assert refused.status_code == 401
+
+
+def test_a_gold_pair_looks_like_any_other_on_the_workbench(app, client) -> None:  # type: ignore[no-untyped-def]
+    with app.state.sessionmaker() as session, session.begin():
+        project = make_project(session, overlap=1, gold_rate=1.0)
+        make_pair(session, project, "gold prompt", "gold left", "gold right", gold="A")
+        make_user(session, "ann")
+    login(client, "ann")
+    gold_page = client.get("/rate/demo", headers={"HX-Request": "true"}).text
+    assert "gold prompt" in gold_page
+    with app.state.sessionmaker() as session, session.begin():
+        project = session.scalars(select(Project)).one()
+        project.gold_rate = 0.0
+        make_pair(session, project, "plain prompt", "plain left", "plain right")
+    token = csrf_from(gold_page)
+    plain_page = htmx_post(
+        client, "/rate/demo/judgments", token, {"assignment_id": assignment_id(gold_page), "pick": -1}
+    ).text
+    assert "plain prompt" in plain_page
+
+    def skeleton(html: str) -> str:
+        """The page with its pair-specific values taken out."""
+        for word in ("gold", "plain"):
+            html = (
+                html.replace(f"{word} prompt", "P").replace(f"{word} left", "X").replace(f"{word} right", "X")
+            )
+        html = re.sub(r'value="\d+"', 'value="N"', html)
+        html = re.sub(r"<strong[^>]*>\d+</strong>", "<strong>N</strong>", html)
+        html = re.sub(r'<p class="(notice|success)"[^>]*>.*?</p>', "", html, flags=re.S)
+        return html
+
+    assert "gold" not in skeleton(gold_page).lower()
+    assert skeleton(gold_page) == skeleton(plain_page)
