@@ -137,6 +137,7 @@ class SnapshotItemKind(enum.StrEnum):
     judgment = "judgment"
     demonstration = "demonstration"
     prompt = "prompt"
+    comparison = "comparison"  # the pairs a judge run labels
 
 
 class RunItem(Base):

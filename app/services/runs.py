@@ -208,6 +208,8 @@ def _create_ai_run(
         if not has_pairs:
             raise RunError("the project has no comparisons to judge")
         what = f"judge with {judge.name} ({judge.kind.value}), {resolved['comparisons']} comparisons"
+        # The pairs are chosen now and frozen, like every run's data.
+        item_kind, ids = SnapshotItemKind.comparison, _judge_selection(session, project, resolved)
     else:
         model = _any_model(session, resolved["model_id"], "the model version to evaluate (model_id)")
         if model.kind == ModelKind.policy:
@@ -579,17 +581,31 @@ def _pair_texts(session: Session, comparison_ids: list[int]) -> list[dict[str, A
 
 
 def judge_inputs(session: Session, run: Run) -> AIInputs:
-    """The comparisons a judge run labels, chosen now (oldest first, up to `limit`)."""
+    """The comparisons a judge run labels: its snapshot, frozen when the run was created."""
     project = session.get(Project, run.project_id)
     assert project is not None
-    config = run.config
-    identity = judge_identity(
+    identity = _run_judge_identity(session, project, run.config)
+    ids = sorted(snapshot_ids(session, run.id))
+    return AIInputs(
+        data=_pair_texts(session, ids) if ids else [],
+        model_ids={"judge": identity.model_version_id},
+        context={"judge": identity.__dict__},
+    )
+
+
+def _run_judge_identity(session: Session, project: Project, config: dict[str, Any]) -> JudgeIdentity:
+    return judge_identity(
         session,
         project=project,
         model_id=config["judge_model_id"],
         rubric_override=config["rubric"],
         orders=config.get("orders", "agree"),
     )
+
+
+def _judge_selection(session: Session, project: Project, config: dict[str, Any]) -> list[int]:
+    """The comparisons a judge run with this config labels (oldest first, up to `limit`)."""
+    identity = _run_judge_identity(session, project, config)
     query = select(Comparison.id).where(Comparison.project_id == project.id)
     if config["comparisons"] == "unjudged":
         rater_id = session.scalar(select(User.id).where(User.username == identity.username))
@@ -603,12 +619,7 @@ def judge_inputs(session: Session, run: Run) -> AIInputs:
             Judgment.comparison_id == Comparison.id, Judgment.source == JudgmentSource.human
         )
         query = query.where(exists(human))
-    ids = list(session.scalars(query.order_by(Comparison.id).limit(config["limit"])))
-    return AIInputs(
-        data=_pair_texts(session, ids) if ids else [],
-        model_ids={"judge": identity.model_version_id},
-        context={"judge": identity.__dict__},
-    )
+    return list(session.scalars(query.order_by(Comparison.id).limit(config["limit"])))
 
 
 def evaluate_inputs(session: Session, run: Run) -> AIInputs:

@@ -221,12 +221,21 @@ def test_evaluate_and_judge_runs_check_their_models(session: Session) -> None:
         create(RunKind.evaluate, model_id=policy.id, reference_model_id=policy.id)
     with pytest.raises(runs.RunError, match="leave reference_model_id and judge_model_id empty"):
         create(RunKind.evaluate, model_id=reward.id, judge_model_id=policy.id)
-    assert create(RunKind.judge, judge_model_id=policy.id).snapshot_size == 0
+    # a judge run freezes the pairs it will label, like any run's data
+    judge_run = create(RunKind.judge, judge_model_id=policy.id)
+    assert judge_run.snapshot_size == 1 and runs.snapshot_ids(session, judge_run.id) == [comparison.id]
+    later = make_comparison(session, project, [{"role": "user", "content": "q2"}], "c", "d")
+    assert runs.snapshot_ids(session, judge_run.id) == [comparison.id]  # created after: not in it
+    human_only = create(RunKind.judge, judge_model_id=policy.id, comparisons="human_labelled")
+    assert runs.snapshot_ids(session, human_only.id) == [comparison.id]
+    assert sorted(runs.snapshot_ids(session, create(RunKind.judge, judge_model_id=policy.id).id)) == sorted(
+        [comparison.id, later.id]
+    )
     assert create(RunKind.evaluate, model_id=reward.id).snapshot_size == 1
     evaluate = create(
         RunKind.evaluate, model_id=policy.id, reference_model_id=policy.id, judge_model_id=reward.id
     )
-    assert evaluate.snapshot_size == 1 and evaluate.base_model_id is None
+    assert evaluate.snapshot_size == 2 and evaluate.base_model_id is None  # the two prompts
 
     # a reward model whose training run saw every human judgment has nothing held out
     trained = runs.create_run(session, project=project, kind=RunKind.reward, base_model_id=policy.id)
