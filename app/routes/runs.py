@@ -264,7 +264,7 @@ def list_schedules(request: Request, session: SessionDep, user: AdminUser) -> Re
         (
             p,
             by_project.get(p.id),
-            schedules.new_judgments(session, by_project[p.id]) if p.id in by_project else None,
+            schedules.pending(session, by_project[p.id]) if p.id in by_project else None,
         )
         for p in projects
     ]
@@ -274,6 +274,7 @@ def list_schedules(request: Request, session: SessionDep, user: AdminUser) -> Re
         {
             "rows": rows,
             "policies": _models(session, ModelKind.policy),
+            "judges": _models(session, ModelKind.reward) + _models(session, ModelKind.policy),
             "saved": request.query_params.get("saved"),
         },
     )
@@ -295,6 +296,9 @@ async def save_schedule(request: Request, session: SessionDep, user: AdminUser) 
     base_model_id = _int_or_none(form.get("base_model_id"))
     if base_model_id is None or session.get(ModelVersion, base_model_id) is None:
         raise HTTPException(422, "base_model_id: choose the policy to start from")
+    judge_model_id = _int_or_none(form.get("judge_model_id"))
+    if judge_model_id is not None and session.get(ModelVersion, judge_model_id) is None:
+        raise HTTPException(422, "judge_model_id: no such model version")
     schedule = session.scalars(select(Schedule).where(Schedule.project_id == project.id)).one_or_none()
     if schedule is None:
         schedule = Schedule(project_id=project.id, config={})
@@ -303,6 +307,7 @@ async def save_schedule(request: Request, session: SessionDep, user: AdminUser) 
     schedule.min_new_judgments = minimum
     schedule.method = method
     schedule.config = {k: v for k, v in (schedule.config or {}).items() if k != "last_error"} | {
-        "base_model_id": base_model_id
+        "base_model_id": base_model_id,
+        "judge_model_id": judge_model_id,
     }
     return RedirectResponse("/admin/schedules?saved=1", status_code=303)

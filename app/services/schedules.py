@@ -2,8 +2,14 @@
 generate, each step started when the previous one succeeded. Driven by Celery beat (`tick`).
 
 The schedule's config holds the starting policy (`base_model_id`) and optional per-kind config
-overrides (`reward`, `ppo`, `dpo`, `generate`). The policy each chain starts from is the newest
-policy a previous chain of this schedule produced, else `base_model_id`.
+overrides (`judge`, `reward`, `ppo`, `dpo`, `generate`). The policy each chain starts from is the
+newest policy a previous chain of this schedule produced, else `base_model_id`.
+
+AI feedback in the loop: with a `judge_model_id`, each chain starts with a judge run over the
+comparisons that judge has not labelled, and the reward and DPO runs train on human and AI labels
+(`label_source` both, unless an override says otherwise). New comparisons then count toward the
+trigger as well as new human judgments, since the judge will label them: the loop keeps turning
+on the policy's own generations even while no person is rating.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Comparison,
     Judgment,
     JudgmentSource,
     Project,
@@ -59,13 +66,38 @@ def new_judgments(session: Session, schedule: Schedule) -> int:
     )
 
 
+def new_comparisons(session: Session, schedule: Schedule) -> int:
+    """Comparisons created since the last trigger (counted only when the schedule has a judge)."""
+    if not schedule.config.get("judge_model_id"):
+        return 0
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Comparison.project_id == schedule.project_id,
+                Comparison.id > int(schedule.config.get("last_comparison_id") or 0),
+            )
+        )
+        or 0
+    )
+
+
+def pending(session: Session, schedule: Schedule) -> int:
+    """What counts toward the trigger: new human judgments, plus new comparisons with a judge."""
+    return new_judgments(session, schedule) + new_comparisons(session, schedule)
+
+
 def _overrides(schedule: Schedule, kind: str) -> dict[str, Any]:
-    return dict(schedule.config.get(kind) or {})
+    overrides = dict(schedule.config.get(kind) or {})
+    if schedule.config.get("judge_model_id") and kind in ("reward", "dpo"):
+        overrides.setdefault("label_source", "both")
+    return overrides
 
 
 def _next_step(session: Session, schedule: Schedule, project: Project, last: Run) -> Run | None:
     """The run that follows a succeeded step of the chain, or None when the chain is complete."""
     common = {"project": project, "schedule_id": schedule.id, "parent_run_id": last.id}
+    if last.kind == RunKind.judge:
+        return _reward_run(session, schedule, project, parent_run_id=last.id)
     if last.kind == RunKind.reward:
         method = schedule.method
         return runs.create_run(
@@ -87,6 +119,20 @@ def _next_step(session: Session, schedule: Schedule, project: Project, last: Run
     return None
 
 
+def _reward_run(
+    session: Session, schedule: Schedule, project: Project, *, parent_run_id: int | None = None
+) -> Run:
+    return runs.create_run(
+        session,
+        project=project,
+        kind=RunKind.reward,
+        config=_overrides(schedule, "reward"),
+        base_model_id=schedule.config.get("reward_base_model_id") or current_policy_id(session, schedule),
+        schedule_id=schedule.id,
+        parent_run_id=parent_run_id,
+    )
+
+
 def tick(session: Session) -> list[int]:
     """Advance every enabled schedule by at most one run; returns the ids of created runs."""
     created: list[int] = []
@@ -103,17 +149,22 @@ def tick(session: Session) -> list[int]:
                 if follow is not None:
                     created.append(follow.id)
                     continue
-            if new_judgments(session, schedule) < schedule.min_new_judgments:
+            if pending(session, schedule) < schedule.min_new_judgments:
                 continue
-            policy_id = current_policy_id(session, schedule)
-            run = runs.create_run(
-                session,
-                project=project,
-                kind=RunKind.reward,
-                config=_overrides(schedule, "reward"),
-                base_model_id=schedule.config.get("reward_base_model_id") or policy_id,
-                schedule_id=schedule.id,
-            )
+            if schedule.config.get("judge_model_id"):
+                run = runs.create_run(
+                    session,
+                    project=project,
+                    kind=RunKind.judge,
+                    config={
+                        "comparisons": "unjudged",
+                        **_overrides(schedule, "judge"),
+                        "judge_model_id": schedule.config["judge_model_id"],
+                    },
+                    schedule_id=schedule.id,
+                )
+            else:
+                run = _reward_run(session, schedule, project)
         except runs.RunError as error:
             schedule.enabled = False
             schedule.config = {**schedule.config, "last_error": str(error)}
@@ -121,6 +172,10 @@ def tick(session: Session) -> list[int]:
         schedule.last_judgment_id = int(
             session.scalar(select(func.max(Judgment.id)).where(Judgment.project_id == project.id)) or 0
         )
+        last_comparison = session.scalar(
+            select(func.max(Comparison.id)).where(Comparison.project_id == project.id)
+        )
+        schedule.config = {**schedule.config, "last_comparison_id": int(last_comparison or 0)}
         schedule.last_triggered_at = utcnow()
         created.append(run.id)
     session.flush()

@@ -98,3 +98,15 @@ def test_registry_and_schedule_pages(app, client) -> None:  # type: ignore[no-un
         schedule = session.scalars(select(Schedule)).one()
         assert schedule.min_new_judgments == 50 and schedule.config["base_model_id"] == policy_id
     assert "0 new judgments since the last trigger" in client.get("/admin/schedules").text
+    assert schedule.config["judge_model_id"] is None
+
+    # An AI judge in the loop: any registered version; an unknown one is refused.
+    judged = {"project": "proj", "min_new_judgments": "50", "method": "dpo", "base_model_id": policy_id,
+              "enabled": "true", "csrf_token": token}  # fmt: skip
+    refused = client.post("/admin/schedules", data=judged | {"judge_model_id": "999"})
+    assert refused.status_code == 422 and "judge_model_id" in refused.text
+    client.post("/admin/schedules", data=judged | {"judge_model_id": str(policy_id)})
+    with app.state.sessionmaker() as session:
+        assert session.scalars(select(Schedule)).one().config["judge_model_id"] == policy_id
+    page = client.get("/admin/schedules").text
+    assert "new judgments and pairs since the last trigger" in page and "AI judge (optional)" in page

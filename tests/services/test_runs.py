@@ -9,10 +9,13 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Comparison,
     Demonstration,
     Judgment,
     ModelKind,
     ModelVersion,
+    Project,
+    Role,
     RunKind,
     RunStatus,
     Schedule,
@@ -21,7 +24,7 @@ from app.models.types import utcnow
 from app.services import runs, schedules
 from app.services.content import text_hash
 from app.services.rating import JudgmentInput, claim_next, submit_judgment
-from tests.utils.factories import make_pair, make_project, make_user
+from tests.utils.factories import make_pair, make_project, make_user, make_vote
 
 
 def _model(session: Session, name: str, kind: ModelKind = ModelKind.policy) -> ModelVersion:
@@ -147,6 +150,69 @@ def test_schedule_chain(session: Session) -> None:
     generate_run = session.get(runs.Run, generate_run_id)
     assert generate_run.kind == RunKind.generate and generate_run.base_model_id == new_policy.id
     assert schedules.current_policy_id(session, schedule) == new_policy.id
+
+
+def test_schedule_with_an_ai_judge_labels_first_and_counts_new_pairs(session: Session) -> None:
+    """RLAIF in the loop: judge -> reward (human and AI labels) -> DPO -> generate; the policy's
+    new pairs alone trigger the next round, with nobody rating."""
+    project = make_project(session, overlap=1)
+    for i in range(3):
+        make_pair(session, project, f"q{i}", f"a{i}", f"b{i}")
+    policy, judge = _model(session, "base"), _model(session, "judge-rm", ModelKind.reward)
+    schedule = Schedule(project_id=project.id, min_new_judgments=3, method=RunKind.dpo,
+                        config={"base_model_id": policy.id, "judge_model_id": judge.id})  # fmt: skip
+    session.add(schedule)
+    session.flush()
+    assert schedules.pending(session, schedule) == 3  # three pairs the judge will label
+
+    def finish(run_id: int, output: ModelVersion | None = None) -> runs.Run:
+        run = session.get(runs.Run, run_id)
+        runs.claim(session, run_id=run_id, worker="w")
+        runs.succeed(session, run=run, summary={})
+        run.output_model_id = output.id if output else None
+        session.flush()
+        return run
+
+    (judge_run_id,) = schedules.tick(session)
+    judge_run = session.get(runs.Run, judge_run_id)
+    assert judge_run.kind == RunKind.judge and judge_run.config["judge_model_id"] == judge.id
+    assert judge_run.config["comparisons"] == "unjudged" and judge_run.snapshot_size == 3
+    assert schedules.pending(session, schedule) == 0
+    ai_rater = make_user(session, "ai-judge:judge-rm", Role.judge)
+    ai_votes = {  # what the judge run stores
+        make_vote(session, session.get(Comparison, cid), ai_rater, "A", source="ai").id
+        for cid in runs.snapshot_ids(session, judge_run_id)
+    }
+    finish(judge_run_id)
+    assert schedules.pending(session, schedule) == 0  # AI labels are not new human judgments
+    (reward_run_id,) = schedules.tick(session)
+    reward_run = session.get(runs.Run, reward_run_id)
+    assert reward_run.kind == RunKind.reward and reward_run.parent_run_id == judge_run_id
+    assert reward_run.config["label_source"] == "both"
+    assert set(runs.snapshot_ids(session, reward_run_id)) == ai_votes
+    finish(reward_run_id, _model(session, "rm", ModelKind.reward))
+    (dpo_run_id,) = schedules.tick(session)
+    assert session.get(runs.Run, dpo_run_id).config["label_source"] == "both"
+    finish(dpo_run_id, _model(session, "policy-2"))
+    (generate_run_id,) = schedules.tick(session)
+    finish(generate_run_id)
+    assert schedules.tick(session) == []  # the chain is complete and nothing new arrived
+
+    # The new policy's pairs arrive (as a generate run stores them): the next round starts.
+    fresh = {make_pair(session, project, f"new q{i}", f"new a{i}", f"new b{i}").id for i in range(3)}
+    assert schedules.pending(session, schedule) == 3
+    (next_judge_id,) = schedules.tick(session)
+    next_judge = session.get(runs.Run, next_judge_id)
+    assert next_judge.kind == RunKind.judge
+    assert set(runs.snapshot_ids(session, next_judge_id)) == fresh  # only what the judge has not labelled
+
+    # Without a judge, pairs alone never trigger, and reward runs keep to human labels.
+    plain = Schedule(project_id=make_project(session, "plain").id, min_new_judgments=1,
+                     method=RunKind.dpo, config={"base_model_id": policy.id})  # fmt: skip
+    session.add(plain)
+    session.flush()
+    make_pair(session, session.get(Project, plain.project_id), "p", "a", "b")
+    assert schedules.pending(session, plain) == 0
 
 
 def test_demonstration_snapshot(session: Session) -> None:
