@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from app.schemas.training import GenerateConfig  # noqa: E402
-from tests.utils.tiny_models import make_tiny_causal_lm, make_tiny_tokenizer  # noqa: E402
+from tests.utils.tiny_models import make_forced_causal_lm, make_tiny_causal_lm  # noqa: E402
 from worker.training.base import Cancelled, ModelRef, PrintReporter  # noqa: E402
 from worker.training.generate import generate_completions, sampling_settings  # noqa: E402
 
@@ -31,40 +31,8 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
 
 
 def _forced_model(path: Path, token: str) -> ModelRef:
-    """A tiny model that always says `token`: attention and MLP outputs are zeroed, so the last
-    hidden state is the input embedding, whose dimension 0 is a large constant; the (untied)
-    head reads that dimension only for `token`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tokenizer = make_tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.model.embed_tokens.weight[:, 0] = 10.0
-        model.lm_head.weight.mul_(0.01)
-        model.lm_head.weight[:, 0] = 0.0
-        model.lm_head.weight[tokenizer.convert_tokens_to_ids(token), 0] = 5.0
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return ModelRef(str(path))
+    """A tiny model that always says `token` (tests/utils/tiny_models.py)."""
+    return ModelRef(str(make_forced_causal_lm(path, token)))
 
 
 def _config(**fields: object) -> GenerateConfig:
