@@ -111,6 +111,37 @@ def _rate(part: int, whole: int) -> float | None:
 # --- results ----------------------------------------------------------------------------------
 
 
+class _VoteShares:
+    """Shares of a set of human votes (a rater's or a project's), from its counts."""
+
+    judgments: int
+    non_tie: int
+    left: int
+    ties: int
+    both_bad: int
+    flagged: int
+
+    @property
+    def tie_rate(self) -> float | None:
+        return _rate(self.ties, self.judgments)
+
+    @property
+    def both_bad_rate(self) -> float | None:
+        return _rate(self.both_bad, self.judgments)
+
+    @property
+    def flag_rate(self) -> float | None:
+        return _rate(self.flagged, self.judgments)
+
+    @property
+    def left_share(self) -> float | None:
+        return _rate(self.left, self.non_tie)
+
+    @property
+    def left_p_value(self) -> float | None:
+        return agreement.binomial_test(self.left, self.non_tie) if self.non_tie else None
+
+
 @dataclass(frozen=True)
 class AgreementSummary:
     """Agreement among human raters over the comparisons with two or more votes."""
@@ -128,7 +159,7 @@ class AgreementSummary:
 
 
 @dataclass
-class RaterQuality:
+class RaterQuality(_VoteShares):
     rater_id: int
     username: str
     role: str
@@ -152,26 +183,6 @@ class RaterQuality:
     others_agreement: PairCounts = PairCounts()  # pairs of votes not involving this rater
     others_gold: PairCounts = PairCounts()  # other raters' gold judgments (correct, total)
     outliers: list[str] = field(default_factory=list)
-
-    @property
-    def tie_rate(self) -> float | None:
-        return _rate(self.ties, self.judgments)
-
-    @property
-    def both_bad_rate(self) -> float | None:
-        return _rate(self.both_bad, self.judgments)
-
-    @property
-    def flag_rate(self) -> float | None:
-        return _rate(self.flagged, self.judgments)
-
-    @property
-    def left_share(self) -> float | None:
-        return _rate(self.left, self.non_tie)
-
-    @property
-    def left_p_value(self) -> float | None:
-        return agreement.binomial_test(self.left, self.non_tie) if self.non_tie else None
 
     @property
     def gold_accuracy(self) -> float | None:
@@ -236,7 +247,7 @@ class JudgeQuality:
 
 
 @dataclass
-class ProjectQuality:
+class ProjectQuality(_VoteShares):
     project: Project
     human_judgments: int
     ai_judgments: int
@@ -261,24 +272,8 @@ class ProjectQuality:
         return self.gold.rate
 
     @property
-    def left_share(self) -> float | None:
-        return _rate(self.left, self.non_tie)
-
-    @property
-    def left_p_value(self) -> float | None:
-        return agreement.binomial_test(self.left, self.non_tie) if self.non_tie else None
-
-    @property
-    def tie_rate(self) -> float | None:
-        return _rate(self.ties, self.human_judgments)
-
-    @property
-    def both_bad_rate(self) -> float | None:
-        return _rate(self.both_bad, self.human_judgments)
-
-    @property
-    def flag_rate(self) -> float | None:
-        return _rate(self.flagged, self.human_judgments)
+    def judgments(self) -> int:  # the human ones: what the shares of `_VoteShares` divide
+        return self.human_judgments
 
     @property
     def outliers(self) -> list[RaterQuality]:

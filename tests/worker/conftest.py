@@ -156,3 +156,36 @@ def tiny_base(tmp_path: Path) -> ModelRef:
 @pytest.fixture
 def stop_after() -> Callable[[int], StopAfter]:
     return StopAfter
+
+
+@pytest.fixture
+def pg_factory(pg_url: str):  # type: ignore[no-untyped-def]
+    """Sessions on the PostgreSQL test database, for runs taken through the runner."""
+    from app.db import make_engine, make_sessionmaker
+
+    engine = make_engine(pg_url, pool_size=2)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def run_to_end(factory: Any, url: str, tmp_path: Path, **fields: object) -> Any:
+    """Create a run in the project of the database and take it through the runner's normal
+    entry point (`execute_run`); return it finished, detached, and asserted succeeded."""
+    from sqlalchemy import select
+
+    from app.db import session_scope
+    from app.models import Project, Run, RunStatus
+    from app.services import runs
+    from tests.conftest import make_settings
+    from worker.runner import execute_run
+
+    with session_scope(factory) as session:
+        project = session.scalars(select(Project)).one()
+        run_id = runs.create_run(session, project=project, **fields).id  # type: ignore[arg-type]
+    execute_run(run_id, settings=make_settings(url, artifacts_dir=tmp_path / "artifacts"), factory=factory)
+    with factory() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        session.expunge(run)
+    assert run.status == RunStatus.succeeded, run.error
+    return run

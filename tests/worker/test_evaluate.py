@@ -4,22 +4,19 @@ policy's win rate against its reference, judged by a reward model or an LM judge
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import make_engine, make_sessionmaker, session_scope
-from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunStatus, User
+from app.db import session_scope
+from app.models import ModelKind, ModelVersion, Project, Run, RunKind, User
 from app.schemas.training import RewardConfig
 from app.services import runs
-from tests.conftest import make_settings
 from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user
 from tests.utils.tiny_models import make_forced_causal_lm, make_tiny_causal_lm
-from tests.worker.conftest import FILLER, make_prompts
-from worker.runner import execute_run
+from tests.worker.conftest import FILLER, make_prompts, run_to_end
 from worker.training.base import ModelRef, PrintReporter
 from worker.training.evaluate import pearson, ranks, spearman
 from worker.training.reward import train_reward
@@ -56,26 +53,6 @@ def brevity_rm(base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-@pytest.fixture
-def pg_factory(pg_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(pg_url, pool_size=2)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-
-
-def _run(factory: sessionmaker[Session], url: str, tmp_path: Path, **fields: object) -> Run:
-    with session_scope(factory) as session:
-        project = session.scalars(select(Project)).one()
-        run_id = runs.create_run(session, project=project, **fields).id  # type: ignore[arg-type]
-    execute_run(run_id, settings=make_settings(url, artifacts_dir=tmp_path / "artifacts"), factory=factory)
-    with factory() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        session.expunge(run)
-    assert run.status == RunStatus.succeeded, run.error
-    return run
-
-
 def _label(session: Session, project: Project, pairs: list[dict], rater, seed: int) -> list[int]:  # type: ignore[no-untyped-def]
     """Store the pairs as comparisons (known answer on a random side) judged right by `rater`."""
     rng = random.Random(seed)
@@ -104,7 +81,9 @@ def test_reward_model_accuracy_and_length_bias_on_held_out_judgments(
         rater = make_user(session, "ann")
         _label(session, project, length_pairs(60, seed=1), rater, seed=1)
         base_id = _model(session, "tiny-base", ModelKind.policy, base_dir)
-    trained = _run(pg_factory, pg_url, tmp_path, kind=RunKind.reward, base_model_id=base_id, config=RM_CONFIG)
+    trained = run_to_end(
+        pg_factory, pg_url, tmp_path, kind=RunKind.reward, base_model_id=base_id, config=RM_CONFIG
+    )
     with session_scope(pg_factory) as session:
         project = session.scalars(select(Project)).one()
         rater = session.scalars(select(User).where(User.username == "ann")).one()
@@ -114,7 +93,7 @@ def test_reward_model_accuracy_and_length_bias_on_held_out_judgments(
 
     config = {"max_length": 64, "batch_size": 16}
     rm_id = trained.output_model_id
-    run = _run(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=config | {"model_id": rm_id})
+    run = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=config | {"model_id": rm_id})
     with pg_factory() as session:
         # held out: exactly the judgments on comparisons the model never trained on
         assert runs.snapshot_ids(session, run.id) == sorted(later)
@@ -130,13 +109,13 @@ def test_reward_model_accuracy_and_length_bias_on_held_out_judgments(
         assert "loss/train" in model.metrics  # the training metrics stay
 
     # a reward model with no training run is evaluated on every human judgment
-    untrained = _run(
+    untrained = run_to_end(
         pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=config | {"model_id": untrained_id}
     )
     assert untrained.snapshot_size == 100 and untrained.summary["n"] == 100
     assert 0.25 <= untrained.summary["accuracy"] <= 0.75, untrained.summary  # chance, give or take
     # one that learned the opposite preference: wrong on the humans' labels, and short-biased
-    brevity = _run(
+    brevity = run_to_end(
         pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=config | {"model_id": brevity_id}
     )
     assert brevity.summary["accuracy"] <= 0.1, brevity.summary
@@ -165,7 +144,7 @@ def test_policy_win_rate_against_its_reference(
 
     common = {"max_new_tokens": 5, "temperature": 1.0, "num_prompts": 6, "batch_size": 4, "max_length": 128}
     # against a reference the judge dislikes (the parent, by default): a clear win
-    run = _run(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate,
+    run = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate,
                config=common | {"model_id": brief_id, "judge_model_id": judge_id})  # fmt: skip
     s = run.summary
     assert run.config["reference_model_id"] == banana_id and s["reference"] == "says-banana"
@@ -188,7 +167,7 @@ def test_policy_win_rate_against_its_reference(
     # a policy against itself (same seed: the same texts) is a draw, by either judge
     for judge in (judge_id, lm_judge_id):
         itself = {"model_id": random_id, "reference_model_id": random_id, "judge_model_id": judge}
-        same = _run(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=common | itself)
+        same = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.evaluate, config=common | itself)
         assert same.summary["win_rate"] == 0.5 and same.summary["tie_rate"] == 1.0, same.summary
         assert same.summary["mean_length"] == same.summary["reference_mean_length"] > 0
     assert same.summary["judge"].startswith("LM judge always-a (rubric ")

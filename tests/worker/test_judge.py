@@ -4,7 +4,6 @@ as AI judgments with their provenance, kept apart from human ones, and chosen by
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import verify_password
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import session_scope
 from app.models import (
     Comparison,
     Judgment,
@@ -22,46 +21,21 @@ from app.models import (
     ModelVersion,
     Project,
     Role,
-    Run,
     RunKind,
-    RunStatus,
     User,
 )
 from app.schemas.training import JUDGE_TEMPLATE, RewardConfig
 from app.services import runs
 from app.services.preferences import preference_rows
-from tests.conftest import make_settings
 from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user, make_vote
 from tests.utils.tiny_models import make_forced_causal_lm, make_tiny_causal_lm
-from tests.worker.conftest import make_oracle_pairs
-from worker.runner import execute_run, prepare
+from tests.worker.conftest import make_oracle_pairs, run_to_end
+from worker.runner import prepare
 from worker.training.base import ModelRef, PrintReporter
 from worker.training.judge import INCONSISTENT, LMJudge, combine_orders, transcript
 from worker.training.reward import train_reward
 
 LETTERS = ["A", "B"]  # the answer letters are words of the LM judges' vocabulary
-
-
-@pytest.fixture
-def pg_factory(pg_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(pg_url, pool_size=2)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-
-
-def _run(factory: sessionmaker[Session], url: str, tmp_path: Path, **fields: object) -> Run:
-    """Create a run and take it through the runner's normal entry point; return it finished."""
-    with session_scope(factory) as session:
-        project = session.scalars(select(Project)).one()
-        run_id = runs.create_run(session, project=project, **fields).id  # type: ignore[arg-type]
-    settings = make_settings(url, artifacts_dir=tmp_path / "artifacts")
-    execute_run(run_id, settings=settings, factory=factory)
-    with factory() as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        session.expunge(run)
-    assert run.status == RunStatus.succeeded, run.error
-    return run
 
 
 def _ai_judgments(session: Session) -> list[Judgment]:
@@ -105,7 +79,7 @@ def test_reward_model_judge_labels_like_the_oracle_and_stays_apart_from_humans(
         counts_before = dict(session.execute(select(Comparison.id, Comparison.judgment_count)).all())
 
     judge_config = {"judge_model_id": rm_id, "comparisons": "all", "max_length": 64, "batch_size": 16}
-    run = _run(pg_factory, pg_url, tmp_path, kind=RunKind.judge, config=judge_config)
+    run = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.judge, config=judge_config)
 
     with pg_factory() as session:
         ai = _ai_judgments(session)
@@ -184,13 +158,13 @@ def test_reward_model_judge_labels_like_the_oracle_and_stays_apart_from_humans(
         data = prepare(session, probe).data
         assert len(data) == len(ai_ids)  # one row per AI-labelled comparison (ties give none)
         session.rollback()
-    trained = _run(
+    trained = run_to_end(
         pg_factory, pg_url, tmp_path, kind=RunKind.reward, base_model_id=base_id, config=reward_config
     )
     assert trained.output_model_id is not None and trained.snapshot_size == 40
 
     # a second run labels only what is missing: nothing
-    again = _run(
+    again = run_to_end(
         pg_factory, pg_url, tmp_path, kind=RunKind.judge, config=judge_config | {"comparisons": "unjudged"}
     )
     assert again.summary["judged"] == 0 and again.summary["stored"] == 0
@@ -221,7 +195,7 @@ def test_lm_judge_turns_position_bias_into_ties_and_reruns_store_nothing(
         judge_id = judge.id
 
     config = {"judge_model_id": judge_id, "comparisons": "all", "max_length": 256, "batch_size": 4}
-    first = _run(session_factory, db_url, tmp_path, kind=RunKind.judge, config=config)
+    first = run_to_end(session_factory, db_url, tmp_path, kind=RunKind.judge, config=config)
 
     rubric_hash = runs.rubric_sha256("Prefer the kinder answer.")  # the instructions: no judge rubric set
     with session_factory() as session:
@@ -239,26 +213,26 @@ def test_lm_judge_turns_position_bias_into_ties_and_reruns_store_nothing(
         assert user is not None and user.username == f"ai-judge:always-a:{rubric_hash[:8]}"
 
     # running again stores nothing new; asking only for unjudged pairs finds none
-    second = _run(session_factory, db_url, tmp_path, kind=RunKind.judge, config=config)
+    second = run_to_end(session_factory, db_url, tmp_path, kind=RunKind.judge, config=config)
     assert second.summary["stored"] == 0 and second.summary["already_judged"] == 6
-    third = _run(
+    third = run_to_end(
         session_factory, db_url, tmp_path, kind=RunKind.judge, config=config | {"comparisons": "unjudged"}
     )
     assert third.summary["judged"] == 0
     # another rubric is another judge, with its own labels; `limit` and the selections apply
     brief = config | {"rubric": "Prefer brevity."}
-    fourth = _run(session_factory, db_url, tmp_path, kind=RunKind.judge, config=brief | {"limit": 4})
+    fourth = run_to_end(session_factory, db_url, tmp_path, kind=RunKind.judge, config=brief | {"limit": 4})
     assert fourth.summary["stored"] == 4
-    fifth = _run(
+    fifth = run_to_end(
         session_factory, db_url, tmp_path, kind=RunKind.judge, config=brief | {"comparisons": "unjudged"}
     )
     assert fifth.summary["judged"] == 2 and fifth.summary["stored"] == 2
     human = config | {"rubric": "Prefer warmth.", "comparisons": "human_labelled"}
-    sixth = _run(session_factory, db_url, tmp_path, kind=RunKind.judge, config=human)
+    sixth = run_to_end(session_factory, db_url, tmp_path, kind=RunKind.judge, config=human)
     assert sixth.summary["judged"] == 2 and sixth.summary["human_compared"] == 2
     assert sixth.summary["human_agreement"] == 0.0  # ties never agree with a decided vote
     # averaging the orders is another judge too; its verdicts follow the averaged log-odds
-    averaged = _run(
+    averaged = run_to_end(
         session_factory, db_url, tmp_path, kind=RunKind.judge, config=config | {"orders": "average"}
     )
     assert averaged.summary["stored"] == 6 and "orders averaged" in averaged.summary["judge"]
