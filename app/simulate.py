@@ -61,6 +61,7 @@ class SimulationConfig:
     timeout_s: float = 30.0
     left_bias: float = 0.0
     biased_raters: int = 0
+    patience_s: float = 120.0  # how long a rater waits for pairs other raters hold, then stops
 
     def __post_init__(self) -> None:
         if not 1 <= self.raters <= MAX_RATERS:
@@ -75,6 +76,8 @@ class SimulationConfig:
             raise SimulationError("--left-bias is a probability, between 0 and 1")
         if not 0 <= self.biased_raters <= self.raters:
             raise SimulationError("--biased-raters must be between 0 and --raters")
+        if self.patience_s < 0:
+            raise SimulationError("--patience cannot be negative")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class RaterStats:
     left: int = 0
     right: int = 0
     refused: int = 0  # late submits the server turned down (the pair filled up meanwhile)
+    waited_s: float = 0.0  # time spent on "waiting for other raters" pages
+    gave_up_waiting: bool = False  # stopped after --patience with pairs still held by others
     error: str | None = None
 
     def record(self, decision: Decision) -> None:
@@ -200,6 +205,7 @@ class Workbench:
     picks: list[int] = field(default_factory=list)
     rationale_required: bool = False
     empty: bool = False
+    waiting: bool = False  # nothing to claim now, but pairs other raters hold may come back
     has_workbench: bool = False
     notice: str | None = None
     error: str | None = None
@@ -238,6 +244,8 @@ class _WorkbenchParser(HTMLParser):
             self.page.has_workbench = True
         if testid == "empty":
             self.page.empty = True
+        elif testid == "waiting":
+            self.page.waiting = True
         if tag == "input":
             name, value = a.get("name"), a.get("value", "")
             if name == "csrf_token" and self.page.csrf_token is None:
@@ -487,7 +495,25 @@ async def _rate(
         if not token:
             raise SimulationError(f"GET {url}: no CSRF token on the page")
         headers = {"HX-Request": "true", "X-CSRF-Token": token}
+        waiting_since: float | None = None
         while not page.empty:
+            if page.waiting:
+                # Pairs this rater has not seen are leased to others: one may need this rater
+                # once its vote is in (or its lease runs out). Check again, as the page does.
+                now = perf_counter()
+                waiting_since = now if waiting_since is None else waiting_since
+                if now - waiting_since >= config.patience_s:
+                    stats.gave_up_waiting = True
+                    return
+                delay = min(2.0, 0.05 + 0.25 * (now - waiting_since))
+                await asyncio.sleep(delay)
+                stats.waited_s += delay
+                response = await _request(client, "GET", url, headers={"HX-Request": "true"})
+                if response.status_code != 200:
+                    raise SimulationError(f"GET {url} answered {response.status_code}")
+                page = parse_workbench(response.text)
+                continue
+            waiting_since = None
             if page.assignment_id is None or page.left is None or page.right is None:
                 raise SimulationError(f"unexpected page from {url}: {page.error or page.notice or 'no pair'}")
             if not budget.take():

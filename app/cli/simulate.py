@@ -49,6 +49,14 @@ def simulate_command(
     biased_raters: Annotated[
         int, typer.Option(min=0, help="How many raters (the first ones) carry the left bias.")
     ] = 0,
+    patience: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds a rater waits while the pairs left are leased to other raters (one may "
+            "need its vote next), before it stops.",
+        ),
+    ] = 120.0,
 ) -> None:
     """Label a project with simulated raters, over HTTP, through the pages people use.
 
@@ -70,6 +78,7 @@ def simulate_command(
             strong_gap=strong_gap,
             left_bias=left_bias,
             biased_raters=biased_raters,
+            patience_s=patience,
         )
     except SimulationError as error:
         _fail(str(error))
@@ -126,6 +135,13 @@ def simulate_command(
         f"in {result.seconds:.1f} s ({rate:.1f}/s).",
         highlight=False,
     )
+    waiting = [r.username for r in result.raters if r.gave_up_waiting]
+    if waiting:
+        err.print(
+            f"[yellow]note[/yellow]: {len(waiting)} rater(s) stopped after waiting {patience:g} s for "
+            "pairs leased to other raters (raise --patience to wait longer).",
+            highlight=False,
+        )
     if result.errors:
         # The same failure (no server, wrong database) hits every rater: say it once.
         messages = sorted({r.error for r in result.raters if r.error})

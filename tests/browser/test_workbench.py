@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.models import Assignment, AssignmentStatus, Judgment, Role, Scale
+from app.models import Assignment, AssignmentStatus, Judgment, Project, Role, Scale
 from app.models.types import utcnow
 from tests.utils.factories import PASSWORD, make_pair, make_project, make_user
 
@@ -413,3 +413,31 @@ def test_a_failed_submit_says_so_and_enter_sends_it_again(live_server: Any, page
     stored = _wait_for_count(live_server, 1)
     assert list(stored) == [shown["comparison_id"]]
     assert page.locator("#request-failed").count() == 0  # the new pair replaced the notice
+
+
+def test_waiting_page_picks_up_a_pair_when_another_raters_lease_runs_out(live_server: Any, page: Any) -> None:
+    """The only pair is leased to another rater: the page says "Waiting for other raters" (not
+    "All done"), polls by itself, and shows the pair once that lease has run out."""
+    by_text = _seed(live_server, pairs=1)["by_text"]
+    with live_server.sessionmaker() as session, session.begin():
+        holder = make_user(session, "holder", Role.rater)
+        comparison_id = next(iter(by_text.values()))[0]
+        now = utcnow()
+        session.add(
+            Assignment(
+                comparison_id=comparison_id, rater_id=holder.id,
+                project_id=session.scalar(select(Project.id).where(Project.slug == SLUG)),
+                a_on_left=True, status=AssignmentStatus.active,
+                leased_at=now, lease_expires_at=now + timedelta(seconds=3),
+            )
+        )  # fmt: skip
+    _login(page, live_server)
+    waiting = page.locator("[data-testid=waiting]")
+    assert "Waiting for other raters" in waiting.inner_text()
+    assert page.locator("[data-testid=empty]").count() == 0
+    page.locator("[data-testid=left-text]").wait_for(state="visible", timeout=25_000)
+    assert _shown(page, by_text)["comparison_id"] == comparison_id
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=empty]").wait_for(state="visible")
+    assert list(_wait_for_count(live_server, 1)) == [comparison_id]

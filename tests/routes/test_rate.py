@@ -114,3 +114,33 @@ def test_empty_state_when_nothing_to_rate(app, client) -> None:  # type: ignore[
     login(client, "rita")
     page = client.get("/rate/proj")
     assert "All done here" in page.text and "no pairs left" in page.text
+
+
+def test_pairs_leased_to_others_show_a_waiting_state_not_all_done(app, client) -> None:  # type: ignore[no-untyped-def]
+    """With overlap 2 and one pair, two raters hold it: a third has nothing to claim now but is
+    not done, because a lease may run out. Their page says so and polls; once the pair has its
+    votes, the third rater is done."""
+    from fastapi.testclient import TestClient
+
+    _setup(app, pairs=1, overlap=2)
+    with app.state.sessionmaker() as session, session.begin():
+        make_user(session, "sam", Role.rater)
+        make_user(session, "tess", Role.rater)
+    holders = []
+    for name in ("rita", "sam"):
+        other = TestClient(app)
+        login(other, name)
+        page = other.get("/rate/proj")
+        holders.append((other, csrf_from(page.text), assignment_id(page.text)))
+    login(client, "tess")
+    page = client.get("/rate/proj")
+    assert 'data-testid="waiting"' in page.text and 'data-testid="empty"' not in page.text
+    assert "Waiting for other raters" in page.text and "1 pair left here is" in page.text
+    assert 'hx-get="/rate/proj"' in page.text and 'hx-trigger="every 10s"' in page.text
+    assert 'name="assignment_id"' not in page.text.split('id="undo-form"')[0]
+    for other, token, aid in holders:
+        answer = htmx_post(other, "/rate/proj/judgments", token, {"assignment_id": aid, "pick": 1})
+        assert answer.status_code == 200
+    page = client.get("/rate/proj", headers={"HX-Request": "true"})
+    assert 'data-testid="empty"' in page.text and "All done here" in page.text
+    assert _count(app) == 2
