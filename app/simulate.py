@@ -35,7 +35,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.auth import generate_password, hash_password
-from app.models import Comparison, Role, User
+from app.models import Comparison, ComparisonKind, Role, User
 from app.oracles import Oracle, load_oracle
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -366,11 +366,16 @@ def open_slots(session: Session, *, slug: str, raters: int) -> int:
         raise SimulationError(f"no project {slug!r} (see `rlhf projects list`)")
     if not project.is_active:
         raise SimulationError(f"the project {slug!r} is not active")
-    slots = project.overlap - Comparison.judgment_count
+    # Regular pairs only (gold pairs are drawn at the project's gold rate, and a split pair may
+    # still widen): the bar's total grows when the simulation passes it.
+    wanted = project.overlap + Comparison.extra_raters
+    slots = wanted - Comparison.judgment_count
     capped = case((slots > raters, raters), else_=slots)
     total = session.scalar(
         select(func.coalesce(func.sum(capped), 0)).where(
-            Comparison.project_id == project.id, Comparison.judgment_count < project.overlap
+            Comparison.project_id == project.id,
+            Comparison.kind == ComparisonKind.regular,
+            Comparison.judgment_count < wanted,
         )
     )
     return int(total or 0)

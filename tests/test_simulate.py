@@ -27,6 +27,7 @@ from app.simulate import (
     SimulationConfig,
     SimulationError,
     decide,
+    open_slots,
     parse_workbench,
     prepare,
     run_simulation,
@@ -449,3 +450,19 @@ def test_a_rater_stops_waiting_after_its_patience(server: str, sim_db: str) -> N
     result = simulate(_config(server, project="patience", raters=1, patience_s=0.5), database_url=sim_db)
     assert result.errors == [] and result.judgments == 0
     assert result.raters[0].gave_up_waiting and result.raters[0].waited_s > 0
+
+
+def test_open_slots_counts_regular_pairs_with_their_extra_raters(session: Session) -> None:
+    """The progress bar's estimate: overlap plus a widened pair's extra raters, minus the votes
+    in, capped at the simulated raters; gold pairs are not in it (they come at the gold rate)."""
+    project = make_project(session, "slots", overlap=2, max_overlap=4)
+    fresh = make_pair(session, project, "p1", "a", "b")
+    widened = make_pair(session, project, "p2", "a", "b")
+    widened.extra_raters, widened.judgment_count = 2, 2  # wants 4, has 2
+    full = make_pair(session, project, "p3", "a", "b")
+    full.judgment_count = 2
+    make_pair(session, project, "p4", "a", "b", gold="A")
+    session.flush()
+    assert open_slots(session, slug="slots", raters=3) == 2 + 2 + 0
+    assert open_slots(session, slug="slots", raters=1) == 1 + 1
+    assert fresh.judgment_count == 0

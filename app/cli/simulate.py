@@ -103,6 +103,10 @@ def simulate_command(
         state["ties"] += decision.tie
         state["flips"] += decision.flipped
         progress.update(task, advance=1, ties=state["ties"], flips=state["flips"])
+        current = progress.tasks[0]
+        if current.total is not None and current.completed > current.total:
+            # gold pairs and widened split pairs come on top of the estimate
+            progress.update(task, total=current.completed)
 
     try:
         result = simulate(config, on_start=on_start, on_judgment=on_judgment)

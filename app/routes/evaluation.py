@@ -60,7 +60,7 @@ def leaderboard_page(
 ) -> Response:
     project = _project_or_404(session, slug)
     board = evaluation.leaderboard(session, project.id, source=source, rounds=LEADERBOARD_ROUNDS)
-    evaluated = evaluation.evaluated_versions(session, project.id)
+    results = evaluation.evaluate_results(session, project.id)
     policies = session.scalars(
         select(ModelVersion)
         .where(ModelVersion.kind == ModelKind.policy)
@@ -79,7 +79,7 @@ def leaderboard_page(
         "board": board,
         "source": source,
         "sources": SOURCES,
-        "evaluated": [(v, _figures(v.figures)) for v in evaluated],
+        "results": [(r, _figures(r.figures)) for r in results],
         "policies": policies,
         "challenger": challenger,
         "opponent": opponent,

@@ -46,7 +46,17 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Comparison, Completion, Judgment, JudgmentSource, ModelVersion, Prompt
+from app.models import (
+    Comparison,
+    Completion,
+    Judgment,
+    JudgmentSource,
+    ModelVersion,
+    Prompt,
+    Run,
+    RunKind,
+    RunStatus,
+)
 
 Outcome = tuple[str, str, float]
 Source = Literal["human", "ai", "both"]
@@ -764,4 +774,60 @@ def evaluated_versions(session: Session, project_id: int) -> list[EvaluatedVersi
         if owner != project_id and version.project_id != project_id:
             continue
         result.append(EvaluatedVersion(version.id, version.name, str(version.kind), figures))
+    return result
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """One finished evaluate run: which version, against what, judged by whom, and its figures."""
+
+    run_id: int
+    finished_at: Any
+    model_version_id: int | None
+    model: str
+    kind: str  # "reward" or "policy": what was evaluated
+    reference: str | None
+    judge: str | None
+    figures: dict[str, Any]
+
+
+def evaluate_results(session: Session, project_id: int, *, limit: int = 100) -> list[EvaluateResult]:
+    """Every succeeded evaluate run of the project, newest first: the history of a version's
+    figures, one row per reference and judge (a version's metrics keep only the latest)."""
+    rows = session.scalars(
+        select(Run)
+        .where(Run.project_id == project_id, Run.kind == RunKind.evaluate, Run.status == RunStatus.succeeded)
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(limit)
+    ).all()
+    model_ids = {int(r.config["model_id"]) for r in rows if isinstance((r.config or {}).get("model_id"), int)}
+    kinds: dict[int, Any] = {}
+    if model_ids:
+        query = select(ModelVersion.id, ModelVersion.kind).where(ModelVersion.id.in_(model_ids))
+        kinds = {vid: kind for vid, kind in session.execute(query)}
+    result = []
+    for run in rows:
+        summary = dict(run.summary or {})
+        config = dict(run.config or {})
+        kind = kinds.get(config.get("model_id"))
+        # a deleted version: a policy's figures are a win rate, a reward model's an accuracy
+        kind_name = str(kind) if kind is not None else ("policy" if "win_rate" in summary else "reward")
+        figures = {
+            k: v
+            for k, v in summary.items()
+            if k not in ("model", "reference", "judge")
+            and (isinstance(v, str | int | float | bool) or v is None)
+        }
+        result.append(
+            EvaluateResult(
+                run_id=run.id,
+                finished_at=run.finished_at,
+                model_version_id=config.get("model_id"),
+                model=str(summary.get("model") or f"#{config.get('model_id')}"),
+                kind=kind_name,
+                reference=summary.get("reference"),
+                judge=summary.get("judge"),
+                figures=figures,
+            )
+        )
     return result

@@ -28,7 +28,7 @@ def _seed(app, *, votes: bool = True) -> dict[str, int]:  # type: ignore[no-unty
         judge = make_user(session, "ai-judge:rm", Role.judge)
         old = make_model_version(session, "policy-v1", project=project)
         new = make_model_version(session, XSS, project=project, parent=old)
-        make_model_version(
+        rm = make_model_version(
             session,
             "rm-v1",
             kind="reward",
@@ -43,6 +43,12 @@ def _seed(app, *, votes: bool = True) -> dict[str, int]:  # type: ignore[no-unty
                 }
             },
         )
+        rm_run = _evaluate_run(session, project, rm.id, {"model": "rm-v1", "accuracy": 0.7125, "n": 80})
+        # the same policy evaluated twice, by two judges: both results stay listed
+        for judge_name, win_rate in (("rm-v1", 0.625), (f"lm-judge {XSS}", 0.4375)):
+            summary = {"model": XSS, "reference": "policy-v1", "judge": judge_name,
+                       "win_rate": win_rate, "lc_win_rate": 0.5, "n": 16}  # fmt: skip
+            _evaluate_run(session, project, new.id, summary)
         # an imported pair (no versions, no votes): prompts for a generate run to answer
         make_comparison(session, project, [{"role": "user", "content": "hello"}], "hi", "hey there")
         if votes:
@@ -54,7 +60,20 @@ def _seed(app, *, votes: bool = True) -> dict[str, int]:  # type: ignore[no-unty
                 human = new_side if k < 10 else ("B" if new_side == "A" else "A")
                 make_vote(session, pair, rater, human)  # the new version wins 10 of 12
                 make_vote(session, pair, judge, "B" if human == "A" else "A", source="ai")
-        return {"project": project.id, "old": old.id, "new": new.id}
+        return {"project": project.id, "old": old.id, "new": new.id, "rm_run": rm_run}
+
+
+def _evaluate_run(session, project, model_id: int, summary: dict) -> int:  # type: ignore[no-untyped-def]
+    from app.models import RunStatus
+    from app.models.types import utcnow
+
+    run = Run(
+        project_id=project.id, kind=RunKind.evaluate, status=RunStatus.succeeded,
+        config={"model_id": model_id}, summary=summary, finished_at=utcnow(),
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    return run.id
 
 
 def test_leaderboard_page_ranks_and_escapes(app, client) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +92,16 @@ def test_leaderboard_page_ranks_and_escapes(app, client) -> None:  # type: ignor
     assert html.count("<svg") >= 2  # the interval chart and the LC bar chart
     assert 'data-testid="matrix"' in html
     # evaluate-run figures of the reward model, with a link to the run
-    assert "Accuracy on held-out judgments" in html and "0.713" in html and 'href="/admin/runs/42"' in html
+    assert "Accuracy on held-out judgments" in html and "0.713" in html
+    assert f'href="/admin/runs/{ids["rm_run"]}"' in html
+    # every evaluate run is listed, newest first: one policy, two judges, both figures kept
+    evaluations = html[html.index('data-testid="evaluations"') :]
+    evaluations = evaluations[: evaluations.index("</table>")]
+    rows = re.findall(r'<tr data-run="(\d+)">(.*?)</tr>', evaluations, re.S)
+    assert len(rows) == 3 and int(rows[-1][0]) == ids["rm_run"]
+    assert "0.438" in rows[0][1] and "&lt;script&gt;" in rows[0][1] and "policy-v1" in rows[0][1]
+    assert "0.625" in rows[1][1] and "rm-v1" in rows[1][1]
+    assert "held-out human judgments" in rows[2][1]
     # AI votes go the other way: the old version leads
     ai = client.get("/admin/projects/proj/leaderboard?source=ai").text
     ai_table = ai[ai.index('data-testid="leaderboard"') :]
@@ -102,7 +130,7 @@ def test_start_a_human_evaluation_launches_a_versus_run(app, client) -> None:  #
     )
     assert response.status_code == 303
     with app.state.sessionmaker() as session:
-        run = session.scalars(select(Run)).one()
+        run = session.scalars(select(Run).where(Run.kind == RunKind.generate)).one()
         assert run.kind == RunKind.generate and run.base_model_id == ids["new"]
         assert run.config["strategy"] == "versus" and run.config["versus_model_id"] == ids["old"]
         assert run.config["num_prompts"] == 8

@@ -171,6 +171,19 @@ def test_policy_win_rate_against_its_reference(
         assert same.summary["win_rate"] == 0.5 and same.summary["tie_rate"] == 1.0, same.summary
         assert same.summary["mean_length"] == same.summary["reference_mean_length"] > 0
     assert same.summary["judge"].startswith("LM judge always-a (rubric ")
+    # the project's evaluate history keeps every run, one row per reference and judge
+    from app.services.evaluation import evaluate_results
+
+    with pg_factory() as session:
+        project_id = session.scalars(select(Project.id).where(Project.slug == "policy-eval")).one()
+        history = evaluate_results(session, project_id)
+    assert [(r.model, r.reference, r.judge.split(" (")[0]) for r in history] == [
+        ("tiny-base", "tiny-base", "LM judge always-a"),
+        ("tiny-base", "tiny-base", "reward model brevity-rm"),
+        ("says-nothing", "says-banana", "reward model brevity-rm"),
+    ]
+    assert history[-1].run_id == run.id and history[-1].figures["win_rate"] == s["win_rate"]
+    assert all(r.kind == "policy" and r.model_version_id for r in history)
 
 
 def test_evaluate_and_judge_runs_check_their_models(session: Session) -> None:
