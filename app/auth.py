@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
 import time
-from collections import defaultdict, deque
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Request
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.models.types import utcnow
+from app.models.user import LoginFailure
 
 _hasher = PasswordHasher()
 # Verifying against this hash when the username is unknown keeps response times uniform.
@@ -85,33 +89,53 @@ def csrf_valid(request: Request, submitted: str | None) -> bool:
 
 
 class LoginThrottle:
-    """Failed logins per (username, client address) in a sliding window, per process."""
+    """Failed logins per (username, client address) in a sliding window.
+
+    The failures live in the database (table ``login_failures``), so every web process and
+    every host behind the same database counts them together: starting more workers does not
+    multiply the attempts an attacker gets. Names are counted whether or not the account
+    exists, so the answer never tells which names are taken.
+    """
 
     def __init__(self, limit: int, window_s: float = 300.0) -> None:
         self.limit = limit
         self.window_s = window_s
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
-    def _prune(self, key: tuple[str, str], now: float) -> deque[float]:
-        failures = self._failures[key]
-        while failures and now - failures[0] > self.window_s:
-            failures.popleft()
-        return failures
+    @staticmethod
+    def _key(username: str, client: str) -> tuple[str, str]:
+        return username.strip().lower()[:64], client[:64]
 
-    def blocked_for(self, username: str, client: str) -> float:
+    def _since(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=self.window_s)
+
+    def blocked_for(self, session: Session, username: str, client: str) -> float:
         """Seconds until another attempt is allowed (0 when allowed now)."""
-        now = time.monotonic()
-        with self._lock:
-            failures = self._prune((username.lower(), client), now)
-            if len(failures) < self.limit:
-                return 0.0
-            return max(0.0, self.window_s - (now - failures[0]))
+        name, address = self._key(username, client)
+        now = utcnow()
+        recent = session.scalars(
+            select(LoginFailure.at)
+            .where(
+                LoginFailure.username == name,
+                LoginFailure.client == address,
+                LoginFailure.at > self._since(now),
+            )
+            .order_by(LoginFailure.at.desc())
+            .limit(self.limit)
+        ).all()
+        if len(recent) < self.limit:
+            return 0.0
+        # Allowed again once the oldest of the last `limit` failures leaves the window.
+        return max(0.0, self.window_s - (now - recent[-1]).total_seconds())
 
-    def record_failure(self, username: str, client: str) -> None:
-        with self._lock:
-            self._failures[(username.lower(), client)].append(time.monotonic())
+    def record_failure(self, session: Session, username: str, client: str) -> None:
+        name, address = self._key(username, client)
+        now = utcnow()
+        session.add(LoginFailure(username=name, client=address, at=now))
+        # Failures older than the window count for nothing: drop them as they pass.
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= self._since(now)))
 
-    def reset(self, username: str, client: str) -> None:
-        with self._lock:
-            self._failures.pop((username.lower(), client), None)
+    def reset(self, session: Session, username: str, client: str) -> None:
+        name, address = self._key(username, client)
+        session.execute(
+            delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.client == address)
+        )

@@ -27,7 +27,7 @@ from app.models.training import (
     Schedule,
     SnapshotItemKind,
 )
-from app.models.user import Role, User
+from app.models.user import LoginFailure, Role, User
 
 __all__ = [
     "ModelKind",
@@ -52,6 +52,7 @@ __all__ = [
     "Demonstration",
     "Judgment",
     "JudgmentSource",
+    "LoginFailure",
     "Project",
     "Prompt",
     "Role",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -34,3 +34,18 @@ class User(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LoginFailure(Base):
+    """A failed login, kept for the throttle's window: shared by every web process."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_key", "username", "client", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))  # as typed, lowercased: unknown names too
+    client: Mapped[str] = mapped_column(String(64))  # the client address
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

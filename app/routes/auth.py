@@ -60,7 +60,7 @@ def login(
 ) -> Response:
     throttle = request.app.state.login_throttle
     client = request.client.host if request.client else "unknown"
-    wait = throttle.blocked_for(username, client)
+    wait = throttle.blocked_for(session, username, client)
     if wait:
         return render(
             request,
@@ -77,14 +77,14 @@ def login(
         or not (user and user.is_active)
         or user.role == Role.judge  # AI labelers own judgments; they never sign in
     ):
-        throttle.record_failure(username, client)
+        throttle.record_failure(session, username, client)
         return render(
             request,
             "login.html",
             {"error": "Wrong username or password.", "username": username, "next": next},
             status_code=401,
         )
-    throttle.reset(username, client)
+    throttle.reset(session, username, client)
     user.last_login_at = utcnow()
     start_session(request, user_id=user.id, epoch=user.session_epoch)
     if user.must_change_password:

@@ -211,6 +211,51 @@ def test_login_throttling_is_per_username_and_covers_unknown_names(app: Any, cli
     assert login(client, "rex").status_code == 303  # another account is not locked out
 
 
+def test_login_throttling_is_shared_by_every_web_process(app: Any, client: TestClient, db_url: str) -> None:
+    """Two app instances on one database stand for two worker processes: failures on either
+    count together, so more workers do not mean more guesses. A success clears the count."""
+    from app.main import create_app
+    from app.models import LoginFailure
+    from tests.conftest import make_settings
+
+    with app.state.sessionmaker() as session, session.begin():
+        make_user(session, "rita", Role.rater)
+    other_app = create_app(make_settings(db_url))
+    limit = app.state.settings.login_rate_limit
+    try:
+        with TestClient(other_app) as other:
+            assert login(client, "rita").status_code == 303
+            for n in range(limit):
+                answer = login(client if n % 2 else other, "rita", "wrong password!")
+                assert answer.status_code == 401
+            for each in (client, other):
+                blocked = login(each, "rita")
+                assert blocked.status_code == 429 and "Try again in" in blocked.text
+            with app.state.sessionmaker() as session:
+                assert session.scalar(select(func.count()).select_from(LoginFailure)) == limit
+    finally:
+        other_app.state.engine.dispose()
+
+
+def test_old_login_failures_count_for_nothing_and_are_dropped(app: Any, client: TestClient) -> None:
+    from datetime import timedelta
+
+    from app.models import LoginFailure
+    from app.models.types import utcnow
+
+    with app.state.sessionmaker() as session, session.begin():
+        make_user(session, "rita", Role.rater)
+        long_ago = utcnow() - timedelta(minutes=6)
+        for _ in range(app.state.settings.login_rate_limit):
+            session.add(LoginFailure(username="rita", client="testclient", at=long_ago))
+    assert login(client, "rita", "wrong password!").status_code == 401  # not 429: all expired
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1  # the old ones went
+    assert login(client, "rita").status_code == 303
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 0  # success clears
+
+
 def test_login_never_redirects_off_site(app: Any, client: TestClient) -> None:
     with app.state.sessionmaker() as session, session.begin():
         make_user(session, "rita", Role.rater)
