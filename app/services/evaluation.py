@@ -43,10 +43,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.models import (
+    Choice,
     Comparison,
     Completion,
     Judgment,
@@ -469,42 +470,80 @@ def _bin_label(low: int, high: int | None) -> str:
 
 
 def label_length_bias(session: Session, project_id: int, *, source: Source = "human") -> LabelLengthBias:
-    """The length bias of a project's labels (see `LabelLengthBias`)."""
+    """The length bias of a project's labels (see `LabelLengthBias`).
+
+    Aggregated in the database: the votes are counted per comparison first, so each pair's two
+    completion lengths are read once however many raters judged it, and the sums per length
+    bin come back as a handful of rows."""
+    votes = (
+        select(
+            Judgment.comparison_id.label("comparison_id"),
+            func.sum(case((Judgment.choice == Choice.A, 1), else_=0)).label("a"),
+            func.sum(case((Judgment.choice == Choice.B, 1), else_=0)).label("b"),
+            func.sum(case((Judgment.choice == Choice.tie, 1), else_=0)).label("tie"),
+        )
+        .where(Judgment.project_id == project_id, *_source_filter(source))
+        .group_by(Judgment.comparison_id)
+        .subquery()
+    )
     comp_a, comp_b = aliased(Completion), aliased(Completion)
-    rows = session.execute(
-        select(Judgment.choice, func.length(comp_a.text), func.length(comp_b.text))
-        .join(Comparison, Comparison.id == Judgment.comparison_id)
+    pairs = (
+        select(
+            votes.c.a,
+            votes.c.b,
+            votes.c.tie,
+            func.length(comp_a.text).label("la"),
+            func.length(comp_b.text).label("lb"),
+        )
+        .join(Comparison, Comparison.id == votes.c.comparison_id)
         .join(comp_a, comp_a.id == Comparison.completion_a_id)
         .join(comp_b, comp_b.id == Comparison.completion_b_id)
-        .where(Judgment.project_id == project_id, *_source_filter(source))
+        # OFFSET 0 keeps PostgreSQL from inlining the subquery: the lengths are taken once and
+        # the texts do not travel into the grouping (which would sort them on disk).
+        .offset(0)
+        .subquery()
+    )
+    la, lb, a, b = pairs.c.la, pairs.c.lb, pairs.c.a, pairs.c.b
+    delta = case((la > lb, la - lb), else_=lb - la)
+    # -1: equal lengths; otherwise the index of the bin of the length difference
+    bin_index = case(
+        (la == lb, -1),
+        *[
+            ((delta >= low) & (delta < high) if high is not None else (delta >= low), index)
+            for index, (low, high) in enumerate(LENGTH_BINS)
+        ],
+        else_=-2,
+    )
+    rows = session.execute(
+        select(
+            bin_index.label("bin"),
+            func.coalesce(func.sum(a + b), 0),
+            func.coalesce(func.sum(case((la > lb, a), (lb > la, b), else_=0)), 0),
+            func.coalesce(func.sum(pairs.c.tie), 0),
+            func.coalesce(func.sum(a * la + b * lb), 0),
+            func.coalesce(func.sum(a * lb + b * la), 0),
+        ).group_by(bin_index)
     ).all()
     result = LabelLengthBias(source=source)
     bins = [[0, 0] for _ in LENGTH_BINS]
-    chosen: list[int] = []
-    rejected: list[int] = []
-    for choice, len_a, len_b in rows:
-        choice = str(choice.value if hasattr(choice, "value") else choice)
-        if choice == "tie":
-            result.ties += 1
+    decided = chosen_total = rejected_total = 0
+    for index, n, longer_wins, ties, chosen, rejected in rows:
+        n, longer_wins, index = int(n), int(longer_wins), int(index)
+        result.ties += int(ties)
+        decided += n
+        chosen_total += int(chosen)
+        rejected_total += int(rejected)
+        if index == -1:
+            result.equal_length += n
             continue
-        winner, loser = (len_a, len_b) if choice == "A" else (len_b, len_a)
-        chosen.append(winner)
-        rejected.append(loser)
-        if winner == loser:
-            result.equal_length += 1
-            continue
-        result.n += 1
-        won = winner > loser
-        result.longer_wins += won
-        delta = abs(winner - loser)
-        for index, (low, high) in enumerate(LENGTH_BINS):
-            if delta >= low and (high is None or delta < high):
-                bins[index][0] += 1
-                bins[index][1] += won
-                break
-    if chosen:
-        result.mean_chosen_length = sum(chosen) / len(chosen)
-        result.mean_rejected_length = sum(rejected) / len(rejected)
+        result.n += n
+        result.longer_wins += longer_wins
+        if index >= 0:
+            bins[index][0] += n
+            bins[index][1] += longer_wins
+    if decided:
+        result.mean_chosen_length = chosen_total / decided
+        result.mean_rejected_length = rejected_total / decided
     result.by_delta = [
         LengthBin(_bin_label(low, high), low, high, n, w)
         for (low, high), (n, w) in zip(LENGTH_BINS, bins, strict=True)

@@ -216,6 +216,46 @@ def test_label_length_bias_when_length_is_irrelevant(session) -> None:  # type: 
     assert label_length_bias(session, project.id, source="ai").longer_wins_rate is None
 
 
+def test_label_length_bias_matches_a_count_vote_by_vote(session) -> None:  # type: ignore[no-untyped-def]
+    """The database aggregates per pair and per length bin; counting each vote in Python gives
+    the same figures (several raters per pair, ties, equal lengths, both sources)."""
+    project = make_project(session, "lb3")
+    raters = [make_user(session, f"r{i}") for i in range(4)]
+    judge = make_user(session, "ai-judge:y", Role.judge)
+    rng = random.Random(11)
+    votes: list[tuple[str, str, int, int]] = []  # source, choice, len A, len B
+    for k in range(120):
+        len_a = rng.randint(1, 1800)
+        len_b = len_a if k % 10 == 0 else rng.randint(1, 1800)
+        pair = make_comparison(
+            session, project, [{"role": "user", "content": f"q{k}"}], "a" * len_a, "b" * len_b
+        )
+        for rater in rng.sample(raters, rng.randint(1, 4)):
+            choice = rng.choice(["A", "B", "B", "tie"])
+            make_vote(session, pair, rater, choice)
+            votes.append(("human", choice, len_a, len_b))
+        if k % 3 == 0:
+            make_vote(session, pair, judge, "A", source="ai")
+            votes.append(("ai", "A", len_a, len_b))
+
+    for source in ("human", "ai", "both"):
+        mine = [v for v in votes if source == "both" or v[0] == source]
+        decided = [(c, a, b) for _, c, a, b in mine if c != "tie"]
+        chosen = [a if c == "A" else b for c, a, b in decided]
+        rejected = [b if c == "A" else a for c, a, b in decided]
+        differ = [(c, a, b) for c, a, b in decided if a != b]
+        wins = [(abs(a - b), (a > b) == (c == "A")) for c, a, b in differ]
+        bias = label_length_bias(session, project.id, source=source)  # type: ignore[arg-type]
+        assert bias.ties == sum(v[1] == "tie" for v in mine)
+        assert bias.equal_length == len(decided) - len(differ)
+        assert (bias.n, bias.longer_wins) == (len(wins), sum(w for _, w in wins))
+        assert bias.mean_chosen_length == pytest.approx(sum(chosen) / len(chosen))
+        assert bias.mean_rejected_length == pytest.approx(sum(rejected) / len(rejected))
+        for row, (low, high) in zip(bias.by_delta, LENGTH_BINS, strict=True):
+            inside = [w for d, w in wins if d >= low and (high is None or d < high)]
+            assert (row.n, row.longer_wins) == (len(inside), sum(inside)), (source, low)
+
+
 def _versus_project(session, *, name_prefix: str = "v"):  # type: ignore[no-untyped-def]
     """Three versions, strong > mid > weak in human votes; an AI judge votes the other way."""
     project = make_project(session, "versus")
