@@ -402,28 +402,35 @@ def test_a_planted_left_bias_is_flagged_and_honest_raters_are_not(server: str, s
         assert rater.non_tie >= 30 and 0.3 <= rater.left_share <= 0.7, (rater.username, rater.left_share)
 
 
-@pytest.mark.postgres
-def test_a_rater_waits_for_a_pair_another_rater_holds(server: str, sim_db: str) -> None:
-    """The last pair is leased to someone outside the simulation for a moment. The simulated
-    rater finishes the other pair, sees "waiting for other raters" instead of "all done", and
-    takes the pair when the lease runs out, as the polling page would."""
+def _project_with_a_held_pair(url: str, slug: str, *, free_pairs: int, lease_s: float) -> None:
+    """A project (overlap 1) whose first pair is leased to a rater outside the simulation for
+    `lease_s` seconds, and `free_pairs` more pairs."""
     from datetime import timedelta
 
     from app.models import Assignment, AssignmentStatus
     from app.models.types import utcnow
 
-    with engine_session(sim_db) as session:
-        project = make_project(session, "wait", overlap=1)
+    with engine_session(url) as session:
+        project = make_project(session, slug, overlap=1)
         held = make_pair(session, project, "held prompt", "banana", "plain")
-        make_pair(session, project, "free prompt", "plain", "banana")
-        holder = make_user(session, "holder", Role.rater)
-        now = utcnow()
+        for i in range(free_pairs):
+            make_pair(session, project, f"free prompt {i}", "plain", "banana")
+        holder = make_user(session, f"holder-{slug}", Role.rater)
+        now, lease = utcnow(), timedelta(seconds=lease_s)
         session.add(
             Assignment(
                 comparison_id=held.id, rater_id=holder.id, project_id=project.id, a_on_left=True,
-                status=AssignmentStatus.active, leased_at=now, lease_expires_at=now + timedelta(seconds=3),
+                status=AssignmentStatus.active, leased_at=now, lease_expires_at=now + lease,
             )
         )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_a_rater_waits_for_a_pair_another_rater_holds(server: str, sim_db: str) -> None:
+    """The last pair is leased to someone outside the simulation for a moment. The simulated
+    rater finishes the other pair, sees "waiting for other raters" instead of "all done", and
+    takes the pair when the lease runs out, as the polling page would."""
+    _project_with_a_held_pair(sim_db, "wait", free_pairs=1, lease_s=3)
     result = simulate(_config(server, project="wait", raters=1, patience_s=30), database_url=sim_db)
     assert result.errors == [] and result.judgments == 2
     assert result.raters[0].waited_s > 0 and not result.raters[0].gave_up_waiting
@@ -431,22 +438,7 @@ def test_a_rater_waits_for_a_pair_another_rater_holds(server: str, sim_db: str) 
 
 @pytest.mark.postgres
 def test_a_rater_stops_waiting_after_its_patience(server: str, sim_db: str) -> None:
-    from datetime import timedelta
-
-    from app.models import Assignment, AssignmentStatus
-    from app.models.types import utcnow
-
-    with engine_session(sim_db) as session:
-        project = make_project(session, "patience", overlap=1)
-        held = make_pair(session, project, "held prompt", "banana", "plain")
-        holder = make_user(session, "holder", Role.rater)
-        now = utcnow()
-        session.add(
-            Assignment(
-                comparison_id=held.id, rater_id=holder.id, project_id=project.id, a_on_left=True,
-                status=AssignmentStatus.active, leased_at=now, lease_expires_at=now + timedelta(hours=1),
-            )
-        )  # fmt: skip
+    _project_with_a_held_pair(sim_db, "patience", free_pairs=0, lease_s=3600)
     result = simulate(_config(server, project="patience", raters=1, patience_s=0.5), database_url=sim_db)
     assert result.errors == [] and result.judgments == 0
     assert result.raters[0].gave_up_waiting and result.raters[0].waited_s > 0
