@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -430,8 +430,34 @@ def test_a_rater_waits_for_a_pair_another_rater_holds(server: str, sim_db: str) 
     """The last pair is leased to someone outside the simulation for a moment. The simulated
     rater finishes the other pair, sees "waiting for other raters" instead of "all done", and
     takes the pair when the lease runs out, as the polling page would."""
-    _project_with_a_held_pair(sim_db, "wait", free_pairs=1, lease_s=3)
-    result = simulate(_config(server, project="wait", raters=1, patience_s=30), database_url=sim_db)
+    import threading
+
+    from sqlalchemy import update
+
+    from app.models import Assignment
+    from app.models.types import utcnow
+
+    _project_with_a_held_pair(sim_db, "wait", free_pairs=1, lease_s=3600)
+    done = threading.Event()
+
+    def end_the_lease_once_the_free_pair_is_judged() -> None:
+        # Only then is the rater sure to be waiting: the held pair is all that is left.
+        while not done.is_set():
+            with engine_session(sim_db) as session:
+                if session.scalar(select(func.count()).select_from(Judgment)):
+                    holder = select(User.id).where(User.username == "holder-wait").scalar_subquery()
+                    held = update(Assignment).where(Assignment.rater_id == holder)
+                    session.execute(held.values(lease_expires_at=utcnow()))
+                    return
+            time.sleep(0.2)
+
+    ender = threading.Thread(target=end_the_lease_once_the_free_pair_is_judged, daemon=True)
+    ender.start()
+    try:
+        result = simulate(_config(server, project="wait", raters=1, patience_s=60), database_url=sim_db)
+    finally:
+        done.set()
+        ender.join(timeout=10)
     assert result.errors == [] and result.judgments == 2
     assert result.raters[0].waited_s > 0 and not result.raters[0].gave_up_waiting
 

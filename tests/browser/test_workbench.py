@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.models import Assignment, AssignmentStatus, Judgment, Project, Role, Scale
 from app.models.types import utcnow
@@ -421,6 +421,7 @@ def test_waiting_page_picks_up_a_pair_when_another_raters_lease_runs_out(live_se
     by_text = _seed(live_server, pairs=1)["by_text"]
     with live_server.sessionmaker() as session, session.begin():
         holder = make_user(session, "holder", Role.rater)
+        holder_id = holder.id
         comparison_id = next(iter(by_text.values()))[0]
         now = utcnow()
         session.add(
@@ -428,14 +429,18 @@ def test_waiting_page_picks_up_a_pair_when_another_raters_lease_runs_out(live_se
                 comparison_id=comparison_id, rater_id=holder.id,
                 project_id=session.scalar(select(Project.id).where(Project.slug == SLUG)),
                 a_on_left=True, status=AssignmentStatus.active,
-                leased_at=now, lease_expires_at=now + timedelta(seconds=3),
+                leased_at=now, lease_expires_at=now + timedelta(hours=1),
             )
         )  # fmt: skip
     _login(page, live_server)
     waiting = page.locator("[data-testid=waiting]")
     assert "Waiting for other raters" in waiting.inner_text()
     assert page.locator("[data-testid=empty]").count() == 0
-    page.locator("[data-testid=left-text]").wait_for(state="visible", timeout=25_000)
+    with live_server.sessionmaker() as session, session.begin():  # the other rater walks away
+        session.execute(
+            update(Assignment).where(Assignment.rater_id == holder_id).values(lease_expires_at=utcnow())
+        )
+    page.locator("[data-testid=left-text]").wait_for(state="visible", timeout=30_000)
     assert _shown(page, by_text)["comparison_id"] == comparison_id
     page.keyboard.press("1")
     page.keyboard.press("Enter")
