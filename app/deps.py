@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 from app.config import Settings
-from app.models import ApiToken, Role, User
+from app.models import ApiToken, Project, Role, User
+from app.services.projects import get_project
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,11 @@ def get_api_user(
 
 
 ApiUser = Annotated[User, Depends(get_api_user)]
+
+
+def project_or_404(session: Session, slug: str) -> Project:
+    """The project named by a URL's slug (active or not), or a 404."""
+    project = get_project(session, slug)
+    if project is None:
+        raise HTTPException(404, "No project with this name.")
+    return project

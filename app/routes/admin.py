@@ -12,20 +12,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, SettingsDep, StaffUser, verify_csrf
-from app.models import Project, Role, Scale, User
+from app.deps import AdminUser, SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
+from app.models import Role, Scale, User
 from app.schemas.project import ProjectCreate, ProjectUpdate
 from app.services import importing, projects, stats, users
 from app.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
-
-
-def _project_or_404(session: Session, slug: str) -> Project:
-    project = projects.get_project(session, slug)
-    if project is None:
-        raise HTTPException(404, "No project with this name.")
-    return project
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ def create_project(
 
 @router.get("/admin/projects/{slug}", include_in_schema=False)
 def show_project(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     return render(
         request,
         "admin/project.html",
@@ -164,7 +157,7 @@ def update_project(
     judge_rubric: Annotated[str, Form(max_length=50_000)] = "",
 ) -> Response:
     quality = QualityForm(gold_percent, max_overlap, split_threshold, judge_rubric)
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     fields = _project_fields(
         name, instructions, overlap, scale, flags, rationale_required, lease_minutes, quality
     )
@@ -189,7 +182,7 @@ def update_project(
 
 @router.get("/admin/projects/{slug}/import", include_in_schema=False)
 def import_form(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     return render(request, "admin/import.html", {"project": project})
 
 
@@ -203,7 +196,7 @@ async def import_upload(
     kind: Annotated[str, Form(pattern="^(prompts|pairs|demos|preferences)$")],
     file: UploadFile,
 ) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     data = await file.read(settings.max_upload_bytes + 1)
     filename = file.filename or "upload"
     context: dict[str, object] = {"project": project, "kind": kind}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, verify_csrf
-from app.models import ModelKind, ModelVersion, Project
+from app.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.models import ModelKind, ModelVersion
 from app.services import evaluation
 from app.templating import render
 
@@ -27,16 +26,8 @@ EVALUATION_LABELS: dict[str, str] = {
     "lc_win_rate": "Length-controlled win rate",
     "length_pearson": "Score–length Pearson r",
     "length_spearman": "Score–length Spearman ρ",
-    "judge": "Judge",
 }
 HIDDEN_FIGURES = frozenset({"run_id", "project_id"})
-
-
-def _project_or_404(session: Session, slug: str) -> Project:
-    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
-    if project is None:
-        raise HTTPException(404, "No such project.")
-    return project
 
 
 def _figures(figures: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -56,9 +47,9 @@ def leaderboard_page(
     slug: str,
     session: SessionDep,
     user: AdminUser,
-    source: Literal["human", "ai", "both"] = "human",
+    source: evaluation.Source = "human",
 ) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     board = evaluation.leaderboard(session, project.id, source=source, rounds=LEADERBOARD_ROUNDS)
     results = evaluation.evaluate_results(session, project.id)
     policies = session.scalars(
@@ -94,9 +85,9 @@ def length_bias_page(
     slug: str,
     session: SessionDep,
     user: AdminUser,
-    source: Literal["human", "ai", "both"] = "human",
+    source: evaluation.Source = "human",
 ) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     labels = evaluation.label_length_bias(session, project.id, source=source)
     lengths = evaluation.policy_lengths(session, project.id)
     board = evaluation.leaderboard(session, project.id, source=source, rounds=LEADERBOARD_ROUNDS)

@@ -10,9 +10,9 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, verify_csrf
-from app.models import Choice, Project, User
-from app.services import projects, quality
+from app.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.models import Choice, User
+from app.services import quality
 from app.services.charts import bar_chart
 from app.templating import render
 
@@ -20,13 +20,6 @@ router = APIRouter(prefix="/admin", tags=["quality"], dependencies=[Depends(veri
 
 # Where a pause/resume form may send the admin back to: a page of the admin area.
 _SAFE_NEXT = re.compile(r"^/admin(/[A-Za-z0-9_\-/]*)?(\?[A-Za-z0-9_\-=&]*)?$")
-
-
-def _project_or_404(session: Session, slug: str) -> Project:
-    project = projects.get_project(session, slug)
-    if project is None:
-        raise HTTPException(404, "No project with this name.")
-    return project
 
 
 def _per_rater(
@@ -89,7 +82,7 @@ def _project_figures(report: quality.ProjectQuality) -> list[Markup]:
 
 @router.get("/projects/{slug}/quality", include_in_schema=False)
 def quality_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     report = quality.project_quality(session, project)
     figures = _project_figures(report) if not report.empty else []
     return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures})
@@ -105,7 +98,7 @@ def _activity_figures(raters: list[quality.RaterQuality]) -> list[Markup]:
 
 @router.get("/projects/{slug}/raters", include_in_schema=False)
 def raters_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     raters = quality.rater_report(session, project)
     return render(
         request,
@@ -136,7 +129,7 @@ def disputes_page(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     scope: Annotated[str, Query(pattern="^(split|any)$")] = "split",
 ) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     result = quality.disputes(session, project, status=status, page=page, scope=scope)  # type: ignore[arg-type]
     return render(
         request,
@@ -165,7 +158,7 @@ def resolve_dispute(
     page: Annotated[int, Form(ge=1, le=1_000_000)] = 1,
     scope: Annotated[str, Form(pattern="^(split|any)$")] = "split",
 ) -> Response:
-    project = _project_or_404(session, slug)
+    project = project_or_404(session, slug)
     try:
         comparison = quality.resolve(
             session,

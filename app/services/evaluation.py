@@ -41,7 +41,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
@@ -58,9 +58,10 @@ from app.models import (
     RunKind,
     RunStatus,
 )
+from app.services.preferences import LabelSource
 
 Outcome = tuple[str, str, float]
-Source = Literal["human", "ai", "both"]
+Source = LabelSource  # whose votes count: human, ai or both
 
 ELO_BASE = 1000.0
 ELO_SCALE = 400.0 / math.log(10.0)  # Elo points per unit of log-strength

@@ -144,21 +144,21 @@ def create_run(
     """A queued run with its resolved config and frozen snapshot. Enqueue after commit.
 
     Judge and evaluate runs name their models in the config (`judge_model_id`, `model_id`,
-    `reference_model_id`), not in `base_model_id` / `reward_model_id`. A judge run has no
-    snapshot: the comparisons it labels are chosen when it starts (those still unjudged then).
+    `reference_model_id`), not in `base_model_id` / `reward_model_id`. A judge run freezes the
+    comparisons it labels now, as every run freezes its data.
     """
     resolved = resolve_config(kind, config)
     if kind in (RunKind.judge, RunKind.evaluate):
-        return _create_ai_run(
-            session, project=project, kind=kind, resolved=resolved, created_by_id=created_by_id,
-            schedule_id=schedule_id, parent_run_id=parent_run_id,
-        )  # fmt: skip
-    _model(session, base_model_id, ModelKind.policy, "base model" if kind != RunKind.ppo else "policy")
-    if kind == RunKind.ppo:
-        _model(session, reward_model_id, ModelKind.reward, "reward model")
-    if kind == RunKind.generate and resolved["strategy"] == "versus":
-        _model(session, resolved["versus_model_id"], ModelKind.policy, "the version to compare with")
-    item_kind, ids = _snapshot_ids(session, project=project, kind=kind, config=resolved)
+        item_kind, ids, what = _ai_run_inputs(session, project=project, kind=kind, resolved=resolved)
+        base_model_id = reward_model_id = None
+    else:
+        _model(session, base_model_id, ModelKind.policy, "base model" if kind != RunKind.ppo else "policy")
+        if kind == RunKind.ppo:
+            _model(session, reward_model_id, ModelKind.reward, "reward model")
+        if kind == RunKind.generate and resolved["strategy"] == "versus":
+            _model(session, resolved["versus_model_id"], ModelKind.policy, "the version to compare with")
+        item_kind, ids = _snapshot_ids(session, project=project, kind=kind, config=resolved)
+        what = kind.value
     run = Run(
         project_id=project.id,
         kind=kind,
@@ -174,7 +174,7 @@ def create_run(
     session.add(run)
     session.flush()
     _store_snapshot(session, run.id, item_kind, ids)
-    add_log(session, run.id, f"queued: {kind.value} on {len(ids)} {item_kind.value}s")
+    add_log(session, run.id, f"queued: {what} on {len(ids)} {item_kind.value}s")
     return run
 
 
@@ -187,27 +187,18 @@ def _any_model(session: Session, model_id: int | None, role: str) -> ModelVersio
     return model
 
 
-def _create_ai_run(
-    session: Session,
-    *,
-    project: Project,
-    kind: RunKind,
-    resolved: dict[str, Any],
-    created_by_id: int | None,
-    schedule_id: int | None,
-    parent_run_id: int | None,
-) -> Run:
-    """A judge or evaluate run: its models are checked, an evaluated policy's reference is
-    resolved into the config, and an evaluate run's snapshot is frozen (held-out judgments or
-    prompts)."""
-    item_kind: SnapshotItemKind | None = None
-    ids: list[int] = []
+def _ai_run_inputs(
+    session: Session, *, project: Project, kind: RunKind, resolved: dict[str, Any]
+) -> tuple[SnapshotItemKind, list[int], str]:
+    """A judge or evaluate run's models are checked, an evaluated policy's reference is
+    resolved into the config, and the data to freeze is chosen (the comparisons to judge;
+    held-out judgments or prompts to evaluate on). Returns (item kind, ids, what it does)."""
     if kind == RunKind.judge:
         judge = _any_model(session, resolved["judge_model_id"], "a judge model (judge_model_id)")
         has_pairs = session.scalar(select(exists().where(Comparison.project_id == project.id)))
         if not has_pairs:
             raise RunError("the project has no comparisons to judge")
-        what = f"judge with {judge.name} ({judge.kind.value}), {resolved['comparisons']} comparisons"
+        what = f"judge with {judge.name} ({judge.kind.value}), {resolved['comparisons']}"
         # The pairs are chosen now and frozen, like every run's data.
         item_kind, ids = SnapshotItemKind.comparison, _judge_selection(session, project, resolved)
     else:
@@ -232,23 +223,7 @@ def _create_ai_run(
         item_kind, ids = _snapshot_ids(
             session, project=project, kind=kind, config=resolved | {"_evaluates": model.kind.value}
         )
-    run = Run(
-        project_id=project.id,
-        kind=kind,
-        status=RunStatus.queued,
-        config=resolved,
-        created_by_id=created_by_id,
-        schedule_id=schedule_id,
-        parent_run_id=parent_run_id,
-        snapshot_size=len(ids),
-    )
-    session.add(run)
-    session.flush()
-    if item_kind is not None:
-        _store_snapshot(session, run.id, item_kind, ids)
-        what += f" ({len(ids)} {item_kind.value}s)"
-    add_log(session, run.id, f"queued: {what}")
-    return run
+    return item_kind, ids, what
 
 
 def held_out_judgment_ids(session: Session, *, project_id: int, model_id: int) -> list[int]:

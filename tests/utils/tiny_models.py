@@ -7,6 +7,7 @@ it should on data whose right answer is known.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -49,26 +50,33 @@ def make_tiny_tokenizer(extra_words: list[str] | None = None):  # type: ignore[n
     return tokenizer
 
 
-def make_tiny_causal_lm(path: Path, *, extra_words: list[str] | None = None, seed: int = 0) -> Path:
-    """Save a randomly initialised 2-layer Llama and its tokenizer to `path`; return `path`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _llama_config(tokenizer: Any, *, hidden: int, layers: int, max_positions: int, tied: bool) -> Any:
+    """A Llama config for `tokenizer` (4 heads, MLP twice the hidden size, no BOS token)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(seed)
-    tokenizer = make_tiny_tokenizer(extra_words)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
     )
+
+
+def make_tiny_causal_lm(path: Path, *, extra_words: list[str] | None = None, seed: int = 0) -> Path:
+    """Save a randomly initialised 2-layer Llama and its tokenizer to `path`; return `path`."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = make_tiny_tokenizer(extra_words)
+    config = _llama_config(tokenizer, hidden=64, layers=2, max_positions=256, tied=True)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -85,23 +93,11 @@ def make_forced_causal_lm(path: Path, token: str, *, extra_words: list[str] | No
     dimension 0 is a large constant; the (untied) head reads that dimension only for `token`.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
     tokenizer = make_tiny_tokenizer(extra_words)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
+    config = _llama_config(tokenizer, hidden=32, layers=1, max_positions=1024, tied=False)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         for layer in model.model.layers:
