@@ -9,17 +9,13 @@ import random
 import pytest
 
 from app.models import Role
-from app.services.evaluation import (
+from app.services.evaluation.bradley_terry import bootstrap_intervals, bradley_terry, to_elo, win_probability
+from app.services.evaluation.leaderboard import evaluated_versions, leaderboard
+from app.services.evaluation.length_bias import (
     LENGTH_BINS,
-    bootstrap_intervals,
-    bradley_terry,
-    evaluated_versions,
     label_length_bias,
-    leaderboard,
     length_controlled_win_rate,
     policy_lengths,
-    to_elo,
-    win_probability,
 )
 from tests.utils.factories import (
     make_comparison,
