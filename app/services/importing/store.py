@@ -1,0 +1,269 @@
+"""Writing validated rows, all or nothing, without doubling anything already stored.
+
+* Only after validation succeeds are rows written, as bulk INSERTs in the session's transaction;
+  the caller commits. A rollback of the caller's transaction therefore leaves nothing behind.
+* Nothing is doubled. Prompts are unique per project by `messages_hash`, and an existing prompt is
+  reused by pairs and demonstrations. A pair whose prompt and two completion texts (in either
+  order) already form a comparison in the project, or appeared earlier in the file, is skipped;
+  completions with the same text for the same prompt are reused. Demonstrations are unique per
+  (prompt, `text_hash(response)`). Skipped rows are listed in `ImportReport.duplicates`.
+* Lookups are done in bulk (a few queries per file, chunked), never one query per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, aliased
+
+from app.models import Base, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
+from app.services.content import text_hash
+from app.services.importing.parse import ParsedRow, parse_rows
+from app.services.importing.schema import ImportKind, ImportProblem, ImportReport
+
+CHUNK = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
+
+_T = TypeVar("_T")
+
+
+def import_file(
+    session: Session,
+    *,
+    project: Project,
+    kind: ImportKind | str,
+    filename: str,
+    data: bytes,
+) -> ImportReport:
+    """Import a whole file into ``project``, or nothing: raise `ImportFailed` on any problem.
+
+    Rows are validated first (every problem is collected); only then are the new rows inserted,
+    in bulk, in the session's transaction. The caller commits; rolling back its transaction
+    leaves nothing behind. Rows already in the project or earlier in the file are skipped and
+    listed in the report's ``duplicates``. Two imports of the same new prompt racing each other
+    end with an IntegrityError in one of them (prompts are unique per project).
+    """
+    kind = ImportKind(kind)
+    rows = parse_rows(kind=kind, filename=filename, data=data)
+    report = ImportReport(kind=kind, filename=filename, rows=len(rows), created=0)
+
+    prompt_ids = _prompt_ids(session, project, {row.prompt_hash for row in rows})
+    existing_prompt_ids = sorted(prompt_ids.values())
+    if kind == ImportKind.prompts:
+        fresh = _fresh(rows, lambda row: row.prompt_hash, lambda row: row.prompt_hash in prompt_ids, report)
+    elif kind == ImportKind.pairs:
+        stored_pairs = _stored_pairs(session, project, existing_prompt_ids)
+
+        def pair_key(row: ParsedRow) -> tuple[str, str, str]:
+            return _pair_key(row.prompt_hash, row.completion_a or "", row.completion_b or "")
+
+        def pair_stored(row: ParsedRow) -> bool:
+            prompt_id = prompt_ids.get(row.prompt_hash)
+            key = _pair_key(prompt_id or 0, row.completion_a or "", row.completion_b or "")
+            return prompt_id is not None and key in stored_pairs
+
+        fresh = _fresh(rows, pair_key, pair_stored, report)
+    else:
+        stored_demos = _stored_demos(session, project, existing_prompt_ids)
+
+        def demo_stored(row: ParsedRow) -> bool:
+            prompt_id = prompt_ids.get(row.prompt_hash)
+            return (prompt_id, text_hash(row.response or "")) in stored_demos
+
+        fresh = _fresh(rows, lambda row: (row.prompt_hash, row.response), demo_stored, report)
+
+    report.created_prompts = _create_prompts(session, project, fresh, prompt_ids)
+    if kind == ImportKind.pairs:
+        _create_pairs(session, project, fresh, prompt_ids, existing_prompt_ids)
+    elif kind == ImportKind.demos:
+        insert_rows(
+            session,
+            Demonstration,
+            [
+                {
+                    "project_id": project.id,
+                    "prompt_id": prompt_ids[row.prompt_hash],
+                    "response": row.response,
+                    "content_hash": text_hash(row.response or ""),
+                }
+                for row in fresh
+            ],
+        )
+    report.created = len(fresh)
+    return report
+
+
+def _fresh(
+    rows: list[ParsedRow],
+    key: Callable[[ParsedRow], Hashable],
+    stored: Callable[[ParsedRow], bool],
+    report: ImportReport,
+) -> list[ParsedRow]:
+    """The rows to write: neither stored already nor (by ``key``) earlier in the file.
+
+    The others are appended to ``report.duplicates``.
+    """
+    first: dict[Hashable, ParsedRow] = {}
+    fresh: list[ParsedRow] = []
+    for row in rows:
+        row_key = key(row)
+        if stored(row):
+            report.duplicates.append(_duplicate(row, None))
+        elif row_key in first:
+            report.duplicates.append(_duplicate(row, first[row_key]))
+        else:
+            first[row_key] = row
+            fresh.append(row)
+    return fresh
+
+
+def _duplicate(row: ParsedRow, earlier: ParsedRow | None) -> ImportProblem:
+    message = "already in the project" if earlier is None else f"duplicate of {earlier.location}"
+    return ImportProblem(row.line, None, message, row.where)
+
+
+def chunks(values: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
+    batch: list[_T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def insert_rows(session: Session, model: type[Base], values: list[dict[str, Any]]) -> None:
+    """Bulk INSERT (executemany / multi-row VALUES), not one statement per row.
+
+    The ORM batches consecutive rows with the same keys, so rows are grouped by their keys.
+    """
+    if values:
+        values = sorted(values, key=lambda row: sorted(row))
+        session.execute(insert(model), values)
+
+
+def _prompt_ids(session: Session, project: Project, hashes: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in chunks(sorted(hashes)):
+        query = select(Prompt.content_hash, Prompt.id).where(
+            Prompt.project_id == project.id, Prompt.content_hash.in_(chunk)
+        )
+        found.update((content_hash, prompt_id) for content_hash, prompt_id in session.execute(query))
+    return found
+
+
+def _create_prompts(
+    session: Session, project: Project, rows: list[ParsedRow], prompt_ids: dict[str, int]
+) -> int:
+    """Insert the prompts of ``rows`` not in ``prompt_ids`` yet, and add their ids to it."""
+    new: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        if row.prompt_hash not in prompt_ids:
+            new.setdefault(row.prompt_hash, row.messages)
+    insert_rows(
+        session,
+        Prompt,
+        [
+            {"project_id": project.id, "messages": messages, "content_hash": content_hash}
+            for content_hash, messages in new.items()
+        ],
+    )
+    if new:
+        prompt_ids.update(_prompt_ids(session, project, new))
+    return len(new)
+
+
+def _pair_key(prompt: str | int, text_a: str, text_b: str) -> tuple[Any, str, str]:
+    low, high = sorted((text_hash(text_a), text_hash(text_b)))
+    return (prompt, low, high)
+
+
+def _stored_pairs(session: Session, project: Project, prompt_ids: list[int]) -> set[tuple[Any, str, str]]:
+    """(prompt id, completion hashes in order) of the project's comparisons of these prompts."""
+    stored: set[tuple[Any, str, str]] = set()
+    comp_a, comp_b = aliased(Completion), aliased(Completion)
+    for chunk in chunks(prompt_ids):
+        query = (
+            select(Comparison.prompt_id, comp_a.content_hash, comp_b.content_hash)
+            .join(comp_a, comp_a.id == Comparison.completion_a_id)
+            .join(comp_b, comp_b.id == Comparison.completion_b_id)
+            .where(Comparison.project_id == project.id, Comparison.prompt_id.in_(chunk))
+        )
+        for prompt_id, hash_a, hash_b in session.execute(query):
+            low, high = sorted((hash_a, hash_b))
+            stored.add((prompt_id, low, high))
+    return stored
+
+
+def _stored_demos(session: Session, project: Project, prompt_ids: list[int]) -> set[tuple[int, str]]:
+    stored: set[tuple[int, str]] = set()
+    for chunk in chunks(prompt_ids):
+        query = select(Demonstration.prompt_id, Demonstration.content_hash).where(
+            Demonstration.project_id == project.id, Demonstration.prompt_id.in_(chunk)
+        )
+        stored.update((prompt_id, content_hash) for prompt_id, content_hash in session.execute(query))
+    return stored
+
+
+def _completion_ids(session: Session, prompt_ids: Iterable[int]) -> dict[tuple[int, str], int]:
+    """(prompt id, text hash) -> id of the oldest completion with that text, for these prompts."""
+    found: dict[tuple[int, str], int] = {}
+    for chunk in chunks(sorted(set(prompt_ids))):
+        query = (
+            select(Completion.prompt_id, Completion.content_hash, Completion.id)
+            .where(Completion.prompt_id.in_(chunk))
+            .order_by(Completion.id.desc())  # so that the oldest one is written last
+        )
+        for prompt_id, content_hash, completion_id in session.execute(query):
+            found[(prompt_id, content_hash)] = completion_id
+    return found
+
+
+def _create_pairs(
+    session: Session,
+    project: Project,
+    rows: list[ParsedRow],
+    prompt_ids: dict[str, int],
+    existing_prompt_ids: list[int],
+) -> None:
+    # Completions already stored for the prompts of the file are reused by text; a text that
+    # comes back within the file keeps the provenance given where it first appeared.
+    completion_ids = _completion_ids(session, existing_prompt_ids)
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    for row in rows:
+        prompt_id = prompt_ids[row.prompt_hash]
+        for text, model, sampling in (
+            (row.completion_a, row.model_a, row.sampling_a),
+            (row.completion_b, row.model_b, row.sampling_b),
+        ):
+            key = (prompt_id, text_hash(text or ""))
+            if key not in completion_ids and key not in new:
+                new[key] = {
+                    "prompt_id": prompt_id,
+                    "text": text,
+                    "content_hash": key[1],
+                    "model_name": model,
+                }
+                if sampling is not None:  # left out, not None: None would store a JSON null
+                    new[key]["sampling"] = sampling
+    insert_rows(session, Completion, list(new.values()))
+    if new:
+        created = _completion_ids(session, {prompt_id for prompt_id, _ in new})
+        completion_ids.update((key, created[key]) for key in new)
+
+    values = []
+    for row in rows:
+        prompt_id = prompt_ids[row.prompt_hash]
+        values.append(
+            {
+                "project_id": project.id,
+                "prompt_id": prompt_id,
+                "completion_a_id": completion_ids[(prompt_id, text_hash(row.completion_a or ""))],
+                "completion_b_id": completion_ids[(prompt_id, text_hash(row.completion_b or ""))],
+                "kind": ComparisonKind.gold if row.gold is not None else ComparisonKind.regular,
+                "gold_choice": row.gold,
+            }
+        )
+    insert_rows(session, Comparison, values)
