@@ -10,7 +10,7 @@ import krippendorff
 import numpy as np
 import pytest
 
-from app.services.agreement import (
+from app.services.quality.agreement import (
     PairCounts,
     alpha_from_histograms,
     binomial_test,

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.models import Comparison, Judgment, JudgmentSource, Project, Role, Run, RunKind, User
 from app.schemas.export import ComparisonExport
-from app.services import agreement, exporting, quality
+from app.services import exporting, quality
+from app.services.quality import agreement
 from tests.utils.factories import make_pair, make_project, make_user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
