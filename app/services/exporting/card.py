@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from app.models import Project
-    from app.services.exporting import PreparedExport
+    from app.services.exporting.prepare import PreparedExport
 
 # Hugging Face's YAML wants the builder's name for each file type.
 _DESCRIPTIONS = {

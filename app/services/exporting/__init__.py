@@ -1,0 +1,49 @@
+"""Exports of comparisons and demonstrations as JSONL, Parquet or CSV, with a dataset card:
+columns, writers (formats), prepare (rows, split, stats), card (README.md), outputs (streams, files).
+"""
+
+from app.services.exporting.card import render_card
+from app.services.exporting.columns import Column, ExportError, Pseudonyms, prompt_as_text, transcript
+from app.services.exporting.outputs import (
+    SPLITS,
+    data_path,
+    filename,
+    iter_rows,
+    preview,
+    stream_archive,
+    stream_file,
+    write_directory,
+    write_file,
+)
+from app.services.exporting.prepare import (
+    CardStats,
+    PreparedExport,
+    prepare_comparisons,
+    prepare_demos,
+    split_of,
+)
+from app.services.exporting.writers import WRITERS
+
+__all__ = [
+    "SPLITS",
+    "WRITERS",
+    "CardStats",
+    "Column",
+    "ExportError",
+    "PreparedExport",
+    "Pseudonyms",
+    "data_path",
+    "filename",
+    "iter_rows",
+    "preview",
+    "prepare_comparisons",
+    "prepare_demos",
+    "prompt_as_text",
+    "render_card",
+    "split_of",
+    "stream_archive",
+    "stream_file",
+    "transcript",
+    "write_directory",
+    "write_file",
+]

@@ -1,0 +1,328 @@
+"""Preparing an export: the columns, the train/test split and a generator of row batches.
+
+Rows stream from a server-side cursor (services/preferences) in batches, so memory stays flat
+however large the export, and an HTTP download starts with the first batch. `CardStats` gathers
+what the dataset card reports in the same pass.
+
+The train/test split is by prompt: a prompt lands in ``test`` when a hash of the split seed and
+the prompt's content hash falls below ``test_fraction``, so no prompt is in both splits and the
+same prompt always lands in the same split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Demonstration, Project, Prompt
+from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport
+from app.services.exporting.columns import (
+    Column,
+    ExportError,
+    Pseudonyms,
+    assistant,
+    comparison_columns,
+    prompt_as_text,
+)
+from app.services.preferences import (
+    JudgmentFilter,
+    PreferenceRow,
+    PreferenceStats,
+    RuleSet,
+    iter_preference_rows,
+    rater_ids_for,
+)
+
+WRITE_BATCH = 5000  # rows per write to the output (and per chunk of an HTTP download)
+SPLIT_CACHE = 100_000  # prompt hashes whose split is remembered
+# Columns of a ``per_rater`` row that depend on the judgment; the others depend only on the
+# comparison and the winner, so they are computed once for the rows that share both.
+VOTE_COLUMNS = frozenset(
+    {"margin", "judgment_id", "rater", "source", "strength", "both_bad", "flags", "rationale",
+     "time_spent_ms", "a_on_left", "created_at"}
+)  # fmt: skip
+
+
+def split_of(prompt_hash: str, *, test_fraction: float, seed: int) -> str:
+    """``train`` or ``test``, decided by the prompt alone (no prompt in both)."""
+    if test_fraction <= 0:
+        return "train"
+    digest = hashlib.sha256(f"{seed}:{prompt_hash}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+@dataclass
+class CardStats:
+    """What the dataset card reports, gathered in one pass with flat memory."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    comparisons: int = 0
+    judgments: int = 0
+    raters: set[int] = field(default_factory=set)
+    agreement_sum: float = 0.0
+    margin_sum: float = 0.0
+    agreement_buckets: Counter[str] = field(default_factory=Counter)
+    chosen_chars: int = 0
+    rejected_chars: int = 0
+    chosen_longer: int = 0
+    same_length: int = 0
+    sources: Counter[str] = field(default_factory=Counter)
+    _chosen_sample: list[int] = field(default_factory=list)
+    _rejected_sample: list[int] = field(default_factory=list)
+    _random: random.Random = field(default_factory=lambda: random.Random(0))
+    _last_comparison: int = -1
+    _n: int = 0
+    preference: PreferenceStats = field(default_factory=PreferenceStats)
+
+    SAMPLE = 20_000  # reservoir for the median lengths
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def add(self, row: PreferenceRow, split: str) -> None:
+        self.rows[split] += 1
+        if row.comparison_id != self._last_comparison:
+            self.comparisons += 1
+            self._last_comparison = row.comparison_id
+        votes = row.votes_used
+        raters, sources = self.raters, self.sources
+        for vote in votes:
+            raters.add(vote.rater_id)
+            sources[vote.source] += 1
+        self.judgments += len(votes)
+        agreement = row.agreement
+        self.agreement_sum += agreement
+        self.margin_sum += row.margin
+        self.agreement_buckets[_bucket(agreement)] += 1
+        chosen, rejected = len(row.chosen_side.text), len(row.rejected_side.text)  # type: ignore[union-attr]
+        self.chosen_chars += chosen
+        self.rejected_chars += rejected
+        self.chosen_longer += chosen > rejected
+        self.same_length += chosen == rejected
+        self._n = n = self._n + 1
+        if n <= self.SAMPLE:
+            self._chosen_sample.append(chosen)
+            self._rejected_sample.append(rejected)
+        else:
+            slot = self._random.randrange(n)
+            if slot < self.SAMPLE:
+                self._chosen_sample[slot], self._rejected_sample[slot] = chosen, rejected
+
+    def median_chars(self) -> tuple[float, float]:
+        return _median(self._chosen_sample), _median(self._rejected_sample)
+
+
+def _bucket(agreement: float) -> str:
+    if agreement >= 1.0:
+        return "1.0"
+    if agreement >= 0.75:
+        return "0.75-1.0"
+    if agreement >= 0.5:
+        return "0.5-0.75"
+    return "<0.5"
+
+
+def _median(values: list[int]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass
+class PreparedExport:
+    """An export ready to run: its columns, and a generator of (split, row tuple) batches."""
+
+    kind: str  # comparisons | demos
+    project: Project
+    spec: ComparisonExport | DemoExport
+    columns: list[Column]
+    batches: Callable[[], Iterator[list[tuple[str, tuple[Any, ...]]]]]
+    stats: CardStats
+    rules: list[str]
+    filters: list[str]
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.spec.format]
+
+
+def prepare_comparisons(
+    session: Session, *, project: Project, spec: ComparisonExport, secret_key: str
+) -> PreparedExport:
+    rater_ids: frozenset[int] | None = None
+    if spec.raters:
+        found = rater_ids_for(session, spec.raters)
+        unknown = sorted(set(spec.raters) - set(found))
+        if unknown:
+            raise ExportError(f"no user named {', '.join(unknown)}")
+        rater_ids = frozenset(found.values())
+    rules = RuleSet(spec.aggregation, spec.ties, spec.include_both_bad, spec.min_agreement)
+    selection = JudgmentFilter(
+        label_source=spec.label_source,
+        date_from=spec.date_from,
+        date_to=spec.date_to,
+        rater_ids=rater_ids,
+        exclude_flags=frozenset(spec.exclude_flags),
+        gold=spec.gold,
+    )
+    columns = comparison_columns(
+        spec.resolved_layout,
+        aggregated=spec.aggregation != "per_rater",
+        metadata=spec.metadata,
+        rater=Pseudonyms(secret_key),
+    )
+    stats = CardStats()
+    getters = [c.get for c in columns]
+    with_split = spec.metadata
+    # per_rater: the values that depend only on (comparison, winner) are computed once for the
+    # rows that share them (and so are the same objects, which the writers encode once).
+    per_rater = spec.aggregation == "per_rater"
+    vote_getters = [(i, c.get) for i, c in enumerate(columns) if not per_rater or c.name in VOTE_COLUMNS]
+    shared_getters = [(i, c.get) for i, c in enumerate(columns) if per_rater and c.name not in VOTE_COLUMNS]
+    width = len(getters) + with_split
+    if with_split:
+        columns.append(Column("split", "str", lambda r: r))
+    add = stats.add
+    test_fraction, seed = spec.test_fraction, spec.split_seed
+
+    def batches() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+        batch: list[tuple[str, tuple[Any, ...]]] = []
+        splits: dict[str, str] = {}
+        rows = iter_preference_rows(
+            session, project_id=project.id, rules=rules, selection=selection, stats=stats.preference
+        )
+        comparison_id = -1
+        by_winner: dict[str, list[Any]] = {}  # the current comparison's shared values per winner
+        split = "train"
+        for row in rows:
+            if row.comparison_id != comparison_id:
+                comparison_id = row.comparison_id
+                by_winner = {}
+                split = splits.get(row.prompt_hash)  # type: ignore[assignment]
+                if split is None:
+                    if len(splits) >= SPLIT_CACHE:
+                        splits.clear()
+                    split = splits[row.prompt_hash] = split_of(
+                        row.prompt_hash, test_fraction=test_fraction, seed=seed
+                    )
+            shared = by_winner.get(row.winner)  # type: ignore[assignment]
+            if shared is None:
+                shared = [None] * width
+                for i, get in shared_getters:
+                    shared[i] = get(row)
+                if with_split:
+                    shared[-1] = split
+                if per_rater:
+                    by_winner[row.winner] = shared
+            add(row, split)
+            values = shared.copy()
+            for i, get in vote_getters:
+                values[i] = get(row)
+            batch.append((split, tuple(values)))
+            if len(batch) >= WRITE_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return PreparedExport(
+        kind="comparisons",
+        project=project,
+        spec=spec,
+        columns=columns,
+        batches=batches,
+        stats=stats,
+        rules=rules.describe(),
+        filters=_describe_filters(spec),
+    )
+
+
+def _describe_filters(spec: ComparisonExport | DemoExport) -> list[str]:
+    lines = []
+    if isinstance(spec, ComparisonExport):
+        lines.append(f"Label source: {spec.label_source}.")
+        lines.append(f"Gold pairs: {spec.gold}.")
+        if spec.raters:
+            lines.append(f"Raters: {len(spec.raters)} selected.")
+        if spec.exclude_flags:
+            lines.append(f"Excluded flags: {', '.join(spec.exclude_flags)}.")
+        if spec.min_agreement:
+            lines.append(f"Minimum agreement: {spec.min_agreement:g}.")
+    if spec.date_from:
+        lines.append(f"Created at or after {spec.date_from.isoformat()}.")
+    if spec.date_to:
+        lines.append(f"Created before {spec.date_to.isoformat()}.")
+    return lines
+
+
+def prepare_demos(session: Session, *, project: Project, spec: DemoExport) -> PreparedExport:
+    layout = spec.resolved_layout
+    if layout == "messages":
+        columns = [Column("messages", "messages", lambda r: [*r[1], *assistant(r[2])])]
+    else:
+        columns = [
+            Column("prompt", "str", lambda r: prompt_as_text(r[1])),
+            Column("response", "str", lambda r: r[2]),
+        ]
+    if spec.metadata:
+        columns += [
+            Column("demonstration_id", "int", lambda r: r[0]),
+            Column("prompt_id", "int", lambda r: r[3]),
+            Column("created_at", "timestamp", lambda r: r[5]),
+        ]
+    getters = [c.get for c in columns]
+    if spec.metadata:
+        columns.append(Column("split", "str", lambda r: r))
+    stats = CardStats()
+    d, p = Demonstration.__table__.c, Prompt.__table__.c
+    query = (
+        select(d.id, Prompt.messages, d.response, d.prompt_id, p.content_hash, Demonstration.created_at)
+        .join(Prompt.__table__, p.id == d.prompt_id)
+        .where(d.project_id == project.id)
+        .order_by(d.id)
+    )
+    if spec.date_from:
+        query = query.where(Demonstration.created_at >= spec.date_from)
+    if spec.date_to:
+        query = query.where(Demonstration.created_at < spec.date_to)
+
+    def batches() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+        batch: list[tuple[str, tuple[Any, ...]]] = []
+        result = session.execute(query.execution_options(yield_per=WRITE_BATCH))
+        try:
+            for record in result:
+                split = split_of(record[4], test_fraction=spec.test_fraction, seed=spec.split_seed)
+                stats.rows[split] += 1
+                stats.chosen_chars += len(record[2])
+                values = [get(record) for get in getters]
+                if spec.metadata:
+                    values.append(split)
+                batch.append((split, tuple(values)))
+                if len(batch) >= WRITE_BATCH:
+                    yield batch
+                    batch = []
+        finally:
+            result.close()
+        if batch:
+            yield batch
+
+    return PreparedExport(
+        kind="demos",
+        project=project,
+        spec=spec,
+        columns=columns,
+        batches=batches,
+        stats=stats,
+        rules=["Each demonstration is one row: the prompt's conversation and the written response."],
+        filters=_describe_filters(spec),
+    )
