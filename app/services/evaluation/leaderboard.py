@@ -278,7 +278,7 @@ def evaluate_results(session: Session, project_id: int, *, limit: int = 100) -> 
         .limit(limit)
     ).all()
     model_ids = {int(r.config["model_id"]) for r in rows if isinstance((r.config or {}).get("model_id"), int)}
-    kinds: dict[int, Any] = {}
+    kinds: dict[int | None, Any] = {}
     if model_ids:
         query = select(ModelVersion.id, ModelVersion.kind).where(ModelVersion.id.in_(model_ids))
         kinds = {vid: kind for vid, kind in session.execute(query)}

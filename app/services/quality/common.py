@@ -28,7 +28,7 @@ rater; they appear only in the judge table, beside the human-human agreement.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
@@ -62,7 +62,11 @@ def _rate(part: int, whole: int) -> float | None:
 class _VoteShares:
     """Shares of a set of human votes (a rater's or a project's), from its counts."""
 
-    judgments: int
+    if TYPE_CHECKING:  # a field of a rater, a property of a project (its human judgments)
+
+        @property
+        def judgments(self) -> int: ...
+
     non_tie: int
     left: int
     ties: int
