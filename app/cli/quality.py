@@ -38,15 +38,15 @@ def quality_command(
     rater is flagged, so that a script can alert on it.
     """
     from app.cli import _sessions
-    from app.services import quality
     from app.services.projects import get_project
+    from app.services.quality.report import project_quality
 
     with _sessions()() as session:
         found = get_project(session, project)
         if found is None:
             err.print(f"[red]error:[/red] no project {project!r} (see `rlhf projects list`)", highlight=False)
             raise typer.Exit(1)
-        report = quality.project_quality(session, found)
+        report = project_quality(session, found)
         figures = _figures(report)
     if as_json:
         print(json.dumps(figures, indent=2, default=str))
