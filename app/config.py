@@ -16,7 +16,6 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
-ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):

@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.auth import LoginThrottle
-from app.config import ROOT_DIR, Settings, get_settings
+from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import CsrfFailed, Forbidden, LoginRequired, PasswordChangeRequired
 from app.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.queue import make_celery
+from app.resources import STATIC_DIR
 from app.routes import routers
 from app.templating import is_htmx, render
 
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in routers:
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=str(ROOT_DIR / "static")), name="static")
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     # Last added runs first: size limit, then security headers, then the session cookie.
     app.add_middleware(

@@ -7,13 +7,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from app.config import ROOT_DIR
 from app.db import make_engine
+from app.resources import ALEMBIC_INI
 
 
 def alembic_config(database_url: str) -> Config:
-    cfg = Config(str(ROOT_DIR / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT_DIR / "migrations"))
+    cfg = Config(str(ALEMBIC_INI))  # script_location: the migrations/ folder beside it
     cfg.attributes["database_url"] = database_url
     return cfg
 

@@ -1,4 +1,4 @@
-"""The Jinja2 environment: templates/ at the repository root, helpers every page uses."""
+"""The Jinja2 environment: the templates/ folder (see app.resources), helpers every page uses."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
 from app.auth import csrf_token
-from app.config import ROOT_DIR
+from app.resources import TEMPLATES_DIR
 from app.services.charts import CHARTS
 from app.services.render import render_markdown
 
-templates = Jinja2Templates(directory=str(ROOT_DIR / "templates"))
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["csrf_token"] = csrf_token
 templates.env.filters["markdown"] = render_markdown
 templates.env.globals.update(CHARTS)

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app import oracles
-from app.config import ROOT_DIR
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Choice, Comparison, Completion, Judgment, Project, Role, Scale, User
 from app.oracles import OracleError, load_oracle, make_prefers_word
+from app.resources import ROOT_DIR
 from app.simulate import (
     SimulationConfig,
     SimulationError,

@@ -10,14 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.config import ROOT_DIR, get_settings
+from app.config import get_settings
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Role, Scale
+from app.resources import DEMO_DIR
 
-DEMO_PAIRS = ROOT_DIR / "app" / "demo" / "demo_pairs.jsonl"
+DEMO_PAIRS = DEMO_DIR / "demo_pairs.jsonl"
 # Pairs with a known answer, mixed into the demo rater's queue at the project's gold rate.
-DEMO_GOLD = ROOT_DIR / "app" / "demo" / "demo_gold.jsonl"
-DEMO_DEMOS = ROOT_DIR / "app" / "demo" / "demo_demos.jsonl"  # ideal answers, for SFT
+DEMO_GOLD = DEMO_DIR / "demo_gold.jsonl"
+DEMO_DEMOS = DEMO_DIR / "demo_demos.jsonl"  # ideal answers, for SFT
 DEMO_USERS = {"admin": Role.admin, "rater": Role.rater, "researcher": Role.researcher}
 DEMO_PASSWORD_SUFFIX = "-demo-password"  # development only: "rater-demo-password", ...
 
