@@ -8,7 +8,8 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.services import runs
+from app.services.runs.lifecycle import record_progress
+from app.services.runs.records import add_log
 
 
 class DbReporter:
@@ -42,13 +43,13 @@ class DbReporter:
         pending, self._pending = self._pending, []
         with session_scope(self.factory) as session:
             for step, total, metrics in pending:
-                if runs.record_progress(session, run_id=self.run_id, step=step, total=total, metrics=metrics):
+                if record_progress(session, run_id=self.run_id, step=step, total=total, metrics=metrics):
                     self._stop = True
         self._last_flush = time.monotonic()
 
     def log(self, message: str) -> None:
         with session_scope(self.factory) as session:
-            runs.add_log(session, self.run_id, message)
+            add_log(session, self.run_id, message)
 
     def should_stop(self) -> bool:
         return self._stop

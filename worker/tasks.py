@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Run, RunStatus
 from app.queue import send_run
-from app.services import runs, schedules
+from app.services.runs import lifecycle, schedules
 from worker.celery_app import celery_app
 from worker.runner import execute_run as run_to_end
 
@@ -47,7 +47,7 @@ def dispatch_pending() -> int:
 @celery_app.task(name="worker.tasks.reap_stale_runs")
 def reap_stale_runs() -> list[int]:
     with session_scope(_sessions()) as session:
-        return runs.reap_stale(session, stale_after=timedelta(seconds=get_settings().stale_run_s))
+        return lifecycle.reap_stale(session, stale_after=timedelta(seconds=get_settings().stale_run_s))
 
 
 @celery_app.task(name="worker.tasks.check_schedules")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from rich.table import Table
 from app.config import get_settings
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import ModelKind, Run, RunKind
+from app.run_kinds import KINDS, KindSpec
 
 console = Console()
 err = Console(stderr=True)
@@ -54,13 +56,15 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     return config
 
 
-def _launch(kind: RunKind, project: str, base: str | None, reward: str | None, sets: list[str] | None,
-            now: bool, models: dict[str, str | None] | None = None) -> None:  # fmt: skip
-    """Create a run (and send it, or run it here with `now`). `models` maps config fields
-    (`judge_model_id`, ...) to model versions by name or id."""
+def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
+            models: dict[str, str | None]) -> None:  # fmt: skip
+    """Create a run (and send it, or run it here with `now`). `models` maps the kind's model
+    inputs (`base_model_id`, `judge_model_id`, ...) to model versions by name or id."""
     from app.queue import send_run
-    from app.services import registry, runs
+    from app.services import registry
     from app.services.projects import get_project
+    from app.services.runs.lifecycle import create_run
+    from app.services.runs.records import RunError
 
     factory = _factory()
     try:
@@ -68,29 +72,17 @@ def _launch(kind: RunKind, project: str, base: str | None, reward: str | None, s
             proj = get_project(session, project)
             if proj is None:
                 raise _fail(f"no project {project!r}")
-            base_model = registry.find_model(session, base) if base else None
-            if base and base_model is None:
-                raise _fail(f"no model version {base!r} (see `rlhf models list`)")
-            reward_model = registry.find_model(session, reward) if reward else None
-            if reward and reward_model is None:
-                raise _fail(f"no model version {reward!r}")
             config = _parse_sets(sets)
-            for key, ref in (models or {}).items():
+            columns: dict[str, int] = {}
+            for field, ref in models.items():
                 if ref:
                     found = registry.find_model(session, ref)
                     if found is None:
                         raise _fail(f"no model version {ref!r} (see `rlhf models list`)")
-                    config[key] = found.id
-            run = runs.create_run(
-                session,
-                project=proj,
-                kind=kind,
-                config=config,
-                base_model_id=base_model.id if base_model else None,
-                reward_model_id=reward_model.id if reward_model else None,
-            )
+                    (columns if field in ("base_model_id", "reward_model_id") else config)[field] = found.id
+            run = create_run(session, project=proj, kind=kind, config=config, **columns)
             run_id = run.id
-    except runs.RunError as error:
+    except RunError as error:
         raise _fail(str(error)) from None
     if not now:
         task_id = send_run(run_id)
@@ -130,73 +122,39 @@ def _run_in_foreground(run_id: int, factory) -> None:  # type: ignore[no-untyped
 
 
 _PROJECT = Annotated[str, typer.Option("--project", help="Project slug.")]
-_BASE = Annotated[str | None, typer.Option("--base", help="Model version (name or id) to start from.")]
 _SET = Annotated[list[str] | None, typer.Option("--set", help="Config field: key=value (repeatable).")]
 _NOW = Annotated[bool, typer.Option("--now", help="Run here in the foreground with a progress bar.")]
 
 
-@train_cli.command("sft")
-def train_sft(project: _PROJECT, base: _BASE = None, set: _SET = None, now: _NOW = False) -> None:
-    """Supervised fine-tuning on the project's demonstrations."""
-    _launch(RunKind.sft, project, base, None, set, now)
+def _train_command(spec: KindSpec) -> Any:
+    """`rlhf train <kind>`: --project, an option per model input of the kind (--base, --reward,
+    --judge, ...), --set and --now."""
+    options = [need for need in spec.inputs if need.option]
+
+    def command(project: str, set: list[str] | None = None, now: bool = False, **models: str | None) -> None:
+        _launch(spec.kind, project, set, now, {need.field: models[need.option] for need in options})  # type: ignore[index]
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    model_options = [
+        inspect.Parameter(need.option, keyword, default=None,  # type: ignore[arg-type]
+                          annotation=Annotated[str | None, typer.Option(f"--{need.option}", help=need.help)])
+        for need in options
+    ]  # fmt: skip
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("project", keyword, annotation=_PROJECT),
+            *model_options,
+            inspect.Parameter("set", keyword, default=None, annotation=_SET),
+            inspect.Parameter("now", keyword, default=False, annotation=_NOW),
+        ]
+    )
+    command.__doc__ = spec.description
+    command.__name__ = f"train_{spec.kind.value}"
+    return command
 
 
-@train_cli.command("reward")
-def train_reward(project: _PROJECT, base: _BASE = None, set: _SET = None, now: _NOW = False) -> None:
-    """A reward model on the project's judgments (held-out accuracy on a split by prompt)."""
-    _launch(RunKind.reward, project, base, None, set, now)
-
-
-@train_cli.command("dpo")
-def train_dpo(project: _PROJECT, base: _BASE = None, set: _SET = None, now: _NOW = False) -> None:
-    """Direct preference optimisation of a policy on the project's judgments."""
-    _launch(RunKind.dpo, project, base, None, set, now)
-
-
-@train_cli.command("ppo")
-def train_ppo(
-    project: _PROJECT,
-    base: _BASE = None,
-    reward: Annotated[str | None, typer.Option("--reward", help="Reward model version.")] = None,
-    set: _SET = None,
-    now: _NOW = False,
-) -> None:
-    """PPO of a policy against a reward model, with a KL penalty to the starting policy."""
-    _launch(RunKind.ppo, project, base, reward, set, now)
-
-
-@train_cli.command("generate")
-def train_generate(project: _PROJECT, base: _BASE = None, set: _SET = None, now: _NOW = False) -> None:
-    """Sample completions of a policy and add the pairs to the rating queue."""
-    _launch(RunKind.generate, project, base, None, set, now)
-
-
-_JUDGE = Annotated[
-    str | None,
-    typer.Option("--judge", help="Judge version (name or id): a reward model, or a policy as LM judge."),
-]
-
-
-@train_cli.command("judge")
-def train_judge(project: _PROJECT, judge: _JUDGE = None, set: _SET = None, now: _NOW = False) -> None:
-    """AI feedback: label the project's comparisons with a reward model or a prompted LM."""
-    _launch(RunKind.judge, project, None, None, set, now, models={"judge_model_id": judge})
-
-
-@train_cli.command("evaluate")
-def train_evaluate(
-    project: _PROJECT,
-    model: Annotated[str | None, typer.Option("--model", help="The version to evaluate.")] = None,
-    reference: Annotated[
-        str | None, typer.Option("--reference", help="Policy: compare with this version (default: parent).")
-    ] = None,
-    judge: _JUDGE = None,
-    set: _SET = None,
-    now: _NOW = False,
-) -> None:
-    """A reward model's accuracy on held-out judgments, or a policy's win rate against a reference."""
-    models = {"model_id": model, "reference_model_id": reference, "judge_model_id": judge}
-    _launch(RunKind.evaluate, project, None, None, set, now, models=models)
+for _spec in KINDS.values():
+    train_cli.command(_spec.kind.value)(_train_command(_spec))
 
 
 @runs_cli.command("list")
@@ -225,7 +183,7 @@ def show_run(run_id: int) -> None:
     from sqlalchemy import select
 
     from app.models import RunLog
-    from app.services.runs import metric_series
+    from app.services.runs.lifecycle import metric_series
 
     with session_scope(_factory()) as session:
         run = session.get(Run, run_id)
@@ -247,7 +205,8 @@ def show_run(run_id: int) -> None:
 def cancel_run(run_id: int) -> None:
     """Cancel a run: a queued one is revoked, a running one stops at its next step."""
     from app.queue import revoke
-    from app.services.runs import RunError, request_cancel
+    from app.services.runs.lifecycle import request_cancel
+    from app.services.runs.records import RunError
 
     try:
         with session_scope(_factory()) as session:

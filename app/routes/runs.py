@@ -12,28 +12,20 @@ from sqlalchemy.orm import Session
 from app.deps import AdminUser, SessionDep, verify_csrf
 from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunLog, Schedule
 from app.queue import revoke, send_run
-from app.schemas.training import CONFIGS
-from app.services import registry, runs, schedules
+from app.run_kinds import DEFAULT_KIND, KINDS, loop_methods
+from app.services import registry
+from app.services.runs import lifecycle, schedules
+from app.services.runs.records import RunError
 from app.templating import is_htmx, render
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(verify_csrf)])
 
-KIND_TITLES = {
-    RunKind.sft: "Supervised fine-tuning",
-    RunKind.reward: "Reward model",
-    RunKind.dpo: "DPO",
-    RunKind.ppo: "PPO",
-    RunKind.generate: "Generate pairs for raters",
-    RunKind.judge: "AI judge (label pairs)",
-    RunKind.evaluate: "Evaluate a model version",
-}
-# Kinds whose models are named in their config (judge_model_id, model_id, ...), not base/reward.
-CONFIG_MODEL_KINDS = (RunKind.judge, RunKind.evaluate)
+KIND_TITLES = {kind: spec.title for kind, spec in KINDS.items()}
 
 
 def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The config schema as form fields: name, input type, value, choices, help."""
-    schema = CONFIGS[kind.value]
+    schema = KINDS[kind].config
     fields = []
     for name, info in schema.model_fields.items():
         annotation = str(info.annotation)
@@ -55,7 +47,7 @@ def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[d
 def _form_config(kind: RunKind, form: Any) -> dict[str, Any]:
     """Form strings to config values; pydantic converts and validates them."""
     config: dict[str, Any] = {}
-    for name, info in CONFIGS[kind.value].model_fields.items():
+    for name, info in KINDS[kind].config.model_fields.items():
         if info.annotation is bool:
             config[name] = form.get(name) == "true"
             continue
@@ -90,13 +82,13 @@ def list_runs(request: Request, session: SessionDep, user: AdminUser, project: s
     return render(
         request,
         "runs/index.html",
-        {"rows": rows, "kinds": KIND_TITLES, "counts": runs.counts_by_status(session)},
+        {"rows": rows, "kinds": KIND_TITLES, "counts": lifecycle.counts_by_status(session)},
     )
 
 
 @router.get("/runs/new", include_in_schema=False)
 def new_run_form(
-    request: Request, session: SessionDep, user: AdminUser, kind: RunKind = RunKind.sft,
+    request: Request, session: SessionDep, user: AdminUser, kind: RunKind = DEFAULT_KIND,
     project: str | None = None,
 ) -> Response:  # fmt: skip
     return _launch_page(request, session, kind, {"project": project})
@@ -110,15 +102,19 @@ def _launch_page(
     errors: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    policies, rewards = _models(session, ModelKind.policy), _models(session, ModelKind.reward)
     context = {
         "kind": kind,
         "title": KIND_TITLES[kind],
         "kinds": KIND_TITLES,
         "projects": session.scalars(select(Project).order_by(Project.name)).all(),
-        "policies": _models(session, ModelKind.policy),
-        "rewards": _models(session, ModelKind.reward),
+        "policies": policies,
+        "rewards": rewards,
+        # The models held on the run's columns: a select each, of versions of the right kind.
+        "run_inputs": [
+            (need, policies if need.kind == ModelKind.policy else rewards) for need in KINDS[kind].run_inputs
+        ],
         "fields": config_fields(kind, form.get("config")),
-        "config_models": kind in CONFIG_MODEL_KINDS,
         "form": form,
         "errors": errors or [],
     }
@@ -142,8 +138,8 @@ async def create_run(request: Request, session: SessionDep, user: AdminUser) -> 
     project = session.scalars(select(Project).where(Project.slug == form.get("project"))).one_or_none()
     try:
         if project is None:
-            raise runs.RunError("choose a project")
-        run = runs.create_run(
+            raise RunError("choose a project")
+        run = lifecycle.create_run(
             session,
             project=project,
             kind=kind,
@@ -152,7 +148,7 @@ async def create_run(request: Request, session: SessionDep, user: AdminUser) -> 
             reward_model_id=_int_or_none(form.get("reward_model_id")),
             created_by_id=user.id,
         )
-    except runs.RunError as error:
+    except RunError as error:
         session.rollback()
         return _launch_page(request, session, kind, state, [str(error)], status_code=422)
     session.commit()  # the task is sent only once the run row is committed
@@ -209,7 +205,7 @@ def run_status(request: Request, run_id: int, session: SessionDep, user: AdminUs
 @router.get("/runs/{run_id}/metrics", include_in_schema=False)
 def run_metrics(run_id: int, session: SessionDep, user: AdminUser, after: int = 0) -> Response:
     run = _run_or_404(session, run_id)
-    series, last = runs.metric_series(session, run_id=run.id, after_id=after)
+    series, last = lifecycle.metric_series(session, run_id=run.id, after_id=after)
     return JSONResponse({"series": series, "last": last, "finished": run.status.finished})
 
 
@@ -217,8 +213,8 @@ def run_metrics(run_id: int, session: SessionDep, user: AdminUser, after: int = 
 def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     try:
-        task_id = runs.request_cancel(session, run=run)
-    except runs.RunError as error:
+        task_id = lifecycle.request_cancel(session, run=run)
+    except RunError as error:
         raise HTTPException(409, str(error)) from None
     session.commit()
     if task_id:
@@ -232,8 +228,8 @@ def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUs
 def retry_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     try:
-        again = runs.retry_run(session, run=run, created_by_id=user.id)
-    except runs.RunError as error:
+        again = lifecycle.retry_run(session, run=run, created_by_id=user.id)
+    except RunError as error:
         raise HTTPException(409, str(error)) from None
     session.commit()
     again.celery_task_id = send_run(again.id, celery=request.app.state.celery)
@@ -289,7 +285,7 @@ async def save_schedule(request: Request, session: SessionDep, user: AdminUser) 
     try:
         minimum = int(str(form.get("min_new_judgments", "")))
         method = RunKind(str(form.get("method")))
-        if minimum < 1 or method not in (RunKind.ppo, RunKind.dpo):
+        if minimum < 1 or method not in loop_methods():
             raise ValueError
     except ValueError:
         raise HTTPException(422, "min_new_judgments: a positive number; method: ppo or dpo") from None

@@ -1,7 +1,8 @@
 """Run configs, one per method: every field has a default and a description.
 
 They live on the torch-free side so that the dashboard can show launch forms with the defaults
-filled in and validate input; the trainers in worker/training/ receive the same objects. The
+filled in and validate input; the trainers in worker/training/ receive the same objects. Each
+run kind names its config in app/run_kinds.py. The
 resolved config (all fields) is stored with the run and beside the checkpoint.
 """
 
@@ -226,14 +227,3 @@ class EvaluateConfig(BaseModel):
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
     )
-
-
-CONFIGS: dict[str, type[BaseModel]] = {
-    "sft": SFTConfig,
-    "reward": RewardConfig,
-    "dpo": DPOConfig,
-    "ppo": PPOConfig,
-    "generate": GenerateConfig,
-    "judge": JudgeConfig,
-    "evaluate": EvaluateConfig,
-}

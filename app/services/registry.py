@@ -1,11 +1,17 @@
-"""The model registry: base models, lineage, promotion."""
+"""The model registry: base models, the versions runs train, lineage, promotion.
+
+A trained version is registered by `register_trained`, in the transaction that marks its run
+succeeded, once the worker has published its files.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ModelKind, ModelVersion, Run
+from app.models import ModelKind, ModelVersion, Project, Run
+from app.run_kinds import KINDS
+from app.services.runs.lifecycle import succeed
 
 
 class RegistryError(ValueError):
@@ -33,6 +39,54 @@ def register_base(
     model = ModelVersion(name=name, kind=kind, uri=uri, description=description)
     session.add(model)
     session.flush()
+    return model
+
+
+def unique_model_name(session: Session, base: str) -> str:
+    taken = set(session.scalars(select(ModelVersion.name).where(ModelVersion.name.like(f"{base}%"))))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def trained_name(session: Session, run: Run) -> str:
+    """The free name for the version `run` trains: `<project>-<kind>-run<id>` (`-2`, ... when
+    taken). The worker publishes the files under it before registering them."""
+    project = session.get(Project, run.project_id)
+    assert project is not None
+    return unique_model_name(session, f"{project.slug}-{run.kind.value}-run{run.id}")
+
+
+def register_trained(
+    session: Session,
+    *,
+    run: Run,
+    name: str,
+    uri: str,
+    is_adapter: bool,
+    metrics: dict[str, float],
+) -> ModelVersion:
+    """Register the version a run trained (its files complete at `uri`) and mark the run
+    succeeded, in one transaction. Its kind is what the run kind produces; its parent is the
+    version the run started from; its metrics are the trainer's final ones."""
+    produces = KINDS[run.kind].produces
+    if produces is None:
+        raise RegistryError(f"a {run.kind.value} run registers no model version")
+    model = ModelVersion(
+        name=name,
+        kind=produces,
+        project_id=run.project_id,
+        parent_id=run.base_model_id,
+        run_id=run.id,
+        uri=uri,
+        is_adapter=is_adapter,
+        metrics=metrics,
+        description=f"{run.kind.value} run {run.id}",
+    )
+    succeed(session, run=run, summary=metrics, model=model)
     return model
 
 

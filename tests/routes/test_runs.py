@@ -70,7 +70,7 @@ def test_launch_watch_and_cancel(app, client) -> None:  # type: ignore[no-untype
                             headers={"HX-Request": "true"})  # fmt: skip
     assert "stopping at the next step" in cancelled.text
     with app.state.sessionmaker() as session, session.begin():
-        runs.cancelled(session, run=session.get(Run, run_id))
+        runs.cancel(session, run=session.get(Run, run_id))
     final = client.get(f"/admin/runs/{run_id}/status", headers={"HX-Request": "true"})
     assert "cancelled" in final.text and "hx-trigger" not in final.text  # polling stops
     retried = client.post(f"/admin/runs/{run_id}/retry", data={"csrf_token": token}, follow_redirects=False)

@@ -16,14 +16,16 @@ from app.models import (
     ModelVersion,
     Project,
     Role,
+    Run,
     RunKind,
     RunStatus,
     Schedule,
 )
 from app.models.types import utcnow
-from app.services import runs, schedules
+from app.services import runs
 from app.services.content import text_hash
 from app.services.rating import JudgmentInput, claim_next, submit_judgment
+from app.services.runs import schedules
 from tests.utils.factories import make_pair, make_project, make_user, make_vote
 
 
@@ -133,21 +135,21 @@ def test_schedule_chain(session: Session) -> None:
     _judge_all(session, project, make_user(session, "r"))
     (reward_run_id,) = schedules.tick(session)
     assert schedules.tick(session) == []  # the reward run is still queued
-    reward_run = session.get(runs.Run, reward_run_id)
+    reward_run = session.get(Run, reward_run_id)
     assert reward_run.kind == RunKind.reward and reward_run.base_model_id == policy.id
     rm = _model(session, "rm", ModelKind.reward)
     runs.claim(session, run_id=reward_run.id, worker="w")
     runs.succeed(session, run=reward_run, summary={}, model=None)
     reward_run.output_model_id = rm.id
     (dpo_run_id,) = schedules.tick(session)
-    dpo_run = session.get(runs.Run, dpo_run_id)
+    dpo_run = session.get(Run, dpo_run_id)
     assert dpo_run.kind == RunKind.dpo and dpo_run.parent_run_id == reward_run.id
     new_policy = _model(session, "policy-2")
     runs.claim(session, run_id=dpo_run.id, worker="w")
     runs.succeed(session, run=dpo_run, summary={})
     dpo_run.output_model_id = new_policy.id
     (generate_run_id,) = schedules.tick(session)
-    generate_run = session.get(runs.Run, generate_run_id)
+    generate_run = session.get(Run, generate_run_id)
     assert generate_run.kind == RunKind.generate and generate_run.base_model_id == new_policy.id
     assert schedules.current_policy_id(session, schedule) == new_policy.id
 
@@ -165,8 +167,8 @@ def test_schedule_with_an_ai_judge_labels_first_and_counts_new_pairs(session: Se
     session.flush()
     assert schedules.pending(session, schedule) == 3  # three pairs the judge will label
 
-    def finish(run_id: int, output: ModelVersion | None = None) -> runs.Run:
-        run = session.get(runs.Run, run_id)
+    def finish(run_id: int, output: ModelVersion | None = None) -> Run:
+        run = session.get(Run, run_id)
         runs.claim(session, run_id=run_id, worker="w")
         runs.succeed(session, run=run, summary={})
         run.output_model_id = output.id if output else None
@@ -174,7 +176,7 @@ def test_schedule_with_an_ai_judge_labels_first_and_counts_new_pairs(session: Se
         return run
 
     (judge_run_id,) = schedules.tick(session)
-    judge_run = session.get(runs.Run, judge_run_id)
+    judge_run = session.get(Run, judge_run_id)
     assert judge_run.kind == RunKind.judge and judge_run.config["judge_model_id"] == judge.id
     assert judge_run.config["comparisons"] == "unjudged" and judge_run.snapshot_size == 3
     assert schedules.pending(session, schedule) == 0
@@ -186,13 +188,13 @@ def test_schedule_with_an_ai_judge_labels_first_and_counts_new_pairs(session: Se
     finish(judge_run_id)
     assert schedules.pending(session, schedule) == 0  # AI labels are not new human judgments
     (reward_run_id,) = schedules.tick(session)
-    reward_run = session.get(runs.Run, reward_run_id)
+    reward_run = session.get(Run, reward_run_id)
     assert reward_run.kind == RunKind.reward and reward_run.parent_run_id == judge_run_id
     assert reward_run.config["label_source"] == "both"
     assert set(runs.snapshot_ids(session, reward_run_id)) == ai_votes
     finish(reward_run_id, _model(session, "rm", ModelKind.reward))
     (dpo_run_id,) = schedules.tick(session)
-    assert session.get(runs.Run, dpo_run_id).config["label_source"] == "both"
+    assert session.get(Run, dpo_run_id).config["label_source"] == "both"
     finish(dpo_run_id, _model(session, "policy-2"))
     (generate_run_id,) = schedules.tick(session)
     finish(generate_run_id)
@@ -202,7 +204,7 @@ def test_schedule_with_an_ai_judge_labels_first_and_counts_new_pairs(session: Se
     fresh = {make_pair(session, project, f"new q{i}", f"new a{i}", f"new b{i}").id for i in range(3)}
     assert schedules.pending(session, schedule) == 3
     (next_judge_id,) = schedules.tick(session)
-    next_judge = session.get(runs.Run, next_judge_id)
+    next_judge = session.get(Run, next_judge_id)
     assert next_judge.kind == RunKind.judge
     assert set(runs.snapshot_ids(session, next_judge_id)) == fresh  # only what the judge has not labelled
 

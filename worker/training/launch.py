@@ -72,34 +72,19 @@ def run_trainer(
     reporter: Reporter,
     device: str | None = None,
 ) -> TrainResult:
-    """Call the method's trainer. Imports are local: each pulls in torch and its libraries."""
-    if kind == "sft":
-        from app.schemas.training import SFTConfig
-        from worker.training.sft import train_sft
+    """Call the kind's trainer (its entry point in worker/methods.py). Imports are local: the
+    table pulls in the database layer, each trainer torch and its libraries."""
+    from app.models import RunKind
+    from app.run_kinds import KINDS
+    from worker.methods import METHODS, Work
 
-        return train_sft(config=SFTConfig(**config), base=base, demos=data, output_dir=output_dir,
-                         reporter=reporter)  # fmt: skip
-    if kind == "reward":
-        from app.schemas.training import RewardConfig
-        from worker.training.reward import train_reward
-
-        return train_reward(config=RewardConfig(**config), base=base, pairs=data, output_dir=output_dir,
-                            reporter=reporter)  # fmt: skip
-    if kind == "dpo":
-        from app.schemas.training import DPOConfig
-        from worker.training.dpo import train_dpo
-
-        return train_dpo(config=DPOConfig(**config), base=base, pairs=data, output_dir=output_dir,
-                         reporter=reporter)  # fmt: skip
-    if kind == "ppo":
-        from app.schemas.training import PPOConfig
-        from worker.training.ppo import train_ppo
-
-        assert reward is not None
-        return train_ppo(config=PPOConfig(**config), policy=base, reward=reward,
-                         prompts=[row["messages"] for row in data], output_dir=output_dir,
-                         reporter=reporter, device=device)  # fmt: skip
-    raise ValueError(f"run kind {kind!r} cannot be launched as a training job")
+    if kind not in set(KINDS) or not KINDS[RunKind(kind)].distributed:
+        raise ValueError(f"run kind {kind!r} cannot be launched as a training job")
+    work = Work(kind=RunKind(kind), config=config, data=data, base=base,
+                models={"reward": reward} if reward is not None else {}, output_dir=output_dir,
+                device=device)  # fmt: skip
+    result: TrainResult = METHODS[work.kind].run(work, reporter)
+    return result
 
 
 def _ref_from_dict(value: dict[str, Any] | None) -> ModelRef | None:

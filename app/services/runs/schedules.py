@@ -23,6 +23,7 @@ from app.models import (
     Comparison,
     Judgment,
     JudgmentSource,
+    ModelKind,
     Project,
     Run,
     RunKind,
@@ -30,7 +31,9 @@ from app.models import (
     Schedule,
 )
 from app.models.types import utcnow
-from app.services import runs
+from app.run_kinds import KINDS, LOOP_GENERATE, LOOP_JUDGE, LOOP_REWARD, loop_methods, producing
+from app.services.runs.lifecycle import create_run
+from app.services.runs.records import RunError
 
 
 def _latest_run(session: Session, schedule: Schedule) -> Run | None:
@@ -44,7 +47,7 @@ def current_policy_id(session: Session, schedule: Schedule) -> int | None:
         select(Run.output_model_id)
         .where(
             Run.schedule_id == schedule.id,
-            Run.kind.in_([RunKind.ppo, RunKind.dpo]),
+            Run.kind.in_(producing(ModelKind.policy)),
             Run.status == RunStatus.succeeded,
         )
         .order_by(Run.id.desc())
@@ -86,9 +89,11 @@ def pending(session: Session, schedule: Schedule) -> int:
     return new_judgments(session, schedule) + new_comparisons(session, schedule)
 
 
-def _overrides(schedule: Schedule, kind: str) -> dict[str, Any]:
-    overrides = dict(schedule.config.get(kind) or {})
-    if schedule.config.get("judge_model_id") and kind in ("reward", "dpo"):
+def _overrides(schedule: Schedule, kind: RunKind) -> dict[str, Any]:
+    """The schedule's config for `kind`; with a judge, runs that train on judgments take both
+    human and AI labels unless the override says otherwise."""
+    overrides = dict(schedule.config.get(kind.value) or {})
+    if schedule.config.get("judge_model_id") and "label_source" in KINDS[kind].config.model_fields:
         overrides.setdefault("label_source", "both")
     return overrides
 
@@ -96,23 +101,24 @@ def _overrides(schedule: Schedule, kind: str) -> dict[str, Any]:
 def _next_step(session: Session, schedule: Schedule, project: Project, last: Run) -> Run | None:
     """The run that follows a succeeded step of the chain, or None when the chain is complete."""
     common = {"project": project, "schedule_id": schedule.id, "parent_run_id": last.id}
-    if last.kind == RunKind.judge:
+    if last.kind == LOOP_JUDGE:
         return _reward_run(session, schedule, project, parent_run_id=last.id)
-    if last.kind == RunKind.reward:
+    if last.kind == LOOP_REWARD:
         method = schedule.method
-        return runs.create_run(
+        takes_reward = any(i.field == "reward_model_id" for i in KINDS[method].inputs)
+        return create_run(
             session,
             kind=method,
-            config=_overrides(schedule, method.value),
+            config=_overrides(schedule, method),
             base_model_id=current_policy_id(session, schedule),
-            reward_model_id=last.output_model_id if method == RunKind.ppo else None,
+            reward_model_id=last.output_model_id if takes_reward else None,
             **common,
         )
-    if last.kind in (RunKind.ppo, RunKind.dpo):
-        return runs.create_run(
+    if last.kind in loop_methods():
+        return create_run(
             session,
-            kind=RunKind.generate,
-            config=_overrides(schedule, "generate"),
+            kind=LOOP_GENERATE,
+            config=_overrides(schedule, LOOP_GENERATE),
             base_model_id=last.output_model_id,
             **common,
         )
@@ -122,11 +128,11 @@ def _next_step(session: Session, schedule: Schedule, project: Project, last: Run
 def _reward_run(
     session: Session, schedule: Schedule, project: Project, *, parent_run_id: int | None = None
 ) -> Run:
-    return runs.create_run(
+    return create_run(
         session,
         project=project,
-        kind=RunKind.reward,
-        config=_overrides(schedule, "reward"),
+        kind=LOOP_REWARD,
+        config=_overrides(schedule, LOOP_REWARD),
         base_model_id=schedule.config.get("reward_base_model_id") or current_policy_id(session, schedule),
         schedule_id=schedule.id,
         parent_run_id=parent_run_id,
@@ -152,20 +158,20 @@ def tick(session: Session) -> list[int]:
             if pending(session, schedule) < schedule.min_new_judgments:
                 continue
             if schedule.config.get("judge_model_id"):
-                run = runs.create_run(
+                run = create_run(
                     session,
                     project=project,
-                    kind=RunKind.judge,
+                    kind=LOOP_JUDGE,
                     config={
                         "comparisons": "unjudged",
-                        **_overrides(schedule, "judge"),
+                        **_overrides(schedule, LOOP_JUDGE),
                         "judge_model_id": schedule.config["judge_model_id"],
                     },
                     schedule_id=schedule.id,
                 )
             else:
                 run = _reward_run(session, schedule, project)
-        except runs.RunError as error:
+        except RunError as error:
             schedule.enabled = False
             schedule.config = {**schedule.config, "last_error": str(error)}
             continue

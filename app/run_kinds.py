@@ -1,0 +1,183 @@
+"""The run kinds, each declared once: its config schema, its title and description, what its
+snapshot selects, the model versions it is given, what it stores on success, and whether it
+trains through the (possibly multi-process) trainer launch or runs in one process.
+
+This is the torch-free half of the table; the service (app/services/runs/), the CLI
+(`rlhf train <kind>`), the launch form and the retraining schedules read it. The torch half,
+worker/methods.py, says how a kind's data is built and which trainer entry point runs it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.models import ModelKind, RunKind
+from app.schemas.training import (
+    DPOConfig,
+    EvaluateConfig,
+    GenerateConfig,
+    JudgeConfig,
+    PPOConfig,
+    RewardConfig,
+    SFTConfig,
+)
+
+
+class Selects(enum.StrEnum):
+    """What a run's snapshot freezes at creation (app/services/runs/snapshots.py selects it)."""
+
+    demonstrations = "demonstrations"  # every demonstration of the project
+    judgments = "judgments"  # the judgments of the config's label_source (and ai_judge)
+    prompts = "prompts"  # every prompt of the project
+    newest_prompts = "newest_prompts"  # the config's num_prompts newest prompts
+    comparisons_to_judge = "comparisons_to_judge"  # the pairs a judge run labels
+    evaluation_set = "evaluation_set"  # held-out human judgments (reward model) or newest prompts
+
+
+# The columns of a run that name its models; every other model input is a config field.
+RUN_MODEL_FIELDS = ("base_model_id", "reward_model_id")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A model version a run of this kind is given.
+
+    `field` is a column of the run (`base_model_id`, `reward_model_id`) or a config field.
+    Creating a run checks that it names a version of `kind` (any kind when None: then the
+    selection checks it); a config field is checked only when `needed(config)` says so.
+    """
+
+    field: str
+    kind: ModelKind | None
+    role: str  # in errors: "choose a <role>"
+    label: str  # the launch form's label
+    option: str | None = None  # `rlhf train <kind> --<option>` (name or id)
+    help: str = ""  # the CLI option's help
+    needed: Callable[[dict[str, Any]], bool] | None = None
+
+    @property
+    def on_run(self) -> bool:
+        return self.field in RUN_MODEL_FIELDS
+
+    @property
+    def name(self) -> str:
+        """Its role for the worker: `base`, `reward`, `judge`, `model`, `reference`, `versus`."""
+        return self.field.removesuffix("_id").removesuffix("_model")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: RunKind
+    config: type[BaseModel]
+    title: str  # the dashboard's name for it
+    description: str  # one sentence: the CLI command's help
+    selects: Selects
+    inputs: tuple[ModelInput, ...]
+    produces: ModelKind | None  # the kind of version the registry registers; None: registers none
+    distributed: bool  # trains through worker.training.launch (one or several processes)
+    loop_method: bool = False  # a schedule may use it to improve the policy (reward -> it -> generate)
+
+    @property
+    def run_inputs(self) -> tuple[ModelInput, ...]:
+        """The inputs held on the run's own columns (the launch form's model selects)."""
+        return tuple(i for i in self.inputs if i.on_run)
+
+
+_BASE_HELP = "Model version (name or id) to start from."
+_JUDGE_HELP = "Judge version (name or id): a reward model, or a policy as LM judge."
+
+
+def _base(label: str, role: str = "base model") -> ModelInput:
+    return ModelInput("base_model_id", ModelKind.policy, role, label, option="base", help=_BASE_HELP)
+
+
+def _judge() -> ModelInput:
+    return ModelInput("judge_model_id", None, "judge model", "Judge", option="judge", help=_JUDGE_HELP)
+
+
+KINDS: dict[RunKind, KindSpec] = {
+    spec.kind: spec
+    for spec in (
+        KindSpec(
+            RunKind.sft, SFTConfig, "Supervised fine-tuning",
+            "Supervised fine-tuning on the project's demonstrations.",
+            Selects.demonstrations, (_base("Base model"),), ModelKind.policy, distributed=True,
+        ),
+        KindSpec(
+            RunKind.reward, RewardConfig, "Reward model",
+            "A reward model on the project's judgments (held-out accuracy on a split by prompt).",
+            Selects.judgments, (_base("Initialise the reward model from"),), ModelKind.reward,
+            distributed=True,
+        ),
+        KindSpec(
+            RunKind.dpo, DPOConfig, "DPO",
+            "Direct preference optimisation of a policy on the project's judgments.",
+            Selects.judgments, (_base("Base model"),), ModelKind.policy, distributed=True,
+            loop_method=True,
+        ),
+        KindSpec(
+            RunKind.ppo, PPOConfig, "PPO",
+            "PPO of a policy against a reward model, with a KL penalty to the starting policy.",
+            Selects.prompts,
+            (
+                _base("Policy to improve", role="policy"),
+                ModelInput("reward_model_id", ModelKind.reward, "reward model", "Reward model",
+                           option="reward", help="Reward model version."),
+            ),
+            ModelKind.policy, distributed=True, loop_method=True,
+        ),
+        KindSpec(
+            RunKind.generate, GenerateConfig, "Generate pairs for raters",
+            "Sample completions of a policy and add the pairs to the rating queue.",
+            Selects.newest_prompts,
+            (
+                _base("Policy that writes the completions"),
+                ModelInput("versus_model_id", ModelKind.policy, "the version to compare with",
+                           "Compare with", needed=lambda config: config["strategy"] == "versus"),
+            ),
+            None, distributed=False,
+        ),
+        KindSpec(
+            RunKind.judge, JudgeConfig, "AI judge (label pairs)",
+            "AI feedback: label the project's comparisons with a reward model or a prompted LM.",
+            Selects.comparisons_to_judge, (_judge(),), None, distributed=False,
+        ),
+        KindSpec(
+            RunKind.evaluate, EvaluateConfig, "Evaluate a model version",
+            "A reward model's accuracy on held-out judgments, or a policy's win rate against a reference.",
+            Selects.evaluation_set,
+            (
+                ModelInput("model_id", None, "model version to evaluate", "Model", option="model",
+                           help="The version to evaluate."),
+                ModelInput("reference_model_id", None, "reference", "Reference", option="reference",
+                           help="Policy: compare with this version (default: parent)."),
+                _judge(),
+            ),
+            None, distributed=False,
+        ),
+    )
+}  # fmt: skip
+
+# The retraining loop (app/services/runs/schedules.py): [judge ->] reward model -> a loop method
+# (`loop_method`) -> generate, each step started when the previous one succeeded.
+LOOP_JUDGE, LOOP_REWARD, LOOP_GENERATE = RunKind.judge, RunKind.reward, RunKind.generate
+# The kind the launch form opens with.
+DEFAULT_KIND = RunKind.sft
+
+
+def spec(kind: RunKind | str) -> KindSpec:
+    return KINDS[RunKind(kind)]
+
+
+def loop_methods() -> list[RunKind]:
+    return [kind for kind, entry in KINDS.items() if entry.loop_method]
+
+
+def producing(model_kind: ModelKind) -> list[RunKind]:
+    """The kinds whose runs register a version of `model_kind`."""
+    return [kind for kind, entry in KINDS.items() if entry.produces == model_kind]

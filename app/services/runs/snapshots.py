@@ -1,0 +1,179 @@
+"""What a run freezes when it is created: one selection per `Selects` value of the run kinds
+table (app/run_kinds.py). A selection also checks the inputs only it can judge (the models a
+judge or evaluate run names in its config) and says in a few words what the run will do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Comparison,
+    Demonstration,
+    Judgment,
+    JudgmentSource,
+    ModelKind,
+    ModelVersion,
+    Project,
+    Prompt,
+    Role,
+    RunItem,
+    SnapshotItemKind,
+    User,
+)
+from app.run_kinds import Selects
+from app.services.runs.judges import run_judge_identity
+from app.services.runs.records import RunError, any_model, model_of_kind
+
+
+@dataclass
+class Snapshot:
+    item_kind: SnapshotItemKind
+    ids: list[int]
+    what: str | None = None  # for the run's first log line; the kind's name when None
+
+
+def _demonstrations(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    ids = session.scalars(
+        select(Demonstration.id).where(Demonstration.project_id == project.id).order_by(Demonstration.id)
+    ).all()
+    if not ids:
+        raise RunError("the project has no demonstrations to fine-tune on; import some first")
+    return Snapshot(SnapshotItemKind.demonstration, list(ids))
+
+
+def _sources(label_source: str) -> list[JudgmentSource]:
+    return {
+        "human": [JudgmentSource.human],
+        "ai": [JudgmentSource.ai],
+        "both": [JudgmentSource.human, JudgmentSource.ai],
+    }[label_source]
+
+
+def _judgments(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    which = Judgment.source.in_(_sources(config["label_source"]))
+    if config.get("ai_judge") and config["label_source"] != "human":
+        judge_id = session.scalar(
+            select(User.id).where(User.username == config["ai_judge"], User.role == Role.judge)
+        )
+        if judge_id is None:
+            raise RunError(f"ai_judge: no AI judge named {config['ai_judge']!r}")
+        only_judge = and_(Judgment.source == JudgmentSource.ai, Judgment.rater_id == judge_id)
+        which = or_(Judgment.source == JudgmentSource.human, only_judge)
+        if config["label_source"] == "ai":
+            which = only_judge
+    ids = session.scalars(
+        select(Judgment.id).where(Judgment.project_id == project.id, which).order_by(Judgment.id)
+    ).all()
+    if not ids:
+        raise RunError(f"the project has no {config['label_source']} judgments yet")
+    return Snapshot(SnapshotItemKind.judgment, list(ids))
+
+
+def _prompt_ids(session: Session, project: Project, newest: int | None = None) -> list[int]:
+    query = select(Prompt.id).where(Prompt.project_id == project.id)
+    if newest is not None:
+        query = query.order_by(Prompt.id.desc()).limit(newest)
+    ids = list(session.scalars(query.order_by(Prompt.id)).all())
+    if not ids:
+        raise RunError("the project has no prompts")
+    return ids
+
+
+def _prompts(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    return Snapshot(SnapshotItemKind.prompt, _prompt_ids(session, project))
+
+
+def _newest_prompts(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    return Snapshot(SnapshotItemKind.prompt, _prompt_ids(session, project, config["num_prompts"]))
+
+
+def held_out_judgment_ids(session: Session, *, project_id: int, model_id: int) -> list[int]:
+    """The project's human judgments on comparisons that the reward model never trained on:
+    comparisons with no judgment in the snapshot of the run that produced the model (all of
+    them when the model has no training run)."""
+    model = session.get(ModelVersion, model_id)
+    query = select(Judgment.id).where(
+        Judgment.project_id == project_id, Judgment.source == JudgmentSource.human
+    )
+    if model is not None and model.run_id is not None:
+        trained = (
+            select(Judgment.comparison_id)
+            .join(RunItem, RunItem.item_id == Judgment.id)
+            .where(RunItem.run_id == model.run_id, RunItem.item_kind == SnapshotItemKind.judgment)
+        )
+        query = query.where(Judgment.comparison_id.not_in(trained))
+    return list(session.scalars(query.order_by(Judgment.id)))
+
+
+def _comparisons_to_judge(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    """The comparisons a judge run labels (oldest first, up to `limit`), chosen now and frozen."""
+    judge = any_model(session, config["judge_model_id"], "a judge model (judge_model_id)")
+    has_pairs = session.scalar(select(exists().where(Comparison.project_id == project.id)))
+    if not has_pairs:
+        raise RunError("the project has no comparisons to judge")
+    identity = run_judge_identity(session, project, config)
+    query = select(Comparison.id).where(Comparison.project_id == project.id)
+    if config["comparisons"] == "unjudged":
+        rater_id = session.scalar(select(User.id).where(User.username == identity.username))
+        if rater_id is not None:
+            done = select(Judgment.id).where(
+                Judgment.comparison_id == Comparison.id, Judgment.rater_id == rater_id
+            )
+            query = query.where(~exists(done))
+    elif config["comparisons"] == "human_labelled":
+        human = select(Judgment.id).where(
+            Judgment.comparison_id == Comparison.id, Judgment.source == JudgmentSource.human
+        )
+        query = query.where(exists(human))
+    ids = list(session.scalars(query.order_by(Comparison.id).limit(config["limit"])))
+    what = f"judge with {judge.name} ({judge.kind.value}), {config['comparisons']}"
+    return Snapshot(SnapshotItemKind.comparison, ids, what)
+
+
+def _evaluation_set(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    """A reward model's held-out human judgments, or the newest prompts a policy and its
+    reference answer; an evaluated policy's reference is resolved into the config."""
+    model = any_model(session, config["model_id"], "the model version to evaluate (model_id)")
+    if model.kind == ModelKind.policy:
+        reference_id = config["reference_model_id"] or model.parent_id
+        if reference_id is None:
+            raise RunError(
+                f"the policy {model.name!r} has no parent: choose a reference (reference_model_id)"
+            )
+        reference = model_of_kind(session, reference_id, ModelKind.policy, "the reference")
+        config["reference_model_id"] = reference.id
+        judge = any_model(session, config["judge_model_id"], "a judge model (judge_model_id)")
+        what = f"evaluate {model.name} against {reference.name}, judged by {judge.name}"
+        return Snapshot(SnapshotItemKind.prompt, _prompt_ids(session, project, config["num_prompts"]), what)
+    if config["reference_model_id"] is not None or config["judge_model_id"] is not None:
+        raise RunError(
+            "a reward model is evaluated on held-out human judgments: leave "
+            "reference_model_id and judge_model_id empty"
+        )
+    ids = held_out_judgment_ids(session, project_id=project.id, model_id=model.id)
+    if not ids:
+        raise RunError(
+            "no held-out human judgments: every human-judged comparison of the project was "
+            "in the reward model's training snapshot"
+        )
+    return Snapshot(SnapshotItemKind.judgment, ids, f"evaluate {model.name} on held-out human judgments")
+
+
+SELECTIONS: dict[Selects, Callable[[Session, Project, dict[str, Any]], Snapshot]] = {
+    Selects.demonstrations: _demonstrations,
+    Selects.judgments: _judgments,
+    Selects.prompts: _prompts,
+    Selects.newest_prompts: _newest_prompts,
+    Selects.comparisons_to_judge: _comparisons_to_judge,
+    Selects.evaluation_set: _evaluation_set,
+}
+
+
+def select_snapshot(session: Session, selects: Selects, project: Project, config: dict[str, Any]) -> Snapshot:
+    return SELECTIONS[selects](session, project, config)

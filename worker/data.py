@@ -1,0 +1,123 @@
+"""A run's frozen snapshot as the plain rows its trainer reads: demonstrations, preference
+pairs, prompts, the pairs a judge labels, an evaluation's data. Each builder takes the run and
+its snapshot ids and returns the rows, with the context a judge or evaluation needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from app.models import Comparison, Completion, Demonstration, ModelKind, ModelVersion, Project, Prompt, Run
+from app.services.preferences import preference_rows
+from app.services.runs.judges import judge_identity, run_judge_identity
+
+
+@dataclass
+class Built:
+    data: list[dict[str, Any]]
+    context: dict[str, Any] = field(default_factory=dict)  # judge / evaluate: what storing needs back
+
+
+def demonstrations(session: Session, run: Run, ids: list[int]) -> Built:
+    rows = session.execute(
+        select(Prompt.messages, Demonstration.response)
+        .join(Prompt, Prompt.id == Demonstration.prompt_id)
+        .where(Demonstration.id.in_(ids))
+        .order_by(Demonstration.id)
+    ).all()
+    return Built([{"messages": m, "response": r} for m, r in rows])
+
+
+def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
+    """(chosen, rejected) pairs from the snapshot's judgments by the config's aggregation rules."""
+    rows = preference_rows(
+        session,
+        project_id=run.project_id,
+        judgment_ids=ids,
+        aggregation=run.config["aggregation"],
+        label_source=run.config["label_source"],
+        include_both_bad=run.config["include_both_bad"],
+        min_agreement=run.config["min_agreement"],
+    )
+    data = [
+        {"prompt_id": row.prompt_id, "messages": row.messages, "chosen": row.chosen,
+         "rejected": row.rejected, "margin": row.margin}
+        for row in rows
+    ]  # fmt: skip
+    if not data:
+        raise ValueError(
+            "no preference pairs after aggregation (ties, both-bad and split votes are "
+            "dropped by the chosen rules)"
+        )
+    return Built(data)
+
+
+def _prompt_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Prompt.id, Prompt.messages).where(Prompt.id.in_(ids)).order_by(Prompt.id)
+    ).all()
+    return [{"prompt_id": pid, "messages": m} for pid, m in rows]
+
+
+def prompts(session: Session, run: Run, ids: list[int]) -> Built:
+    return Built(_prompt_rows(session, ids))
+
+
+def _project(session: Session, run: Run) -> Project:
+    project = session.get(Project, run.project_id)
+    assert project is not None
+    return project
+
+
+def judge_pairs(session: Session, run: Run, ids: list[int]) -> Built:
+    """The comparisons a judge run labels (its snapshot) as texts, and who the judge is."""
+    identity = run_judge_identity(session, _project(session, run), run.config)
+    if not ids:
+        return Built([], {"judge": identity.__dict__})
+    a, b = aliased(Completion), aliased(Completion)
+    rows = session.execute(
+        select(Comparison.id, Prompt.messages, a.text, b.text)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .join(a, a.id == Comparison.completion_a_id)
+        .join(b, b.id == Comparison.completion_b_id)
+        .where(Comparison.id.in_(ids))
+        .order_by(Comparison.id)
+    ).all()
+    data = [{"comparison_id": cid, "messages": m, "a": ta, "b": tb} for cid, m, ta, tb in rows]
+    return Built(data, {"judge": identity.__dict__})
+
+
+def evaluation_data(session: Session, run: Run, ids: list[int]) -> Built:
+    """A reward model's held-out preference rows, or the prompts a policy is evaluated on (with
+    its reference and judge)."""
+    project = session.get(Project, run.project_id)
+    model = session.get(ModelVersion, run.config["model_id"])
+    if project is None or model is None:
+        raise LookupError("the project or the evaluated model version no longer exists")
+    context: dict[str, Any] = {"model": {"id": model.id, "name": model.name, "kind": model.kind.value}}
+    if model.kind == ModelKind.reward:
+        rows = preference_rows(
+            session, project_id=project.id, judgment_ids=ids, aggregation="majority", label_source="human"
+        )
+        data = [
+            {"comparison_id": row.comparison_id, "messages": row.messages, "chosen": row.chosen,
+             "rejected": row.rejected, "chosen_id": row.chosen_side.completion_id,  # type: ignore[union-attr]
+             "rejected_id": row.rejected_side.completion_id}  # type: ignore[union-attr]
+            for row in rows
+        ]  # fmt: skip
+        return Built(data, context)
+    reference = session.get(ModelVersion, run.config["reference_model_id"])
+    if reference is None:
+        raise LookupError(f"the reference model version {run.config['reference_model_id']} no longer exists")
+    identity = judge_identity(
+        session, project=project, model_id=run.config["judge_model_id"], rubric_override=run.config["rubric"]
+    )
+    context |= {
+        "reference": {"id": reference.id, "name": reference.name},
+        "judge": identity.__dict__,
+        "judge_name": identity.describe(),
+    }
+    return Built(_prompt_rows(session, ids), context)
