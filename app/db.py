@@ -3,7 +3,11 @@
 SQLite (the embedded default) gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``
 transactions: a writer takes the database lock when its transaction starts, so the
 read-then-claim step of rater assignment can never interleave with another writer's. PostgreSQL
-gets a connection pool; its assignment uses row locks with ``SKIP LOCKED`` (services/assignment.py).
+gets a connection pool; its assignment uses row locks with ``SKIP LOCKED`` (services/rating.py;
+SQLAlchemy leaves ``FOR UPDATE`` out on SQLite by itself).
+
+The services ask this module rather than the dialect: `is_postgres`, `insert_ignoring_conflicts`,
+`grouped_median`, `set_local_work_mem`, `hour_bucket` and `json_array_length`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, Insert, Select, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -88,3 +94,69 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+# --- what differs between the two databases, for the services ---------------------------------
+
+
+def is_postgres(session: Session) -> bool:
+    """Whether the session's database is PostgreSQL (else SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignoring_conflicts(
+    session: Session, table: Any, *, index_elements: list[str] | None = None
+) -> Insert:
+    """``INSERT ... ON CONFLICT [(index_elements)] DO NOTHING`` into `table` (a model or a Table).
+
+    Add ``.values(...)`` / ``.returning(...)`` or execute it with a list of rows; a row that would
+    violate a unique constraint is skipped (``RETURNING`` then gives nothing for it).
+    """
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def grouped_median(session: Session, query: Select[Any]) -> dict[Any, float]:
+    """The median of the second column of `query` per value of its first: ``{key: median}``.
+
+    `query` selects (key, value) rows, filtered as needed and not grouped. PostgreSQL computes
+    ``percentile_cont(0.5)`` in the database; SQLite has no percentile function, so the values
+    are sorted in Python (embedded deployments are small).
+    """
+    if is_postgres(session):
+        rows = query.subquery()
+        key, value = rows.c[0], rows.c[1]
+        grouped = select(key, func.percentile_cont(0.5).within_group(value)).group_by(key)
+        return {k: float(median) for k, median in session.execute(grouped)}
+    values: dict[Any, list[Any]] = {}
+    for k, v in session.execute(query):
+        values.setdefault(k, []).append(v)
+    result = {}
+    for k, found in values.items():
+        found.sort()
+        mid = len(found) // 2
+        result[k] = float(found[mid] if len(found) % 2 else (found[mid - 1] + found[mid]) / 2)
+    return result
+
+
+def set_local_work_mem(session: Session, size: str) -> None:
+    """Raise PostgreSQL's ``work_mem`` (e.g. ``"64MB"``) for the current transaction only.
+
+    Large read-only aggregates then sort and hash in memory; SQLite has no such setting.
+    """
+    if is_postgres(session):
+        session.execute(text(f"SET LOCAL work_mem = '{size}'"))
+
+
+def hour_bucket(session: Session, column: Any) -> ColumnElement[Any]:
+    """A timestamp column truncated to its hour (PostgreSQL: a timestamp; SQLite: its text)."""
+    if is_postgres(session):
+        return func.date_trunc("hour", column)
+    return func.substr(column, 1, 13)  # SQLite stores 'YYYY-MM-DD HH:MM:SS...'
+
+
+def json_array_length(session: Session, column: Any) -> ColumnElement[int]:
+    """The length of a JSON array column (``jsonb_array_length`` on PostgreSQL)."""
+    if is_postgres(session):
+        return func.jsonb_array_length(column)
+    return func.json_array_length(column)

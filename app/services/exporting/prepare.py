@@ -31,14 +31,8 @@ from app.services.exporting.columns import (
     comparison_columns,
     prompt_as_text,
 )
-from app.services.preferences import (
-    JudgmentFilter,
-    PreferenceRow,
-    PreferenceStats,
-    RuleSet,
-    iter_preference_rows,
-    rater_ids_for,
-)
+from app.services.preferences.rows import iter_preference_rows, rater_ids_for
+from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet
 
 WRITE_BATCH = 5000  # rows per write to the output (and per chunk of an HTTP download)
 SPLIT_CACHE = 100_000  # prompt hashes whose split is remembered

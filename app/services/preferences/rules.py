@@ -1,0 +1,296 @@
+"""The aggregation rules: how judgments become preference rows (prompt, chosen, rejected).
+
+The exporter (services/exporting) and the trainers (reward model, DPO) read preference data
+only through `preference_rows` (rows.py), so a dataset exported from the web page and the data
+a run trained on follow the same rules, and every row path feeds its votes to the one `decide`
+below. The rules, as the dataset card states them:
+
+**Which judgments count (filters, applied before any aggregation).** The project's judgments,
+optionally restricted to a list of judgment ids (a training snapshot), a date range
+(``created_at``), a set of raters, a label source (``human``, ``ai`` or ``both``) and gold pairs
+(``include``, ``exclude`` or ``only``). A judgment carrying any flag in ``exclude_flags`` is
+dropped. A judgment marked *both bad* is dropped unless ``include_both_bad`` is set, in which
+case it is an ordinary vote (its choice and strength count as given).
+
+**Ties.** A tie vote (``choice = tie``, strength 0) prefers neither side. With ``ties="drop"``
+(the default) it still counts as a vote: it lowers the winner's agreement, and a comparison whose
+outcome is a tie is dropped. With ``ties="ignore"`` tie votes are removed before counting, as if
+never cast. Either way no row ever has a tie as its label, and tie judgments produce no
+``per_rater`` rows.
+
+**Aggregation.**
+
+* ``majority`` (one row per comparison): the side with more votes wins. Equal non-zero counts
+  are a *split* vote and the comparison is dropped; no A/B votes at all is a tie (dropped).
+  ``margin = agreement x mean strength of the winning votes`` (0..2).
+* ``mean_strength`` (one row per comparison): each vote scores ``+strength`` for A, ``-strength``
+  for B, 0 for a tie; the sign of the mean picks the winner, a mean of exactly 0 is dropped
+  (split or tie). ``margin = |mean score|`` (0..2): opposing votes cancel.
+* ``per_rater`` (one row per judgment, raw labels): ``margin = strength`` (1 or 2);
+  ``agreement`` is the share of the comparison's counted votes that made the same choice.
+
+``votes`` is the number of counted votes on the comparison, ``agreement`` the share of them
+that went to the winner (``per_rater``: to this judgment's choice), always in (0, 1]. Rows whose
+agreement is below ``min_agreement`` are dropped.
+
+**Gold pairs.** A gold pair has a known answer, and so has a pair an admin *resolved* on the
+disagreement review page (row kind ``resolved``). In the aggregated modes that answer is the label
+(a gold tie is dropped); ``agreement`` is then the share of votes that match it and
+``margin = agreement x mean strength of the matching votes`` (0 when no vote matched). In
+``per_rater`` mode gold pairs give their raters' judgments like any other pair.
+
+Only comparisons with at least one counted vote give rows. What was dropped, and why, is counted
+in a `PreferenceStats` passed as ``stats``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from app.models import ComparisonKind
+
+Aggregation = Literal["majority", "mean_strength", "per_rater"]
+LabelSource = Literal["human", "ai", "both"]
+Ties = Literal["drop", "ignore"]
+Gold = Literal["include", "exclude", "only"]
+
+AGGREGATIONS: tuple[str, ...] = ("majority", "mean_strength", "per_rater")
+# Row kinds: regular, gold (a known answer) and resolved (an admin settled a disputed pair).
+RESOLVED = "resolved"
+LABELLED_KINDS = frozenset({ComparisonKind.gold.value, RESOLVED})
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules that turn judgments into rows; `describe` renders them for the dataset card."""
+
+    aggregation: Aggregation = "majority"
+    ties: Ties = "drop"
+    include_both_bad: bool = False
+    min_agreement: float = 0.0
+
+    def describe(self) -> list[str]:
+        agg = {
+            "majority": "majority vote, one row per comparison; margin = agreement x mean "
+            "strength of the winning votes (0..2); an equal number of A and B votes (split) "
+            "drops the comparison",
+            "mean_strength": "mean signed strength, one row per comparison (+strength for A, "
+            "-strength for B, 0 for a tie); margin = |mean| (0..2); a mean of 0 drops the "
+            "comparison",
+            "per_rater": "raw: one row per rater judgment; margin = the judgment's strength; "
+            "agreement = share of the comparison's votes that made the same choice",
+        }[self.aggregation]
+        ties = {
+            "drop": "tie votes count as votes for neither side (they lower agreement); "
+            "comparisons whose outcome is a tie are dropped",
+            "ignore": "tie votes are removed before counting, as if never cast",
+        }[self.ties]
+        both_bad = (
+            "judgments marked both bad are kept as ordinary votes"
+            if self.include_both_bad
+            else "judgments marked both bad are dropped before counting"
+        )
+        lines = [
+            f"Aggregation: {agg}.",
+            f"Ties: {ties}; a tie is never a label.",
+            f"Both bad: {both_bad}.",
+            "Gold and resolved pairs: in aggregated rows the known answer (or the admin's "
+            "resolution) is the label and agreement is the share of votes that match it.",
+        ]
+        if self.min_agreement > 0:
+            lines.append(f"Minimum agreement: rows with agreement below {self.min_agreement:g} are dropped.")
+        return lines
+
+
+@dataclass(frozen=True)
+class JudgmentFilter:
+    """Which judgments are read at all."""
+
+    judgment_ids: frozenset[int] | None = None
+    label_source: LabelSource = "human"
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    rater_ids: frozenset[int] | None = None
+    exclude_flags: frozenset[str] = frozenset()
+    gold: Gold = "include"
+
+
+@dataclass
+class PreferenceStats:
+    """Counts gathered while rows stream out.
+
+    ``dropped`` counts why a judgment or a comparison gave no row: ``flagged`` (judgments
+    carrying an excluded flag), ``both_bad`` (judgments marked both bad), ``tie_votes`` (tie
+    votes ignored with ties=ignore, or without a row in per_rater), ``tie`` (comparisons whose
+    outcome was a tie), ``split`` (comparisons with a split vote) and ``below_min_agreement``.
+    """
+
+    judgments_read: int = 0
+    comparisons_read: int = 0
+    rows: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Side:
+    """One completion of a row, with the provenance of its text."""
+
+    completion_id: int
+    text: str
+    model_name: str | None
+    model_version_id: int | None
+    sampling: dict[str, Any] | None
+    sampling_json: str | None = None  # cached by the exporter: rows of a comparison share sides
+
+
+@dataclass(slots=True)
+class Vote:
+    judgment_id: int
+    rater_id: int
+    choice: str  # "A" | "B" | "tie"
+    strength: int
+    both_bad: bool
+    flags: list[str]
+    rationale: str
+    time_spent_ms: int
+    a_on_left: bool
+    source: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class PreferenceRow:
+    """One (prompt, chosen, rejected) example with where it came from.
+
+    ``votes_used`` holds the judgments behind the row: one for ``per_rater`` rows, all the
+    counted votes of the comparison otherwise (including tie and losing votes).
+    """
+
+    comparison_id: int
+    prompt_id: int
+    kind: str  # regular | gold | resolved
+    gold_choice: str | None
+    winner: str  # "A" | "B": which completion of the comparison is `chosen`
+    margin: float
+    agreement: float
+    votes: int
+    votes_used: list[Vote]
+    # Filled in per batch, after the rows of the batch are decided.
+    prompt_hash: str = ""
+    messages: list[dict[str, str]] = field(default_factory=list)
+    chosen_side: Side | None = None
+    rejected_side: Side | None = None
+
+    @property
+    def chosen(self) -> str:
+        assert self.chosen_side is not None
+        return self.chosen_side.text
+
+    @property
+    def rejected(self) -> str:
+        assert self.rejected_side is not None
+        return self.rejected_side.text
+
+    @property
+    def judgment_ids(self) -> list[int]:
+        return [vote.judgment_id for vote in self.votes_used]
+
+
+def decide(
+    votes: Sequence[Vote],
+    *,
+    rules: RuleSet,
+    stats: PreferenceStats,
+    comparison_id: int,
+    prompt_id: int,
+    kind: str = "regular",
+    gold_choice: str | None = None,
+) -> list[PreferenceRow]:
+    """The rows one comparison's votes give under `rules` (texts not yet attached).
+
+    Every row path (rows.py, postgres.py) calls this, once per comparison, with the votes left
+    after the filters; drops are counted in ``stats``.
+    """
+    counted: list[Vote] = []
+    for vote in votes:
+        if vote.both_bad and not rules.include_both_bad:
+            stats.dropped["both_bad"] += 1
+        elif vote.choice == "tie" and rules.ties == "ignore":
+            stats.dropped["tie_votes"] += 1
+        else:
+            counted.append(vote)
+    n = len(counted)
+    if n == 0:
+        return []
+    tally: dict[str, int] = {}
+    for vote in counted:
+        tally[vote.choice] = tally.get(vote.choice, 0) + 1
+    minimum = rules.min_agreement
+
+    if rules.aggregation == "per_rater":
+        rows = []
+        for vote in counted:
+            choice = vote.choice
+            if choice == "tie":
+                stats.dropped["tie_votes"] += 1
+                continue
+            agreement = round(tally[choice] / n, 6)
+            if agreement < minimum:
+                stats.dropped["below_min_agreement"] += 1
+                continue
+            rows.append(
+                PreferenceRow(
+                    comparison_id,
+                    prompt_id,
+                    kind,
+                    gold_choice,
+                    choice,
+                    round(float(vote.strength), 6),
+                    agreement,
+                    n,
+                    [vote],
+                )  # fmt: skip
+            )
+        return rows
+
+    if kind in LABELLED_KINDS and gold_choice is not None:
+        winner = str(gold_choice)
+        if winner == "tie":
+            stats.dropped["tie"] += 1
+            return []
+        margin = _majority_margin(counted, winner, n)
+    else:
+        a, b = tally.get("A", 0), tally.get("B", 0)
+        if rules.aggregation == "majority":
+            if a == b:
+                stats.dropped["split" if a else "tie"] += 1
+                return []
+            winner = "A" if a > b else "B"
+            margin = _majority_margin(counted, winner, n)
+        else:  # mean_strength
+            score = sum(v.strength if v.choice == "A" else -v.strength for v in counted if v.choice != "tie")
+            if score == 0:
+                stats.dropped["split" if a or b else "tie"] += 1
+                return []
+            winner = "A" if score > 0 else "B"
+            margin = abs(score) / n
+    agreement = round(tally.get(winner, 0) / n, 6)
+    if agreement < minimum:
+        stats.dropped["below_min_agreement"] += 1
+        return []
+    return [
+        PreferenceRow(
+            comparison_id, prompt_id, kind, gold_choice, winner, round(margin, 6), agreement, n, counted
+        )
+    ]
+
+
+def _majority_margin(counted: Sequence[Vote], winner: str, n: int) -> float:
+    strengths = [vote.strength for vote in counted if vote.choice == winner]
+    if not strengths:
+        return 0.0
+    return (len(strengths) / n) * (sum(strengths) / len(strengths))
