@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from app.db import insert_ignoring_conflicts
 from app.models import (
     Assignment,
     AssignmentStatus,
@@ -382,12 +382,9 @@ def _validate(project: Project, data: JudgmentInput) -> tuple[list[str], str]:
 
 
 def _insert_ignoring_duplicate(session: Session, values: dict[str, object]) -> int | None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(Judgment)
+        insert_ignoring_conflicts(session, Judgment, index_elements=["comparison_id", "rater_id"])
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["comparison_id", "rater_id"])
         .returning(Judgment.id)
     )
     return session.execute(statement).scalar_one_or_none()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from app.db import grouped_median
 from app.models import Comparison, Demonstration, Judgment, JudgmentSource, Project, Prompt, User
 
 
@@ -130,25 +131,7 @@ def median_seconds(session: Session, rater_ids: list[int], project_id: int | Non
     """Per rater: the median seconds spent on a judgment (of one project, or of all)."""
     if not rater_ids:
         return {}
-    if session.get_bind().dialect.name == "postgresql":
-        query = select(
-            Judgment.rater_id,
-            func.percentile_cont(0.5).within_group(Judgment.time_spent_ms),
-        ).where(Judgment.rater_id.in_(rater_ids))
-        if project_id is not None:
-            query = query.where(Judgment.project_id == project_id)
-        return {rid: float(ms) / 1000 for rid, ms in session.execute(query.group_by(Judgment.rater_id))}
-    # SQLite has no percentile function: sort in Python (embedded deployments are small).
     query = select(Judgment.rater_id, Judgment.time_spent_ms).where(Judgment.rater_id.in_(rater_ids))
     if project_id is not None:
         query = query.where(Judgment.project_id == project_id)
-    times: dict[int, list[int]] = {}
-    for rid, ms in session.execute(query):
-        times.setdefault(rid, []).append(ms)
-    result = {}
-    for rid, values in times.items():
-        values.sort()
-        mid = len(values) // 2
-        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-        result[rid] = median / 1000
-    return result
+    return {rid: ms / 1000 for rid, ms in grouped_median(session, query).items()}
