@@ -30,9 +30,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from app.db import set_local_work_mem
 from app.models import Choice, Comparison, Judgment, JudgmentSource
 from app.services.quality import agreement
 
@@ -100,8 +101,7 @@ ANALYTICS_WORK_MEM = "64MB"
 
 
 def _analytics(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL work_mem = '{ANALYTICS_WORK_MEM}'"))
+    set_local_work_mem(session, ANALYTICS_WORK_MEM)
 
 
 def _human_units(project_id: int) -> Any:

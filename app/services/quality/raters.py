@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.db import hour_bucket, json_array_length
 from app.models import Choice, Comparison, ComparisonKind, Judgment, Project, Role, User
 from app.services.quality.agreement import PairCounts
 from app.services.quality.common import (
@@ -117,18 +117,6 @@ class RaterQuality(_VoteShares):
         )
 
 
-def _hour_bucket(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc("hour", _j.created_at)
-    return func.substr(_j.created_at, 1, 13)  # SQLite stores 'YYYY-MM-DD HH:MM:SS...'
-
-
-def _has_flags(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.jsonb_array_length(_j.flags) > 0
-    return func.json_array_length(_j.flags) > 0
-
-
 def _rater_rows(session: Session, project_id: int) -> list[RaterQuality]:
     """Counts per human rater of the project: one hash aggregate, then gold, hours and names."""
     left = or_(
@@ -167,7 +155,7 @@ def _rater_rows(session: Session, project_id: int) -> list[RaterQuality]:
             .group_by(_j.rater_id)
         )
     }
-    hours = select(_j.rater_id.label("rater_id"), _hour_bucket(session).label("hour")).where(
+    hours = select(_j.rater_id.label("rater_id"), hour_bucket(session, _j.created_at).label("hour")).where(
         _j.project_id == project_id, _HUMAN
     )
     hours_sub = hours.distinct().subquery()
@@ -234,7 +222,7 @@ def _flag_counts(session: Session, project_id: int) -> dict[int, tuple[int, Coun
     """Per rater: flagged judgments, and judgments per flag (only flagged judgments are read)."""
     query = (
         select(_j.rater_id, _j.flags)
-        .where(_j.project_id == project_id, _HUMAN, _has_flags(session))
+        .where(_j.project_id == project_id, _HUMAN, json_array_length(session, _j.flags) > 0)
         .execution_options(yield_per=5000)
     )
     flagged: Counter[int] = Counter()
