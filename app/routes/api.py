@@ -15,7 +15,7 @@ from app.deps import ApiUser, SessionDep, SettingsDep
 from app.routes.export import builder, streaming_download
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
 from app.services import exporting, stats
-from app.services.exporting import ExportError
+from app.services.exporting.columns import ExportError
 
 
 class FieldProblem(BaseModel):

@@ -15,7 +15,8 @@ from app.deps import SessionDep, SettingsDep, StaffUser, verify_csrf
 from app.models import Project
 from app.schemas.export import ComparisonExport, DemoExport
 from app.services import exporting, tokens
-from app.services.exporting import ExportError, PreparedExport
+from app.services.exporting.columns import ExportError
+from app.services.exporting.prepare import PreparedExport
 from app.templating import render
 
 router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from app.models import Comparison, Demonstration, Judgment, Project, Role
 from app.schemas.export import ComparisonExport, DemoExport
 from app.services import exporting
-from app.services.importing import ImportFailed, import_preferences
+from app.services.importing.preferences import import_preferences
+from app.services.importing.schema import ImportFailed
 from tests.utils.factories import make_pair, make_project, make_user
 
 datasets = pytest.importorskip("datasets")

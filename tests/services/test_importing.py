@@ -23,13 +23,9 @@ from app.models import (
     Prompt,
 )
 from app.services.content import messages_hash
-from app.services.importing import (
-    ImportFailed,
-    ImportKind,
-    ImportProblem,
-    import_file,
-    parse_rows,
-)
+from app.services.importing.parse import parse_rows
+from app.services.importing.schema import ImportFailed, ImportKind, ImportProblem
+from app.services.importing.store import import_file
 from tests.utils.factories import make_pair, make_project
 
 

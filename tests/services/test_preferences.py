@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 
 from app.db import make_engine, make_sessionmaker
 from app.models import Judgment, JudgmentSource, Role
-from app.services.preferences import PreferenceStats, preference_rows
 from app.services.preferences.postgres import postgres_rows
-from app.services.preferences.rows import sqlalchemy_rows
-from app.services.preferences.rules import JudgmentFilter, RuleSet
+from app.services.preferences.rows import preference_rows, sqlalchemy_rows
+from app.services.preferences.rules import JudgmentFilter, PreferenceStats, RuleSet
 from tests.utils.factories import make_pair, make_project, make_user
 
 # A vote: (choice, strength) or (choice, strength, {"both_bad": True, ...}).

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Comparison, ComparisonKind, Project, Role
 from app.services import rating
-from app.services.preferences import preference_rows
+from app.services.preferences.rows import preference_rows
 from app.services.rating import JudgmentInput, votes_split
 from tests.utils.factories import make_pair, make_project, make_user
 from tests.utils.web import assignment_id, csrf_from, htmx_post, login

@@ -26,7 +26,7 @@ from app.models import (
 )
 from app.schemas.training import JUDGE_TEMPLATE, RewardConfig
 from app.services import runs
-from app.services.preferences import preference_rows
+from app.services.preferences.rows import preference_rows
 from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user, make_vote
 from tests.utils.tiny_models import make_forced_causal_lm, make_tiny_causal_lm
 from tests.worker.conftest import make_oracle_pairs, run_to_end
