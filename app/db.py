@@ -116,7 +116,7 @@ def insert_ignoring_conflicts(
     return insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
-def grouped_median(session: Session, query: Select[Any]) -> dict[Any, float]:
+def grouped_median(session: Session, query: Select[Any, Any]) -> dict[Any, float]:
     """The median of the second column of `query` per value of its first: ``{key: median}``.
 
     `query` selects (key, value) rows, filtered as needed and not grouped. PostgreSQL computes

@@ -43,6 +43,7 @@ def postgres_rows(
     )
     # flags as text: almost always '[]', parsed only when not.
     sql = str(compiled).replace("judgments.flags,", "judgments.flags::text,", 1)
+    assert raw is not None, "the session's connection is closed"
     texts = _PgTexts(raw)
     loads = json.loads
     no_flags: list[str] = []
@@ -118,8 +119,8 @@ class _PgTexts:
             sampling = self._sampling
             sides = {
                 record[0]: (
-                    Side(*record[1:5], *sampling(record[5])),
-                    Side(*record[6:10], *sampling(record[10])),
+                    _side(record[1:5], sampling(record[5])),
+                    _side(record[6:10], sampling(record[10])),
                 )
                 for record in cur
             }
@@ -130,6 +131,12 @@ class _PgTexts:
                 row.chosen_side, row.rejected_side = a, b
             else:
                 row.chosen_side, row.rejected_side = b, a
+
+
+def _side(columns: tuple[Any, ...], sampling: tuple[dict[str, Any] | None, str]) -> Side:
+    """A side from (id, text, model name, model version id) and its parsed and canonical sampling."""
+    completion_id, text, model_name, model_version_id = columns
+    return Side(completion_id, text, model_name, model_version_id, sampling[0], sampling[1])
 
 
 _PG_SIDES = """

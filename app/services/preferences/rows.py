@@ -129,8 +129,8 @@ def _with_texts(session: Session, rows: list[PreferenceRow]) -> Iterator[Prefere
     ids = sorted({row.comparison_id for row in rows})
     texts: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), TEXT_BATCH):
-        for record in session.execute(_texts_query(ids[start : start + TEXT_BATCH])):
-            texts[record[0]] = record
+        for found in session.execute(_texts_query(ids[start : start + TEXT_BATCH])):
+            texts[found[0]] = tuple(found)
     sides: dict[int, tuple[Side, Side]] = {}  # shared by the rows of a comparison
     for row in rows:
         record = texts[row.comparison_id]
