@@ -100,14 +100,15 @@ def train(job: Job, work_dir: Path, reporter: DbReporter, *, processes: int | No
     `processes` is `processes_per_run` (default: the setting): 0 means every visible GPU. With
     more than one process the trainer runs under `accelerate launch` (worker.training.launch),
     which relays its progress to `reporter` and its cancellation back; the result is the same
-    `TrainResult`, with the model in `work_dir / "model"`. Kinds that are not trainers
-    (`distributed` false in app/run_kinds.py: generation, judging, evaluation) always run here.
+    `TrainResult`, with the model in `work_dir / "model"`. Kinds with `distributed` false in
+    app/run_kinds.py (generation, judging, evaluation) always run here.
     """
+    output = work_dir / "model"
     if not KINDS[job.kind].distributed:
+        job.output_dir = output
         return METHODS[job.kind].run(job, reporter)
     from worker.training import launch
 
-    output = work_dir / "model"
     assert job.base is not None
     reward = job.models.get("reward")
     count = launch.resolve_processes(get_settings().processes_per_run if processes is None else processes)
@@ -190,7 +191,7 @@ def sweep_work_dirs(root: Path, factory: sessionmaker[Session]) -> list[Path]:
     """
     if not root.is_dir():
         return []
-    found = {}
+    found: dict[int, list[Path]] = {}
     for entry in root.iterdir():
         match = _WORK_DIR.match(entry.name)
         if match and entry.is_dir():

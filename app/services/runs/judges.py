@@ -100,10 +100,12 @@ def run_judge_identity(session: Session, project: Project, config: dict[str, Any
 def insert_ignoring_conflicts(session: Session, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def judge_user(session: Session, username: str) -> User:

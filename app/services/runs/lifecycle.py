@@ -61,7 +61,7 @@ def create_run(
     spec = KINDS[kind]
     resolved = resolve_config(kind, config)
     given = {"base_model_id": base_model_id, "reward_model_id": reward_model_id}
-    columns = {name: None for name in given}
+    columns: dict[str, int | None] = {name: None for name in given}
     for need in spec.inputs:
         if need.on_run:
             assert need.kind is not None

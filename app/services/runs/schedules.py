@@ -100,7 +100,7 @@ def _overrides(schedule: Schedule, kind: RunKind) -> dict[str, Any]:
 
 def _next_step(session: Session, schedule: Schedule, project: Project, last: Run) -> Run | None:
     """The run that follows a succeeded step of the chain, or None when the chain is complete."""
-    common = {"project": project, "schedule_id": schedule.id, "parent_run_id": last.id}
+    common: dict[str, Any] = {"project": project, "schedule_id": schedule.id, "parent_run_id": last.id}
     if last.kind == LOOP_JUDGE:
         return _reward_run(session, schedule, project, parent_run_id=last.id)
     if last.kind == LOOP_REWARD:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -56,7 +56,7 @@ def _sources(label_source: str) -> list[JudgmentSource]:
 
 
 def _judgments(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
-    which = Judgment.source.in_(_sources(config["label_source"]))
+    which: ColumnElement[bool] = Judgment.source.in_(_sources(config["label_source"]))
     if config.get("ai_judge") and config["label_source"] != "human":
         judge_id = session.scalar(
             select(User.id).where(User.username == config["ai_judge"], User.role == Role.judge)
