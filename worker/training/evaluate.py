@@ -3,7 +3,7 @@ against a reference, judged by a reward model or an LM judge.
 
 Reward model (`evaluate_reward_model`); data: the held-out majority rows
 `{"comparison_id", "messages", "chosen", "rejected", "chosen_id", "rejected_id"}` (human
-judgments on comparisons the model never trained on, chosen by app/services/runs.py):
+judgments on comparisons the model never trained on, chosen by app/services/runs/snapshots.py):
 1. Seed torch first: a reward version made from a causal LM gets a freshly initialised score head.
 2. Score both sides of every row as the reward trainer saw them (judge.RewardJudge).
 3. accuracy = share of rows with score(chosen) > score(rejected), an exact tie counting a half;

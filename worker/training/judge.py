@@ -4,7 +4,7 @@ rubric, asked in both orders.
 A judge run receives plain data, one item per comparison,
 `{"comparison_id": int, "messages": [...], "a": str, "b": str}`, and returns verdicts
 `{"comparison_id", "choice": "A" | "B" | "tie", "strength": 0 | 1 | 2, "rationale", "provenance"}`
-that the runner stores as AI judgments (app/services/runs.py, `store_judgments`). The judges
+that the runner stores as AI judgments (app/services/runs/results.py, `store_judgments`). The judges
 also serve the evaluate runs (evaluate.py) through the same `judge(items)` call.
 
 Reward-model judge (`RewardJudge`):
@@ -328,7 +328,7 @@ def make_judge(
     strong_margin: float = 1.0,
     device: torch.device | str | None = None,
 ) -> RewardJudge | LMJudge:
-    """The judge for an identity from app.services.runs.judge_identity ("rm" or "lm")."""
+    """The judge for an identity from app.services.runs.judges.judge_identity ("rm" or "lm")."""
     if identity["method"] == "rm":
         return RewardJudge(ref, max_length=max_length, batch_size=batch_size, tie_margin=tie_margin,
                            strong_margin=strong_margin, bf16=bf16, device=device)  # fmt: skip
