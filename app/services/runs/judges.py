@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import insert_ignoring_conflicts
 from app.models import ModelKind, ModelVersion, Project, Role, User
 from app.schemas.training import JUDGE_TEMPLATE
 from app.services.runs.records import RunError
@@ -95,17 +96,6 @@ def run_judge_identity(session: Session, project: Project, config: dict[str, Any
         rubric_override=config["rubric"],
         orders=config.get("orders", "agree"),
     )
-
-
-def insert_ignoring_conflicts(session: Session, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def judge_user(session: Session, username: str) -> User:

@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import insert_ignoring_conflicts
 from app.models import Comparison, Completion, Judgment, JudgmentSource, ModelVersion, Run
 from app.models.types import utcnow
 from app.services.content import text_hash
-from app.services.runs.judges import JudgeIdentity, insert_ignoring_conflicts, judge_user
+from app.services.runs.judges import JudgeIdentity, judge_user
 from app.services.runs.records import add_log
 
 
