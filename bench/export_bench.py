@@ -74,14 +74,14 @@ def seed(url: str, judgments: int) -> None:
     with psycopg.connect(_psycopg_url(url)) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO projects (id, slug, name, instructions, overlap, scale, flags, rationale_required,"
-            " lease_seconds, is_active, created_at, updated_at) VALUES (1, 'bench', 'Bench', '', 3, 'five',"
-            " %s, false, 900, true, now(), now())",
+            " lease_seconds, is_active, split_threshold, gold_rate, judge_rubric, created_at, updated_at)"
+            " VALUES (1, 'bench', 'Bench', '', 3, 'five', %s, false, 900, true, 0.66, 0, '', now(), now())",
             (json.dumps(FLAGS),),
         )
-        with cur.copy("COPY users (id, username, password_hash, role, is_active, must_change_password,"
-                      " session_epoch, created_at) FROM STDIN") as copy:  # fmt: skip
+        with cur.copy("COPY users (id, username, password_hash, role, is_active, is_paused,"
+                      " must_change_password, session_epoch, created_at) FROM STDIN") as copy:  # fmt: skip
             for i in range(1, N_RATERS + 1):
-                copy.write_row((i, f"rater{i}", "!", "rater", True, False, 0, "2026-01-01T00:00:00Z"))
+                copy.write_row((i, f"rater{i}", "!", "rater", True, False, False, 0, "2026-01-01T00:00:00Z"))
         with cur.copy("COPY prompts (id, project_id, messages, content_hash, created_at) FROM STDIN") as copy:
             for i in range(1, pairs + 1):
                 messages = [{"role": "user", "content": f"question {i}: {text(12)}"}]
@@ -93,11 +93,14 @@ def seed(url: str, judgments: int) -> None:
                 for side in (0, 1):
                     copy.write_row((2 * i - 1 + side, i, text(40 + 20 * side), f"{2 * i + side:064x}",
                                     f"policy-v{side}", sampling, "2026-01-01T00:00:00Z"))  # fmt: skip
-        with cur.copy("COPY comparisons (id, project_id, prompt_id, completion_a_id, completion_b_id, kind,"
-                      " judgment_count, created_at) FROM STDIN") as copy:  # fmt: skip
+        comparison_columns = (
+            "id, project_id, prompt_id, completion_a_id, completion_b_id, kind,"
+            " judgment_count, extra_raters, resolution_note, created_at"
+        )
+        with cur.copy(f"COPY comparisons ({comparison_columns}) FROM STDIN") as copy:
             for i in range(1, pairs + 1):
                 copy.write_row(
-                    (i, 1, i, 2 * i - 1, 2 * i, "regular", RATERS_PER_PAIR, "2026-01-01T00:00:00Z")
+                    (i, 1, i, 2 * i - 1, 2 * i, "regular", RATERS_PER_PAIR, 0, "", "2026-01-01T00:00:00Z")
                 )
         with cur.copy("COPY judgments (id, comparison_id, rater_id, project_id, choice, strength, both_bad,"
                       " flags, rationale, time_spent_ms, a_on_left, source, created_at)"
