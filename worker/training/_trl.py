@@ -50,7 +50,7 @@ from transformers import (
 
 from worker.training.base import Cancelled, Reporter
 from worker.training.distributed import barrier, is_main_process, world_size
-from worker.training.models import LoraSettings, best_dtype, save_atomically
+from worker.training.models import LoraSettings, best_dtype, save_atomically, storage_dtype
 
 # Keys of transformers' end-of-training summary: reported once, in the result, not per step.
 _SUMMARY_KEYS = {
@@ -283,13 +283,15 @@ def save_final(
     config: BaseModel,
     metrics: dict[str, float],
 ) -> Path:
-    """Write the finished model (or LoRA adapter), tokenizer and run config, atomically."""
+    """Write the finished model (or LoRA adapter), tokenizer and run config, atomically; full
+    weights in the dtype they trained in (bf16 under bf16 mixed precision, else fp32)."""
     run_config = {"method": method, "config": config.model_dump(mode="json"), "metrics": metrics}
     model.eval()
     # Under `accelerate launch` every rank gets here with the same weights: rank 0 writes, the
     # others wait, so that no rank returns (and the run is not published) before the directory
     # is complete. A no-op in a single process.
     if is_main_process():
-        save_atomically(model, _TokenizerWithRunConfig(tokenizer, run_config), output_dir)  # type: ignore[arg-type]
+        save_atomically(model, _TokenizerWithRunConfig(tokenizer, run_config), output_dir,  # type: ignore[arg-type]
+                        dtype=storage_dtype(use_bf16(config.bf16)))  # type: ignore[attr-defined]  # fmt: skip
     barrier()
     return output_dir

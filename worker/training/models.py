@@ -1,8 +1,11 @@
 """Loading, LoRA and saving of models. The one place that knows how weights are stored.
 
 Hazards handled here:
-* A tokenizer without a pad token gets one added (and the embeddings resized): padding with the
-  EOS token would hide where real completions end.
+* A tokenizer without a pad token distinct from EOS (padding with EOS would hide where real
+  completions end) reuses a special token it already has that nothing writes (`pad_candidate`);
+  only when it has none is `<|pad|>` added and the embeddings resized.
+* A version trained with LoRA is stored as its adapter alone; loading applies the chain of
+  adapters (a LoRA version trained on top of another) onto the full weights underneath.
 * Saving is atomic: files go to a sibling temporary directory that is renamed into place only
   when complete, so a crash never leaves a directory that looks like a finished model.
 * GGUF checkpoints (the demo model) are dequantised on load; the quantizer is removed before
@@ -75,13 +78,37 @@ def _load_kwargs(ref: ModelRef) -> dict[str, Any]:
     return {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
 
 
+# Special tokens that mark padding or the end of a document: never written by the chat template,
+# so a tokenizer that has one can pad with it instead of growing its vocabulary.
+PAD_CANDIDATES = ("<|pad|>", "<pad>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>", "</s>")
+
+
 def load_tokenizer(ref: ModelRef) -> PreTrainedTokenizerBase:
+    """The tokenizer of a version (of the full weights under an adapter without one), padding on
+    the left with a real pad token, distinct from EOS."""
     source = ref if not ref.is_adapter or _has_tokenizer(ref.uri) else _weights_ref(ref)
     tokenizer = AutoTokenizer.from_pretrained(source.uri, **_load_kwargs(source))
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        reused = pad_candidate(tokenizer)
+        if reused is not None:
+            tokenizer.pad_token = reused
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+def pad_candidate(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """A token the tokenizer has that can pad without a new embedding: one of `PAD_CANDIDATES`,
+    else its unknown token (byte-level vocabularies never produce it), provided it is a single
+    known id, not BOS or EOS, and absent from the chat template."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    taken = {tokenizer.eos_token_id, tokenizer.bos_token_id}
+    vocab = tokenizer.get_vocab()
+    for token in (*PAD_CANDIDATES, tokenizer.unk_token):
+        if token is not None and token in vocab and vocab[token] not in taken and token not in template:
+            return str(token)
+    return None
 
 
 def _has_tokenizer(uri: str) -> bool:
@@ -148,10 +175,29 @@ def _drop_quantizer(model: PreTrainedModel) -> None:
         quantizer.remove_quantization_config(model)
 
 
+def is_adapter_model(model: Any) -> bool:
+    """True for a PEFT model, whose `save_pretrained` writes the adapter alone."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def storage_dtype(trained_in_bf16: bool) -> torch.dtype:
+    """The dtype a version's full weights are stored in: the one it trained in (bf16 mixed
+    precision keeps fp32 master weights, stored in bf16, half the bytes)."""
+    return torch.bfloat16 if trained_in_bf16 else torch.float32
+
+
 def save_atomically(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, final_dir: Path
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    final_dir: Path,
+    *,
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write a model (or adapter) so that `final_dir` exists only once it is complete."""
+    """Write a model (or adapter) so that `final_dir` exists only once it is complete.
+
+    `dtype` casts full weights before writing (the model is not used afterwards); an adapter is
+    written as PEFT keeps it (fp32 adapter weights, a few MB), whatever `dtype` says.
+    """
     final_dir = Path(final_dir)
     if final_dir.exists():
         raise FileExistsError(f"{final_dir} exists already; model directories are never overwritten")
@@ -159,6 +205,8 @@ def save_atomically(
     partial = final_dir.parent / f".{final_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         _drop_quantizer(model)
+        if dtype is not None and not is_adapter_model(model) and model.dtype != dtype:
+            model.to(dtype)
         model.save_pretrained(partial)
         if tokenizer is not None:
             tokenizer.save_pretrained(partial)

@@ -33,7 +33,7 @@ Implementation details:
     holds under bf16 too.
 15. Adam with eps 1e-5 and the learning rate annealed linearly to 0 over the PPO steps.
 16. Mixed precision: bf16 autocast on CUDA (fp32 master weights; frozen models kept in bf16);
-    fp32 on CPU unless `bf16` is "on".
+    fp32 on CPU unless `bf16` is "on". A policy trained in bf16 is stored in bf16.
 17. With LoRA (lora_r > 0) the reference is the policy with its adapter disabled (one copy of the
     weights), the value model gets its own adapter (score head fully trained), and only the policy's
     adapter is saved.
@@ -86,6 +86,7 @@ from worker.training.models import (
     load_reward_model,
     load_tokenizer,
     save_atomically,
+    storage_dtype,
 )
 
 RATIO_TOLERANCE = 1e-3  # (14) fp32 and bf16 both stay well inside this when nothing has moved
@@ -488,7 +489,7 @@ def train_ppo(
     # 7. Save once, atomically, with the resolved config beside the weights.
     generation_owner.generation_config = saved_generation_config
     if is_main_process():  # (18) every rank holds the same weights; one writes them
-        _save_with_config(policy_model, tokenizer, output_dir, config)
+        _save_with_config(policy_model, tokenizer, output_dir, config, dtype=storage_dtype(amp))
     barrier()  # no rank returns before the directory is complete
     return TrainResult(output_dir=output_dir, is_adapter=lora.enabled, metrics=metrics)
 
@@ -582,12 +583,17 @@ def _sync(dev: torch.device) -> None:
 
 
 def _save_with_config(
-    model: nn.Module, tokenizer: PreTrainedTokenizerBase, output_dir: Path, config: PPOConfig
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    output_dir: Path,
+    config: PPOConfig,
+    *,
+    dtype: torch.dtype,
 ) -> None:
     """save_atomically into a staging directory, add the resolved config, then rename into place."""
     staging = output_dir.parent / f".{output_dir.name}.staged-{uuid.uuid4().hex[:8]}"
     try:
-        save_atomically(model, tokenizer, staging)  # type: ignore[arg-type]
+        save_atomically(model, tokenizer, staging, dtype=dtype)  # type: ignore[arg-type]
         (staging / "ppo_config.json").write_text(json.dumps(config.model_dump(), indent=2))
         os.replace(staging, output_dir)
     finally:
