@@ -1,21 +1,15 @@
-"""Passwords, sessions, roles, CSRF and login throttling.
+"""Passwords and login throttling: what the web, the CLI and the services share.
 
-Sessions are signed cookies (Starlette's SessionMiddleware, HttpOnly, SameSite=Lax, Secure in
-production) holding the user id, the user's session epoch and a CSRF token. Bumping
-``User.session_epoch`` (password change, deactivation) ends every older session. Every request
-loads the user row, so a deactivated account stops working at once.
+Browser sessions and CSRF tokens belong to the web (app.web.sessions).
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
-import time
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from fastapi import Request
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -26,9 +20,6 @@ _hasher = PasswordHasher()
 # Verifying against this hash when the username is unknown keeps response times uniform.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -55,34 +46,6 @@ def password_problem(password: str) -> str | None:
     if len(password) > 256:
         return "Passwords may have at most 256 characters."
     return None
-
-
-# --- sessions -------------------------------------------------------------------------------
-
-
-def start_session(request: Request, *, user_id: int, epoch: int) -> None:
-    """Log a user in with a brand-new session (fresh CSRF token: no fixation)."""
-    request.session.clear()
-    request.session.update(
-        {"uid": user_id, "epoch": epoch, "csrf": secrets.token_urlsafe(32), "at": int(time.time())}
-    )
-
-
-def end_session(request: Request) -> None:
-    request.session.clear()
-
-
-def csrf_token(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return str(token)
-
-
-def csrf_valid(request: Request, submitted: str | None) -> bool:
-    expected = request.session.get("csrf")
-    return bool(expected and submitted and hmac.compare_digest(str(expected), submitted))
 
 
 # --- login throttling -----------------------------------------------------------------------

@@ -252,7 +252,7 @@ def time_pages(url: str, repeat: int) -> list[tuple[str, list[float]]]:
     from fastapi.testclient import TestClient
 
     from app.config import Settings
-    from app.main import create_app
+    from app.web.app import create_app
 
     settings = Settings(database_url=url, environment="development", secret_key="b" * 48)
     app = create_app(settings)

@@ -1214,7 +1214,7 @@ def count_queries(url: URL, secret_key: str, single_user: int) -> tuple[list[Sta
     from sqlalchemy import event
 
     from app.config import Settings
-    from app.main import create_app
+    from app.web.app import create_app
 
     settings = Settings(
         database_url=url.render_as_string(hide_password=False),

@@ -156,7 +156,7 @@ def make_settings(database_url: str, **overrides: object):  # type: ignore[no-un
 
 @pytest.fixture
 def app(db_url: str):  # type: ignore[no-untyped-def]
-    from app.main import create_app
+    from app.web.app import create_app
 
     application = create_app(make_settings(db_url))
     yield application

@@ -40,7 +40,7 @@ COUNTED = (Project, Prompt, Completion, Comparison, Judgment, Demonstration, Use
 
 @pytest.fixture
 def small_app(db_url: str) -> Iterator[Any]:
-    from app.main import create_app
+    from app.web.app import create_app
 
     application = create_app(make_settings(db_url, max_upload_bytes=LIMIT))
     with application.state.sessionmaker() as session, session.begin():

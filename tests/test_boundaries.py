@@ -8,7 +8,7 @@ import sys
 
 def test_app_imports_without_torch() -> None:
     code = (
-        "import sys, app.main, app.cli, app.asgi, app.routes, app.services.importing;"
+        "import sys, app.web.app, app.cli, app.asgi, app.web.routes, app.services.importing;"
         "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules);"
         "print(','.join(heavy))"
     )

@@ -33,7 +33,7 @@ MAX_EXAMPLES = 30
 
 @pytest.fixture
 def fuzz_app(pg_url: str) -> Iterator[Any]:
-    from app.main import create_app
+    from app.web.app import create_app
 
     application = create_app(make_settings(pg_url))
     with application.state.sessionmaker() as session, session.begin():

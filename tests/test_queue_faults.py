@@ -161,7 +161,7 @@ def test_with_redis_down_raters_work_and_runs_wait_for_the_queue(
     stack: dict[str, Any], broker, tmp_path: Path
 ):  # type: ignore[no-untyped-def]
     env, factory = stack["env"], stack["factory"]
-    from app.main import create_app
+    from app.web.app import create_app
 
     app = create_app(make_settings(env["DATABASE_URL"], broker_url=broker.url))
     try:

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 
 from app.db import Base
-from app.deps import verify_csrf
 from app.models import ApiToken, ModelKind, ModelVersion, Role, Run, User
 from app.services import runs, tokens
+from app.web.deps import verify_csrf
 from tests.conftest import TEST_SECRET, make_settings
 from tests.routes.test_authorization import app_routes
 from tests.utils.factories import PASSWORD, make_pair, make_project, make_user
@@ -133,7 +133,7 @@ def test_a_token_from_another_session_is_refused(app: Any, client: TestClient) -
 
 @pytest.fixture
 def production_app(db_url: str) -> Iterator[Any]:
-    from app.main import create_app
+    from app.web.app import create_app
 
     application = create_app(make_settings(db_url, environment="production"))
     yield application
@@ -214,8 +214,8 @@ def test_login_throttling_is_per_username_and_covers_unknown_names(app: Any, cli
 def test_login_throttling_is_shared_by_every_web_process(app: Any, client: TestClient, db_url: str) -> None:
     """Two app instances on one database stand for two worker processes: failures on either
     count together, so more workers do not mean more guesses. A success clears the count."""
-    from app.main import create_app
     from app.models import LoginFailure
+    from app.web.app import create_app
     from tests.conftest import make_settings
 
     with app.state.sessionmaker() as session, session.begin():

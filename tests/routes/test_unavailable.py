@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.web.app import create_app
 from tests.conftest import make_settings
 from tests.utils.web import csrf_from
 

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.deps import SessionDep, SettingsDep, StaffUser, verify_csrf
 from app.models import Project
 from app.schemas.export import ComparisonExport, DemoExport
 from app.services import exporting, tokens
 from app.services.exporting.columns import ExportError
 from app.services.exporting.prepare import PreparedExport
-from app.templating import render
+from app.web.deps import SessionDep, SettingsDep, StaffUser, verify_csrf
+from app.web.templating import render
 
 router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from app.services.charts import bar_chart, interval_chart, line_chart, nice_ticks, scatter_chart
+from app.web.charts import bar_chart, interval_chart, line_chart, nice_ticks, scatter_chart
 
 EVIL = '<script>alert(1)</script>"&'
 

@@ -10,11 +10,11 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.deps import RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.models import Project, User
 from app.services import rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
-from app.templating import is_htmx, render
+from app.web.deps import RaterUser, SessionDep, SettingsDep, verify_csrf
+from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from app.deps import AdminUser, SessionDep, project_or_404, verify_csrf
 from app.models import ModelKind, ModelVersion
 from app.services import evaluation
-from app.templating import render
+from app.web.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["evaluation"], dependencies=[Depends(verify_csrf)])
 

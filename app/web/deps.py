@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 from app.config import Settings
 from app.models import ApiToken, Project, Role, User
 from app.services.projects import get_project
+from app.web.sessions import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 
 
 @dataclass(frozen=True)

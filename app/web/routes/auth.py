@@ -9,17 +9,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
-from app.auth import (
-    end_session,
-    hash_password,
-    password_problem,
-    start_session,
-    verify_password,
-)
-from app.deps import CurrentUser, OptionalUser, SessionDep, verify_csrf
+from app.auth import hash_password, password_problem, verify_password
 from app.models import Role, User
 from app.models.types import utcnow
-from app.templating import render
+from app.web.deps import CurrentUser, OptionalUser, SessionDep, verify_csrf
+from app.web.sessions import end_session, start_session
+from app.web.templating import render
 
 router = APIRouter(tags=["auth"], dependencies=[Depends(verify_csrf)])
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.deps import ApiUser, SessionDep, SettingsDep
-from app.routes.export import builder, streaming_download
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
 from app.services import exporting, stats
 from app.services.exporting.columns import ExportError
+from app.web.deps import ApiUser, SessionDep, SettingsDep
+from app.web.routes.export import builder, streaming_download
 
 
 class FieldProblem(BaseModel):

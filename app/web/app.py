@@ -16,12 +16,12 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.auth import LoginThrottle
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import CsrfFailed, Forbidden, LoginRequired, PasswordChangeRequired
-from app.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.queue import make_celery
 from app.resources import STATIC_DIR
-from app.routes import routers
-from app.templating import is_htmx, render
+from app.web.deps import CsrfFailed, Forbidden, LoginRequired, PasswordChangeRequired
+from app.web.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.web.routes import routers
+from app.web.templating import is_htmx, render
 
 SESSION_COOKIE = "rlhf_session"
 logger = logging.getLogger("rlhf.web")

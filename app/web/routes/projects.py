@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
 from app.models import Role, Scale, User
 from app.schemas.project import ProjectCreate, ProjectUpdate
 from app.services import importing, projects, stats, users
-from app.templating import render
+from app.web.deps import AdminUser, SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
+from app.web.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
 

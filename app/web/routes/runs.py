@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, verify_csrf
 from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunLog, Schedule
 from app.queue import revoke, send_run
 from app.run_kinds import DEFAULT_KIND, KINDS, loop_methods
 from app.services import registry
 from app.services.runs import lifecycle, schedules
 from app.services.runs.records import RunError
-from app.templating import is_htmx, render
+from app.web.deps import AdminUser, SessionDep, verify_csrf
+from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(verify_csrf)])
 

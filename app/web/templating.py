@@ -8,10 +8,10 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
-from app.auth import csrf_token
 from app.resources import TEMPLATES_DIR
-from app.services.charts import CHARTS
-from app.services.render import render_markdown
+from app.web.charts import CHARTS
+from app.web.render import render_markdown
+from app.web.sessions import csrf_token
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["csrf_token"] = csrf_token

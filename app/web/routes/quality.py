@@ -10,11 +10,11 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from app.deps import AdminUser, SessionDep, project_or_404, verify_csrf
 from app.models import Choice, User
 from app.services import quality
-from app.services.charts import bar_chart
-from app.templating import render
+from app.web.charts import bar_chart
+from app.web.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["quality"], dependencies=[Depends(verify_csrf)])
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
-from app.deps import SessionDep
+from app.web.deps import SessionDep
 
 router = APIRouter(tags=["health"])
 
