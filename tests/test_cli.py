@@ -105,3 +105,82 @@ def test_quality_reports_a_project_and_flags_a_biased_rater(tmp_path: Path) -> N
     assert 0.2 < by_name["fair"]["left_share"] < 0.8
     missing = _rlhf(env, "quality", "nope")
     assert missing.returncode == 1 and "no project 'nope'" in missing.stderr
+
+
+def test_models_prune_removes_only_what_nothing_needs(tmp_path: Path) -> None:
+    """Base models, promoted versions, the parents of adapters that stay and versions a queued
+    run will load keep their files; the rest go, after a dry run and a confirmation."""
+    from app.models import ModelKind, ModelVersion, Run, RunKind, RunStatus
+    from app.services.registry import disk_usage
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = service_env(DATABASE_URL=url, DATA_DIR=str(tmp_path / "data"), ENVIRONMENT="development")
+    assert _rlhf(env, "db", "upgrade").returncode == 0
+    store = tmp_path / "models"
+
+    def version(session, name: str, parent: ModelVersion | None, size: int, **fields: object) -> ModelVersion:  # type: ignore[no-untyped-def]
+        (store / name).mkdir(parents=True)
+        (store / name / "weights.safetensors").write_bytes(b"w" * size)
+        model = ModelVersion(name=name, kind=ModelKind.policy, uri=str(store / name),
+                             parent_id=parent.id if parent else None, **fields)  # fmt: skip
+        session.add(model)
+        session.flush()
+        return model
+
+    factory = make_sessionmaker(make_engine(url))
+    with factory.begin() as session:
+        project = Project(slug="p", name="P")
+        session.add(project)
+        session.flush()
+        base = version(session, "base", None, 1000)  # a base model: never pruned
+        kept_parent = version(session, "full-1", base, 800, project_id=project.id)
+        version(
+            session,
+            "adapter-promoted",
+            kept_parent,
+            30,
+            is_adapter=True,
+            promoted=True,
+            project_id=project.id,
+        )
+        version(session, "full-unused", base, 700, project_id=project.id)
+        unused_parent = version(session, "full-2", base, 600, project_id=project.id)
+        version(session, "adapter-unused", unused_parent, 20, is_adapter=True, project_id=project.id)
+        queued_base = version(session, "full-queued", base, 500, project_id=project.id)
+        session.add(Run(project_id=project.id, kind=RunKind.sft, status=RunStatus.queued,
+                        base_model_id=queued_base.id, config={}))  # fmt: skip
+        hub = ModelVersion(name="hub", kind=ModelKind.policy, uri="org/some-model")
+        session.add(hub)
+    gone = {"full-unused", "full-2", "adapter-unused"}
+    freed = 700 + 600 + 20
+
+    dry = _rlhf(env, "models", "prune", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert all(name in dry.stdout for name in gone) and "full-queued" not in dry.stdout
+    assert "3 version(s), would free" in dry.stdout and f"({freed} bytes)" in dry.stdout
+    assert all((store / name).exists() for name in gone)
+
+    refused = _rlhf(env, "models", "prune", stdin="n\n")
+    assert refused.returncode == 1 and "Nothing removed" in refused.stdout
+    assert all((store / name).exists() for name in gone)
+
+    pruned = _rlhf(env, "models", "prune", "--yes")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "Pruned 3 version(s), freed" in pruned.stdout and f"({freed} bytes)" in pruned.stdout
+    assert {p.name for p in store.iterdir()} == {"base", "full-1", "adapter-promoted", "full-queued"}
+    with factory() as session:
+        rows = {m.name: m for m in session.scalars(select(ModelVersion))}
+        assert {name for name, m in rows.items() if m.pruned_at is not None} == gone  # the rows stay
+        usage = disk_usage(session)
+        assert usage[rows["base"].id] == 1000 and usage[rows["adapter-promoted"].id] == 30
+        assert usage[rows["full-2"].id] == 0 and usage[rows["hub"].id] is None
+    listed = _rlhf(env, "models", "list")
+    assert listed.returncode == 0 and "pruned" in listed.stdout
+    assert "Nothing to prune" in _rlhf(env, "models", "prune", "--yes").stdout
+    with factory.begin() as session:
+        run = session.scalars(select(Run)).one()
+        run.status = RunStatus.running  # claimed, the model still loading: no step reported yet
+        run_id = run.id
+    shown = _rlhf(env, "runs", "show", str(run_id))
+    assert "running, starting (loading the model and the data)" in shown.stdout and "0/0" not in shown.stdout
+    assert "starting" in _rlhf(env, "runs", "list").stdout

@@ -7,10 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Comparison, Completion, Demonstration, ModelKind, ModelVersion, Project, Prompt, Run
+from app.models import (
+    Comparison,
+    Completion,
+    Demonstration,
+    Judgment,
+    ModelKind,
+    ModelVersion,
+    Project,
+    Prompt,
+    Run,
+)
 from app.services.preferences import preference_rows
 from app.services.runs.judges import judge_identity, run_judge_identity
 
@@ -19,6 +29,19 @@ from app.services.runs.judges import judge_identity, run_judge_identity
 class Built:
     data: list[dict[str, Any]]
     context: dict[str, Any] = field(default_factory=dict)  # judge / evaluate: what storing needs back
+    note: str = ""  # a line for the run's log: what the rows were counted from
+
+
+def pairs_note(session: Session, judgment_ids: list[int], pairs: int) -> str:
+    """'12 pairs from 20 judgments on 20 comparisons; 8 comparisons gave none (...)'."""
+    comparisons = session.scalar(
+        select(func.count(func.distinct(Judgment.comparison_id))).where(Judgment.id.in_(judgment_ids))
+    )
+    note = f"{pairs} pairs from {len(judgment_ids)} judgments on {comparisons} comparisons"
+    dropped = (comparisons or 0) - pairs
+    if dropped > 0:
+        note += f"; {dropped} comparisons gave no pair (ties, both-bad or split votes, by the rules)"
+    return note
 
 
 def demonstrations(session: Session, run: Run, ids: list[int]) -> Built:
@@ -52,7 +75,7 @@ def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
             "no preference pairs after aggregation (ties, both-bad and split votes are "
             "dropped by the chosen rules)"
         )
-    return Built(data)
+    return Built(data, note=pairs_note(session, ids, len(data)))
 
 
 def _prompt_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
@@ -108,7 +131,7 @@ def evaluation_data(session: Session, run: Run, ids: list[int]) -> Built:
              "rejected_id": row.rejected_side.completion_id}  # type: ignore[union-attr]
             for row in rows
         ]  # fmt: skip
-        return Built(data, context)
+        return Built(data, context, note="held-out " + pairs_note(session, ids, len(data)))
     reference = session.get(ModelVersion, run.config["reference_model_id"])
     if reference is None:
         raise LookupError(f"the reference model version {run.config['reference_model_id']} no longer exists")

@@ -23,9 +23,11 @@ class DbReporter:
         *,
         flush_s: float = 1.0,
         on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+        on_log: Callable[[str], None] | None = None,
     ) -> None:
         self.factory = factory
         self.on_step = on_step
+        self.on_log = on_log
         self.run_id = run_id
         self.flush_s = flush_s
         self._pending: list[tuple[int, int, dict[str, float]]] = []
@@ -48,6 +50,8 @@ class DbReporter:
         self._last_flush = time.monotonic()
 
     def log(self, message: str) -> None:
+        if self.on_log is not None:
+            self.on_log(message)
         with session_scope(self.factory) as session:
             add_log(session, self.run_id, message)
 

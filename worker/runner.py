@@ -52,6 +52,7 @@ class Job(Work):
     project_id: int
     project_slug: str
     base_model_id: int | None
+    note: str = ""  # the builder's count of its rows, for the run's log
 
 
 def model_ref(session: Session, model_id: int, cache_dir: Path | None = None) -> ModelRef:
@@ -60,6 +61,10 @@ def model_ref(session: Session, model_id: int, cache_dir: Path | None = None) ->
     model = session.get(ModelVersion, model_id)
     if model is None:
         raise LookupError(f"model version {model_id} does not exist")
+    if model.pruned_at is not None:
+        raise LookupError(
+            f"model version {model.name} was pruned on {model.pruned_at:%Y-%m-%d}: its files are gone"
+        )
     cache_dir = cache_dir or Path(get_settings().artifacts_dir) / "cache"
     base = model_ref(session, model.parent_id, cache_dir) if model.is_adapter and model.parent_id else None
     uri = model.uri
@@ -85,7 +90,7 @@ def prepare(session: Session, run: Run) -> Job:
         base_model_id=run.base_model_id,
     )
     built = METHODS[run.kind].build(session, run, snapshot_ids(session, run.id))
-    job.data, job.context = built.data, built.context
+    job.data, job.context, job.note = built.data, built.context, built.note
     for need in KINDS[run.kind].inputs:
         model_id = getattr(run, need.field) if need.on_run else run.config.get(need.field)
         if need.name != "base" and model_id:
@@ -126,8 +131,12 @@ def execute_run(
     settings: Settings | None = None,
     factory: sessionmaker[Session] | None = None,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> str:
-    """Run a run to its end. Returns the final status (or "skipped" when it was not ours)."""
+    """Run a run to its end. Returns the final status (or "skipped" when it was not ours).
+
+    `on_step` and `on_log` see the run's steps and log lines as they are reported (the CLI's
+    `--now` shows them)."""
     settings = settings or get_settings()
     factory = factory or make_sessionmaker(make_engine(settings.database_url, pool_size=2))
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -141,7 +150,9 @@ def execute_run(
             lifecycle.fail(session, run=run, error=f"{type(error).__name__}: {error}")
             return "failed"
 
-    reporter = DbReporter(factory, run_id, on_step=on_step)
+    reporter = DbReporter(factory, run_id, on_step=on_step, on_log=on_log)
+    if job.note:
+        reporter.log(job.note)
     sweep_work_dirs(Path(settings.artifacts_dir) / ".work", factory)
     work_dir = Path(settings.artifacts_dir) / ".work" / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -427,7 +427,7 @@ def _register_demo_model() -> None:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         console.print("The training stack is not installed: `pip install -e '.[train]'` to train.")
         return
-    from app.cli.train import pull_demo
+    from app.cli.models import pull_demo
 
     try:
         pull_demo()

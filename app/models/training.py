@@ -63,6 +63,8 @@ class ModelVersion(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When `rlhf models prune` removed its files; the row stays for lineage, metrics and exports.
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class RunKind(enum.StrEnum):

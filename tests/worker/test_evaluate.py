@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.models import ModelKind, ModelVersion, Project, Run, RunKind, User
+from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunLog, User
 from app.schemas.training import RewardConfig
 from app.services import runs
 from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user
@@ -99,6 +99,8 @@ def test_reward_model_accuracy_and_length_bias_on_held_out_judgments(
         assert runs.snapshot_ids(session, run.id) == sorted(later)
         figures = run.summary
         assert figures["n"] == 40 and figures["accuracy"] >= 0.9, figures
+        logged = session.scalars(select(RunLog.message).where(RunLog.run_id == run.id)).all()
+        assert "held-out 40 pairs from 40 judgments on 40 comparisons" in logged  # says what it counted
         for unit in ("chars", "tokens"):
             assert figures[f"length_pearson_{unit}"] > 0.5 and figures[f"length_spearman_{unit}"] > 0.5
         model = session.get(ModelVersion, rm_id)
