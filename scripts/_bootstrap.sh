@@ -30,3 +30,25 @@ ensure_chromium() {
     echo "warning: /usr/bin/chromium is missing (apt-get install chromium); browser tests will be skipped" >&2
   fi
 }
+
+ensure_test_services() {
+  # The tests start their own PostgreSQL cluster and redis-server from the binaries installed here
+  # (tests/utils/services.py): PostgreSQL's server (initdb, pg_ctl, postgres) and redis-server.
+  local missing=()
+  if ! { [ -n "${RLHF_PG_BINDIR:-}" ] && [ -x "$RLHF_PG_BINDIR/initdb" ]; } \
+    && ! { command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; } \
+    && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+    && ! command -v initdb >/dev/null; then
+    missing+=(postgresql)
+  fi
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Installing ${missing[*]} for the tests' own servers …"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    }
+  else
+    echo "warning: ${missing[*]} missing (apt-get install ${missing[*]}); the tests needing them will be skipped" >&2
+  fi
+}

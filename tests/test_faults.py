@@ -2,31 +2,35 @@
 web server is killed with SIGKILL and PostgreSQL restarts; every acknowledged judgment is stored
 once and no lease is stuck.
 
-It restarts the local PostgreSQL server, which the other tests share: pytest runs the tests one
-after another, and this one waits until PostgreSQL answers again before it ends. It needs the
-right to restart it (root and `pg_ctlcluster`); without it the test is skipped, or fails under
-RLHF_REQUIRE_SERVICES=1.
+The PostgreSQL it restarts is the harness's own cluster (tests/utils/services.py), with `pg_ctl
+restart` on that cluster's data directory, even when TEST_DATABASE_URL points the other tests at
+another server. No other server is touched: the test checks that the start time of the machine's
+server (127.0.0.1:5432) and of TEST_DATABASE_URL's, where they answer, is the same afterwards.
+Without PostgreSQL's server binaries the test is skipped, or fails under RLHF_REQUIRE_SERVICES=1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import shlex
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_URL, REQUIRE_SERVICES
+from tests.conftest import GIVEN_PG_URL, REQUIRE_SERVICES
+from tests.utils.services import PrivatePostgres
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "faults.py"
+MACHINE_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _missing(reason: str) -> None:
@@ -35,44 +39,60 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _pg_ready(host: str, port: int) -> bool:
-    command = ["pg_isready", "-q", "-h", host, "-p", str(port)]
-    return subprocess.run(command, check=False).returncode == 0
+def started_at(url: str) -> datetime | None:
+    """`pg_postmaster_start_time()` of the server at `url`; None when none answers there."""
+    import psycopg
+
+    conninfo = make_url(url).set(drivername="postgresql", database="postgres").render_as_string(False)
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
 
 
-def test_no_acknowledged_judgment_is_lost_through_kills_and_restarts(tmp_path: Path) -> None:
-    url = make_url(PG_URL)
-    host, port = url.host or "127.0.0.1", url.port or 5432
-    if shutil.which("pg_isready") is None:
-        _missing("pg_isready is not installed")
-    if not _pg_ready(host, port):
-        _missing(f"PostgreSQL is not reachable at {host}:{port}")
-    if os.geteuid() != 0 or shutil.which("pg_ctlcluster") is None:
-        _missing("restarting PostgreSQL needs root and pg_ctlcluster")
+def other_servers(private: PrivatePostgres) -> list[str]:
+    """The servers that are not the harness's: the machine's default one and TEST_DATABASE_URL's."""
+    urls = [MACHINE_PG_URL, *([GIVEN_PG_URL] if GIVEN_PG_URL else [])]
+    return [u for u in urls if (make_url(u).host, make_url(u).port or 5432) != (private.host, private.port)]
+
+
+def test_no_acknowledged_judgment_is_lost_through_kills_and_restarts(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
     if not (ROOT / ".venv" / "bin" / "rlhf").exists():
         _missing("the production launch (.venv/bin/rlhf) is not installed")
+    others = other_servers(private_postgres)
+    others_started = {url: started_at(url) for url in others}
+    private_started = started_at(private_postgres.url())
+    assert private_started is not None
 
-    database = url.set(drivername="postgresql+psycopg", database=f"rlhf_bench_faults_{os.getpid()}")
+    database = private_postgres.url(f"rlhf_bench_faults_{os.getpid()}")
     figures = tmp_path / "faults.json"
     command = [
-        sys.executable, str(BENCH), "--database-url", database.render_as_string(hide_password=False),
+        sys.executable, str(BENCH), "--database-url", database,
         "--raters", "8", "--duration", "24", "--kills", "1", "--pg-restarts", "1",
+        "--pg-restart-command", shlex.join(private_postgres.restart_command()),
         "--pairs", "4000", "--completion-chars", "120", "--json", str(figures),
     ]  # fmt: skip
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False)
     finally:
-        # The shared server must be back before the next test, whatever happened above.
+        # The session's cluster must be back before the next test, whatever happened above.
         deadline = time.monotonic() + 120
-        while not _pg_ready(host, port) and time.monotonic() < deadline:
+        while not private_postgres.ready() and time.monotonic() < deadline:
             time.sleep(0.5)
-    assert _pg_ready(host, port), "PostgreSQL did not come back"
+    assert private_postgres.ready(), f"PostgreSQL did not come back:\n{private_postgres.log_tail()}"
+    assert {url: started_at(url) for url in others} == others_started, "another server was restarted"
     output = done.stdout[-6000:] + done.stderr[-3000:]
     assert done.returncode in (0, 1), output  # 2: the bench could not set up
     result = json.loads(figures.read_text())
 
     kinds = [fault["kind"] for fault in result["faults"]]
     assert kinds == ["kill web (SIGKILL)", "restart PostgreSQL"], output
+    restarted = started_at(private_postgres.url())  # the restart was the harness's cluster's
+    assert restarted is not None and restarted > private_started, (restarted, private_started)
     assert result["acknowledged"] > 50, output  # the raters did get work done
     assert result["lost"] == 0, output
     assert result["doubled"] == 0 and result["over_overlap"] == 0, output

@@ -33,7 +33,7 @@ from app.models import (
 from app.queue import make_celery, send_run
 from app.services import runs
 from app.services.rating import claim_next
-from tests.conftest import REDIS_URL, REQUIRE_SERVICES
+from tests.conftest import REQUIRE_SERVICES
 from tests.utils.factories import make_pair, make_project
 from tests.utils.processes import celery_worker, service_env, wait_until, web_server
 
@@ -44,17 +44,13 @@ WORDS = "the cat dog sun moon red blue big small happy sad apple pear plum tree 
 
 
 @pytest.fixture
-def redis_broker() -> str:
+def redis_broker(redis_url: str) -> str:
     import redis
 
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        client.flushdb()
-    except Exception as error:  # noqa: BLE001
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}: {error}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    client.flushdb()
+    client.close()
+    return redis_url
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 * Redis down: judgments are still taken, a launched run is stored and its page says it waits for
   the task queue; when Redis is back, the beat task `dispatch_pending` sends it and a real worker
-  runs it to success. The broker is a throwaway `redis-server` of this test (the shared one is
-  left alone), killed and started again on the same port.
+  runs it to success. The broker is a `redis-server` of this test alone, killed and started
+  again on the same port.
 * A worker killed mid-run (SIGKILL, no chance to clean up): beat's reaper fails the run with a
   reason naming the lost worker once its heartbeat is older than STALE_RUN_S; no model version
   is registered, nothing is published, and a second delivery of the task does not train it.
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,9 +40,10 @@ from app.models import (
 from app.queue import make_celery, send_run
 from app.services import runs
 from app.services.content import text_hash
-from tests.conftest import REQUIRE_SERVICES, make_settings
+from tests.conftest import REQUIRE_SERVICES, make_settings, private_redis_or_skip
 from tests.utils.factories import make_pair, make_project, make_user
-from tests.utils.processes import ROOT, celery_worker, free_port, service_env, wait_until
+from tests.utils.processes import ROOT, celery_worker, service_env, wait_until
+from tests.utils.services import PrivateRedis
 from tests.utils.web import assignment_id, csrf_from, htmx_post, login
 
 pytestmark = pytest.mark.postgres
@@ -51,71 +51,22 @@ pytestmark = pytest.mark.postgres
 if not REQUIRE_SERVICES:
     pytest.importorskip("torch", reason="the training stack is not installed")
 
-REDIS_SERVER = shutil.which("redis-server")
-
-
-class ThrowawayRedis:
-    """A `redis-server` of this test on a port of its own, keeping nothing on disk."""
-
-    def __init__(self, port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        assert REDIS_SERVER is not None
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--daemonize", "no"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        wait_until(lambda: _answers(client), 20, f"redis-server on port {self.port}", interval=0.1)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()  # our own child, by its id
-        self.process.wait(timeout=10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.kill()
-
-
-def _answers(client: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
-
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    if REDIS_SERVER is None:
-        if REQUIRE_SERVICES:
-            pytest.fail("redis-server is not installed and RLHF_REQUIRE_SERVICES=1")
-        pytest.skip("redis-server is not installed")
-    server = ThrowawayRedis(free_port(), tmp_path / "redis.log")
-    server.start()
+def broker() -> Iterator[PrivateRedis]:
+    """A `redis-server` of this test alone, since the test kills it and starts it again."""
+    server = private_redis_or_skip()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture
-def stack(pg_url: str, broker: ThrowawayRedis, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def stack(pg_url: str, broker: PrivateRedis, tmp_path: Path) -> Iterator[dict[str, Any]]:
     from tests.utils.tiny_models import make_tiny_causal_lm
 
     env = service_env(
         DATABASE_URL=pg_url,
-        BROKER_URL=broker.url,
+        BROKER_URL=broker.url(),
         ARTIFACTS_DIR=str(tmp_path / "artifacts"),
         DATA_DIR=str(tmp_path / "data"),
     )
@@ -163,7 +114,7 @@ def test_with_redis_down_raters_work_and_runs_wait_for_the_queue(
     env, factory = stack["env"], stack["factory"]
     from app.web.app import create_app
 
-    app = create_app(make_settings(env["DATABASE_URL"], broker_url=broker.url))
+    app = create_app(make_settings(env["DATABASE_URL"], broker_url=broker.url()))
     try:
         with celery_worker(env, tmp_path / "worker.log"), TestClient(app) as rater, TestClient(app) as admin:
             login(rater, "rita")

@@ -1,7 +1,7 @@
 """A live server and a real browser (Debian's Chromium driven by Playwright) for end-to-end tests.
 
 `live_server` runs the app exactly as production does (`uvicorn app.asgi:app` in its own process,
-configured through the environment) on an empty PostgreSQL database, and hands the test a
+configured through the environment) on an empty PostgreSQL database of the harness, and hands the test a
 sessionmaker on that database for seeding rows and checking what the browser stored.
 
 Playwright is used through its Python package only; no browser is downloaded: the system's
@@ -12,7 +12,6 @@ are skipped, unless RLHF_REQUIRE_SERVICES=1, where they fail instead.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker
+from tests.utils.services import free_port
 
 CHROMIUM = Path(os.environ.get("RLHF_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -50,12 +50,6 @@ def _unavailable(message: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message + " and RLHF_REQUIRE_SERVICES=1", pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -108,7 +102,7 @@ def _wait_until_up(process: subprocess.Popen[bytes], base_url: str, log: Path) -
 @pytest.fixture
 def live_server(pg_url: str) -> Iterator[LiveServer]:
     """The real app in a uvicorn subprocess on an empty, migrated PostgreSQL database."""
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,15 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import TEST_SECRET
+from tests.utils.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def service_env(**values: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a process under test: this one's, without the server URLs it may
+    carry (a test names the servers it gives the process: the harness's own), plus `values`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL", "REDIS_URL")}
     env.update({"ENVIRONMENT": "test", "SECRET_KEY": TEST_SECRET, "TOKENIZERS_PARALLELISM": "false"})
     env.update(values)
     return env
