@@ -160,3 +160,8 @@ def json_array_length(session: Session, column: Any) -> ColumnElement[int]:
     if is_postgres(session):
         return func.jsonb_array_length(column)
     return func.json_array_length(column)
+
+
+def ping(session: Session) -> None:
+    """One round trip to the database; raises when it cannot be reached."""
+    session.execute(text("SELECT 1"))

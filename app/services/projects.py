@@ -1,4 +1,4 @@
-"""Creating and editing projects."""
+"""Finding, listing, creating and editing projects."""
 
 from __future__ import annotations
 
@@ -15,6 +15,21 @@ class ProjectExists(Exception):
 
 def get_project(session: Session, slug: str) -> Project | None:
     return session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
+
+
+def get_active_project(session: Session, slug: str) -> Project | None:
+    """The project named by `slug` while it takes judgments (raters see no other)."""
+    return session.scalars(
+        select(Project).where(Project.slug == slug, Project.is_active.is_(True))
+    ).one_or_none()
+
+
+def list_projects(session: Session, *, active_only: bool = False) -> list[Project]:
+    """Projects by name, or only those that take judgments."""
+    query = select(Project).order_by(Project.name)
+    if active_only:
+        query = query.where(Project.is_active.is_(True))
+    return list(session.scalars(query))
 
 
 def create_project(session: Session, *, project_in: ProjectCreate) -> Project:

@@ -67,6 +67,12 @@ def revoke_token(session: Session, *, user: User, token_id: int) -> ApiToken:
     return token
 
 
+def scopes(session: Session, secret: str) -> list[str]:
+    """What the token with this secret may do (empty for an unknown token)."""
+    found = session.scalar(select(ApiToken.scopes).where(ApiToken.token_hash == hash_token(secret)))
+    return list(found or [])
+
+
 def authenticate(session: Session, secret: str) -> User | None:
     """The active user owning this unrevoked token, or None."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:

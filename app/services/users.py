@@ -1,4 +1,4 @@
-"""Creating users and resetting their passwords."""
+"""Users: creating them, signing them in, their passwords, and the list admins see."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.auth import generate_password, hash_password, password_problem
+from app.auth import generate_password, hash_password, password_problem, verify_password
 from app.models import Role, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
@@ -62,3 +62,40 @@ def set_active(session: Session, *, user: User, active: bool) -> None:
     if not active:
         user.session_epoch += 1
     session.flush()
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.role, User.username)))
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    """The active person this name (any case) and password belong to, or None. AI labelers own
+    judgments but never sign in. The password is checked even for an unknown name, so the time
+    taken does not tell which names exist."""
+    user = session.scalars(
+        select(User).where(func.lower(User.username) == username.strip().lower())
+    ).one_or_none()
+    if (
+        not verify_password(user.password_hash if user else None, password)
+        or user is None
+        or not user.is_active
+        or user.role == Role.judge
+    ):
+        return None
+    return user
+
+
+def change_password(user: User, *, current: str, new: str, confirm: str) -> str | None:
+    """Set a user's own new password and end their other sessions; or say why not."""
+    if not verify_password(user.password_hash, current):
+        return "The current password is wrong."
+    if new != confirm:
+        return "The two new passwords differ."
+    if new == current:
+        return "Choose a password different from the current one."
+    if problem := password_problem(new):
+        return problem
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    user.session_epoch += 1  # other sessions of this account end here
+    return None

@@ -8,12 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.models import ApiToken, Project, Role, User
-from app.services.projects import get_project
+from app.models import Project, Role, User
+from app.services import projects, tokens
 from app.web.sessions import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 
 
@@ -144,20 +143,15 @@ def get_api_user(
 ) -> User:
     """A researcher's or an admin's bearer token with the API's scope; a rater's token, or one
     without the scope, is refused (403)."""
-    from app.services.tokens import authenticate, hash_token
-
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise HTTPException(401, "Missing bearer token.", headers=challenge)
-    user = authenticate(session, credentials.credentials)
+    user = tokens.authenticate(session, credentials.credentials)
     if user is None:
         raise HTTPException(401, "Invalid or revoked token.", headers=challenge)
     if user.role not in (Role.researcher, Role.admin):
         raise Forbidden("API tokens work for researchers and admins only.")
-    scopes = session.scalar(
-        select(ApiToken.scopes).where(ApiToken.token_hash == hash_token(credentials.credentials))
-    )
-    if API_SCOPE not in (scopes or []):
+    if API_SCOPE not in tokens.scopes(session, credentials.credentials):
         raise Forbidden(f"This token lacks the {API_SCOPE} scope.")
     return user
 
@@ -167,7 +161,27 @@ ApiUser = Annotated[User, Depends(get_api_user)]
 
 def project_or_404(session: Session, slug: str) -> Project:
     """The project named by a URL's slug (active or not), or a 404."""
-    project = get_project(session, slug)
+    project = projects.get_project(session, slug)
     if project is None:
         raise HTTPException(404, "No project with this name.")
     return project
+
+
+# The project dependencies come after the user in a route's parameters, so that the role check
+# answers first and a stranger learns nothing of which projects exist.
+
+
+def get_project_dep(slug: str, session: SessionDep) -> Project:
+    return project_or_404(session, slug)
+
+
+def get_active_project_dep(slug: str, session: SessionDep) -> Project:
+    """Raters see only the projects that take judgments."""
+    project = projects.get_active_project(session, slug)
+    if project is None:
+        raise HTTPException(404, "No active project with this name.")
+    return project
+
+
+ProjectDep = Annotated[Project, Depends(get_project_dep)]
+ActiveProjectDep = Annotated[Project, Depends(get_active_project_dep)]

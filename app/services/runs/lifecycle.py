@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.models import ModelVersion, Project, Run, RunItem, RunKind, RunMetric, RunStatus
+from app.models import ModelVersion, Project, Run, RunItem, RunKind, RunLog, RunMetric, RunStatus
 from app.models.types import utcnow
 from app.run_kinds import KINDS
 from app.services.runs.records import RunError, add_log, model_of_kind, snapshot_ids, store_snapshot
@@ -247,3 +247,19 @@ def metric_series(
 
 def counts_by_status(session: Session) -> dict[str, int]:
     return dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
+
+def recent_runs(session: Session, *, project_slug: str | None = None, limit: int = 200) -> list[Any]:
+    """The newest runs as (run, project) rows, of one project when a slug is given."""
+    query = select(Run, Project).join(Project, Project.id == Run.project_id)
+    if project_slug:
+        query = query.where(Project.slug == project_slug)
+    return list(session.execute(query.order_by(Run.id.desc()).limit(limit)).all())
+
+
+def recent_logs(session: Session, *, run_id: int, limit: int = 200) -> list[RunLog]:
+    """A run's last `limit` log lines, oldest first."""
+    logs = session.scalars(
+        select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.id.desc()).limit(limit)
+    ).all()
+    return list(reversed(logs))

@@ -186,3 +186,38 @@ def tick(session: Session) -> list[int]:
         created.append(run.id)
     session.flush()
     return created
+
+
+def overview(session: Session) -> list[tuple[Project, Schedule | None, int | None]]:
+    """Every project with its schedule (if any) and the judgments that schedule waits on."""
+    projects = session.scalars(select(Project).order_by(Project.name)).all()
+    by_project = {s.project_id: s for s in session.scalars(select(Schedule))}
+    return [
+        (p, by_project.get(p.id), pending(session, by_project[p.id]) if p.id in by_project else None)
+        for p in projects
+    ]
+
+
+def save(
+    session: Session,
+    *,
+    project: Project,
+    enabled: bool,
+    min_new_judgments: int,
+    method: RunKind,
+    base_model_id: int,
+    judge_model_id: int | None,
+) -> Schedule:
+    """Create or change a project's schedule; a change clears the last error it recorded."""
+    schedule = session.scalars(select(Schedule).where(Schedule.project_id == project.id)).one_or_none()
+    if schedule is None:
+        schedule = Schedule(project_id=project.id, config={})
+        session.add(schedule)
+    schedule.enabled = enabled
+    schedule.min_new_judgments = min_new_judgments
+    schedule.method = method
+    schedule.config = {k: v for k, v in (schedule.config or {}).items() if k != "last_error"} | {
+        "base_model_id": base_model_id,
+        "judge_model_id": judge_model_id,
+    }
+    return schedule

@@ -7,20 +7,28 @@ from app.web.routes import (
     evaluation,
     export,
     health,
+    models,
     projects,
     quality,
     rate,
     runs,
+    schedules,
+    tokens,
+    users,
 )
 
 routers = [
     auth.router,
     rate.router,
     projects.router,
+    users.router,
     runs.router,
+    models.router,
+    schedules.router,
     quality.router,
     evaluation.router,
     export.router,
+    tokens.router,
     api.router,
     health.router,
 ]

@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
 
-from app.auth import hash_password, password_problem, verify_password
-from app.models import Role, User
+from app.models import Role
 from app.models.types import utcnow
+from app.services import users
 from app.web.deps import CurrentUser, OptionalUser, SessionDep, verify_csrf
+from app.web.forms import LoginForm, PasswordForm
 from app.web.sessions import end_session, start_session
 from app.web.templating import render
 
@@ -46,15 +46,10 @@ def login_form(request: Request, user: OptionalUser, next: str | None = None) ->
 
 
 @router.post("/login", include_in_schema=False)
-def login(
-    request: Request,
-    session: SessionDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=256)],
-    next: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
+def login(request: Request, session: SessionDep, form: Annotated[LoginForm, Form()]) -> Response:
     throttle = request.app.state.login_throttle
     client = request.client.host if request.client else "unknown"
+    username, next = form.username, form.next
     wait = throttle.blocked_for(session, username, client)
     if wait:
         return render(
@@ -64,14 +59,8 @@ def login(
              "username": username, "next": next},
             status_code=429,
         )  # fmt: skip
-    user = session.scalars(
-        select(User).where(func.lower(User.username) == username.strip().lower())
-    ).one_or_none()
-    if (
-        not verify_password(user.password_hash if user else None, password)
-        or not (user and user.is_active)
-        or user.role == Role.judge  # AI labelers own judgments; they never sign in
-    ):
+    user = users.authenticate(session, username=username, password=form.password)
+    if user is None:
         throttle.record_failure(session, username, client)
         return render(
             request,
@@ -99,23 +88,10 @@ def password_form(request: Request, user: CurrentUser) -> Response:
 
 
 @router.post("/account/password", include_in_schema=False)
-def change_password(
-    request: Request,
-    session: SessionDep,
-    user: CurrentUser,
-    current_password: Annotated[str, Form(max_length=256)],
-    new_password: Annotated[str, Form(max_length=256)],
-    confirm_password: Annotated[str, Form(max_length=256)],
-) -> Response:
-    error = None
-    if not verify_password(user.password_hash, current_password):
-        error = "The current password is wrong."
-    elif new_password != confirm_password:
-        error = "The two new passwords differ."
-    elif new_password == current_password:
-        error = "Choose a password different from the current one."
-    else:
-        error = password_problem(new_password)
+def change_password(request: Request, user: CurrentUser, form: Annotated[PasswordForm, Form()]) -> Response:
+    error = users.change_password(
+        user, current=form.current_password, new=form.new_password, confirm=form.confirm_password
+    )
     if error:
         return render(
             request,
@@ -123,8 +99,5 @@ def change_password(
             {"forced": user.must_change_password, "error": error},
             status_code=422,
         )
-    user.password_hash = hash_password(new_password)
-    user.must_change_password = False
-    user.session_epoch += 1  # other sessions of this account end here
     start_session(request, user_id=user.id, epoch=user.session_epoch)
     return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)

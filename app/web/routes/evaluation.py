@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from app.models import ModelKind, ModelVersion
-from app.services import evaluation
-from app.web.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.models import ModelKind
+from app.services import evaluation, versions
+from app.web.deps import AdminUser, ProjectDep, SessionDep, verify_csrf
 from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["evaluation"], dependencies=[Depends(verify_csrf)])
@@ -44,19 +43,14 @@ def _figures(figures: dict[str, Any]) -> list[tuple[str, str, Any]]:
 @router.get("/projects/{slug}/leaderboard", include_in_schema=False)
 def leaderboard_page(
     request: Request,
-    slug: str,
     session: SessionDep,
     user: AdminUser,
+    project: ProjectDep,
     source: evaluation.Source = "human",
 ) -> Response:
-    project = project_or_404(session, slug)
     board = evaluation.leaderboard(session, project.id, source=source, rounds=LEADERBOARD_ROUNDS)
     results = evaluation.evaluate_results(session, project.id)
-    policies = session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.kind == ModelKind.policy)
-        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
-    ).all()
+    policies = versions.policies_by_creation(session)
     promoted = next((p for p in policies if p.promoted and p.project_id == project.id), None)
     newest = next((p for p in policies if p.project_id == project.id), None)
     challenger = promoted or newest or (policies[0] if policies else None)
@@ -82,12 +76,11 @@ def leaderboard_page(
 @router.get("/projects/{slug}/length-bias", include_in_schema=False)
 def length_bias_page(
     request: Request,
-    slug: str,
     session: SessionDep,
     user: AdminUser,
+    project: ProjectDep,
     source: evaluation.Source = "human",
 ) -> Response:
-    project = project_or_404(session, slug)
     labels = evaluation.label_length_bias(session, project.id, source=source)
     lengths = evaluation.policy_lengths(session, project.id)
     board = evaluation.leaderboard(session, project.id, source=source, rounds=LEADERBOARD_ROUNDS)
@@ -104,16 +97,7 @@ def length_bias_page(
             "raw win rate": [(n, row.win_rate) for n, row in ranked],
             "LC win rate": [(n, row.lc_win_rate) for n, row in ranked],
         }
-    parents = {v.parent_id for v in lengths if v.parent_id is not None}
-    names = (
-        dict(
-            session.execute(
-                select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(parents))
-            ).all()
-        )
-        if parents
-        else {}
-    )
+    names = versions.names(session, {v.parent_id for v in lengths if v.parent_id is not None})
     reward_models = [
         (v, _figures(v.figures))
         for v in evaluation.evaluated_versions(session, project.id)

@@ -1,22 +1,21 @@
-"""The researcher's export page (form, preview, download) and the API-token page."""
+"""The researcher's export page (form, preview, download), and the streaming download the API
+shares."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Project
 from app.schemas.export import ComparisonExport, DemoExport
-from app.services import exporting, tokens
+from app.services import exporting, projects
 from app.services.exporting.columns import ExportError
 from app.services.exporting.prepare import PreparedExport
-from app.web.deps import SessionDep, SettingsDep, StaffUser, verify_csrf
+from app.web.deps import SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
 from app.web.templating import render
 
 router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])
@@ -28,13 +27,6 @@ _MEDIA = {
     ".parquet": "application/vnd.apache.parquet",
     ".zip": "application/zip",
 }
-
-
-def project_or_404(session: Session, slug: str) -> Project:
-    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
-    if project is None:
-        raise HTTPException(404, "No project with this name.")
-    return project
 
 
 def builder(
@@ -108,8 +100,11 @@ def _errors(error: ValidationError) -> list[str]:
 
 
 def _page_context(session: Session) -> dict[str, Any]:
-    projects = list(session.scalars(select(Project).order_by(Project.name)))
-    return {"projects": projects, "comparison_defaults": ComparisonExport(), "demo_defaults": DemoExport()}
+    return {
+        "projects": projects.list_projects(session),
+        "comparison_defaults": ComparisonExport(),
+        "demo_defaults": DemoExport(),
+    }
 
 
 @router.get("/export", include_in_schema=False)
@@ -152,43 +147,3 @@ def download_export(
     except ExportError as error:
         message = str(error)
     return render(request, "error.html", {"title": "Invalid export", "message": message}, status_code=422)
-
-
-# --- API tokens -------------------------------------------------------------------------------
-
-
-def _tokens_page(
-    request: Request, session: Session, user: Any, *, secret: str | None = None, error: str | None = None,
-    status_code: int = 200,
-) -> Response:  # fmt: skip
-    return render(
-        request,
-        "account/tokens.html",
-        {"tokens": tokens.list_tokens(session, user=user), "secret": secret, "error": error},
-        status_code=status_code,
-    )
-
-
-@router.get("/account/tokens", include_in_schema=False)
-def list_tokens(request: Request, session: SessionDep, user: StaffUser) -> Response:
-    return _tokens_page(request, session, user)
-
-
-@router.post("/account/tokens", include_in_schema=False)
-def create_token(
-    request: Request, session: SessionDep, user: StaffUser, name: Annotated[str, Form(max_length=200)] = ""
-) -> Response:
-    try:
-        _, secret = tokens.create_token(session, user=user, name=name)
-    except tokens.TokenError as error:
-        return _tokens_page(request, session, user, error=str(error), status_code=422)
-    return _tokens_page(request, session, user, secret=secret)
-
-
-@router.post("/account/tokens/{token_id}/revoke", include_in_schema=False)
-def revoke_token(request: Request, token_id: int, session: SessionDep, user: StaffUser) -> Response:
-    try:
-        tokens.revoke_token(session, user=user, token_id=token_id)
-    except tokens.TokenError as error:
-        raise HTTPException(404, str(error)) from None
-    return _tokens_page(request, session, user)

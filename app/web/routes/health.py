@@ -1,9 +1,11 @@
+"""Liveness for load balancers, and the favicon browsers ask for."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
-from sqlalchemy import text
 
+from app.db import ping
 from app.web.deps import SessionDep
 
 router = APIRouter(tags=["health"])
@@ -12,7 +14,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 def read_health(session: SessionDep) -> dict[str, str]:
     """Liveness and database reachability (for load balancers and `rlhf up`)."""
-    session.execute(text("SELECT 1"))
+    ping(session)
     return {"status": "ok"}
 
 

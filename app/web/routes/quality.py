@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from app.models import Choice, User
 from app.services import quality
 from app.web.charts import bar_chart
-from app.web.deps import AdminUser, SessionDep, project_or_404, verify_csrf
+from app.web.deps import AdminUser, ProjectDep, SessionDep, verify_csrf
+from app.web.forms import DisputeForm, NextForm
 from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["quality"], dependencies=[Depends(verify_csrf)])
@@ -81,8 +82,7 @@ def _project_figures(report: quality.ProjectQuality) -> list[Markup]:
 
 
 @router.get("/projects/{slug}/quality", include_in_schema=False)
-def quality_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = project_or_404(session, slug)
+def quality_page(request: Request, session: SessionDep, user: AdminUser, project: ProjectDep) -> Response:
     report = quality.project_quality(session, project)
     figures = _project_figures(report) if not report.empty else []
     return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures})
@@ -97,8 +97,7 @@ def _activity_figures(raters: list[quality.RaterQuality]) -> list[Markup]:
 
 
 @router.get("/projects/{slug}/raters", include_in_schema=False)
-def raters_page(request: Request, slug: str, session: SessionDep, user: AdminUser) -> Response:
-    project = project_or_404(session, slug)
+def raters_page(request: Request, session: SessionDep, user: AdminUser, project: ProjectDep) -> Response:
     raters = quality.rater_report(session, project)
     return render(
         request,
@@ -122,14 +121,13 @@ def raters_page(request: Request, slug: str, session: SessionDep, user: AdminUse
 @router.get("/projects/{slug}/disputes", include_in_schema=False)
 def disputes_page(
     request: Request,
-    slug: str,
     session: SessionDep,
     user: AdminUser,
+    project: ProjectDep,
     status: Annotated[str, Query(pattern="^(unresolved|resolved|all)$")] = "unresolved",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     scope: Annotated[str, Query(pattern="^(split|any)$")] = "split",
 ) -> Response:
-    project = project_or_404(session, slug)
     result = quality.disputes(session, project, status=status, page=page, scope=scope)  # type: ignore[arg-type]
     return render(
         request,
@@ -146,26 +144,19 @@ def disputes_page(
 
 @router.post("/projects/{slug}/disputes/{comparison_id}", include_in_schema=False)
 def resolve_dispute(
-    request: Request,
-    slug: str,
     comparison_id: int,
     session: SessionDep,
     user: AdminUser,
-    action: Annotated[str, Form(pattern="^(resolve|clear)$")] = "resolve",
-    choice: Annotated[str, Form(max_length=8)] = "",
-    note: Annotated[str, Form(max_length=quality.MAX_NOTE_CHARS)] = "",
-    status: Annotated[str, Form(pattern="^(unresolved|resolved|all)$")] = "unresolved",
-    page: Annotated[int, Form(ge=1, le=1_000_000)] = 1,
-    scope: Annotated[str, Form(pattern="^(split|any)$")] = "split",
+    project: ProjectDep,
+    form: Annotated[DisputeForm, Form()],
 ) -> Response:
-    project = project_or_404(session, slug)
     try:
         comparison = quality.resolve(
             session,
             project=project,
             comparison_id=comparison_id,
-            choice=None if action == "clear" else choice,
-            note=note,
+            choice=None if form.action == "clear" else form.choice,
+            note=form.note,
             admin_id=user.id,
         )
     except quality.QualityError as error:
@@ -173,7 +164,7 @@ def resolve_dispute(
     if comparison is None:
         raise HTTPException(404, "No such pair in this project.")
     target = (
-        f"/admin/projects/{project.slug}/disputes?status={status}&scope={scope}&page={page}"
+        f"/admin/projects/{project.slug}/disputes?status={form.status}&scope={form.scope}&page={form.page}"
         f"&resolved={comparison_id}"
     )
     return RedirectResponse(f"{target}#pair-{comparison_id}", status_code=303)
@@ -193,13 +184,13 @@ def _set_paused(session: Session, user_id: int, paused: bool, next_url: str) -> 
 
 @router.post("/raters/{user_id}/pause", include_in_schema=False)
 def pause_rater(
-    user_id: int, session: SessionDep, user: AdminUser, next: Annotated[str, Form(max_length=300)] = ""
+    user_id: int, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
 ) -> Response:
-    return _set_paused(session, user_id, True, next)
+    return _set_paused(session, user_id, True, form.next)
 
 
 @router.post("/raters/{user_id}/resume", include_in_schema=False)
 def resume_rater(
-    user_id: int, session: SessionDep, user: AdminUser, next: Annotated[str, Form(max_length=300)] = ""
+    user_id: int, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
 ) -> Response:
-    return _set_paused(session, user_id, False, next)
+    return _set_paused(session, user_id, False, form.next)

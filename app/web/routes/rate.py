@@ -5,29 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Project, User
-from app.services import rating
+from app.services import projects, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
-from app.web.deps import RaterUser, SessionDep, SettingsDep, verify_csrf
+from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
+from app.web.forms import AssignmentForm, JudgmentForm
 from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
 
 FLAG_KEYS = "qwertyio"  # flag n is toggled by FLAG_KEYS[n]
-
-
-def _project(session: Session, slug: str) -> Project:
-    project = session.scalars(
-        select(Project).where(Project.slug == slug, Project.is_active.is_(True))
-    ).one_or_none()
-    if project is None:
-        raise HTTPException(404, "No active project with this name.")
-    return project
 
 
 def _workbench(
@@ -74,10 +65,10 @@ def _after_post(request: Request, slug: str) -> Response | None:
 
 @router.get("", include_in_schema=False)
 def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Response:
-    projects = session.scalars(
-        select(Project).where(Project.is_active.is_(True)).order_by(Project.name)
-    ).all()
-    rows = [(p, rating.progress(session, project=p, rater_id=user.id)) for p in projects]
+    rows = [
+        (p, rating.progress(session, project=p, rater_id=user.id))
+        for p in projects.list_projects(session, active_only=True)
+    ]
     open_rows = [row for row in rows if row[1].remaining > 0]
     if len(open_rows) == 1 and len(rows) == 1:
         return RedirectResponse(f"/rate/{open_rows[0][0].slug}", status_code=303)
@@ -85,8 +76,7 @@ def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Res
 
 
 @router.get("/{slug}", include_in_schema=False)
-def rate_page(request: Request, slug: str, session: SessionDep, user: RaterUser) -> Response:
-    project = _project(session, slug)
+def rate_page(request: Request, session: SessionDep, user: RaterUser, project: ActiveProjectDep) -> Response:
     undone = request.session.pop("undone", None)
     if undone:
         previous = JudgmentInput(**{**undone, "flags": tuple(undone["flags"])})
@@ -100,24 +90,20 @@ def rate_page(request: Request, slug: str, session: SessionDep, user: RaterUser)
 @router.post("/{slug}/judgments", include_in_schema=False)
 def submit_judgment(
     request: Request,
-    slug: str,
     session: SessionDep,
     user: RaterUser,
-    assignment_id: Annotated[int, Form()],
-    pick: Annotated[int | None, Form()] = None,
-    both_bad: Annotated[bool, Form()] = False,
-    flags: Annotated[list[str] | None, Form()] = None,
-    rationale: Annotated[str, Form(max_length=20_000)] = "",
+    project: ActiveProjectDep,
+    form: Annotated[JudgmentForm, Form()],
 ) -> Response:
-    project = _project(session, slug)
+    slug = project.slug
     data = JudgmentInput(
-        assignment_id=assignment_id,
-        pick=pick if pick is not None else 99,
-        both_bad=both_bad,
-        flags=tuple(flags or ()),
-        rationale=rationale,
+        assignment_id=form.assignment_id,
+        pick=form.pick if form.pick is not None else 99,
+        both_bad=form.both_bad,
+        flags=tuple(form.flags or ()),
+        rationale=form.rationale,
     )
-    if pick is None:
+    if form.pick is None:
         error: str | None = "Choose which response is better first (keys shown under the choices)."
         return _workbench(request, session, project, user.id, error=error, previous=data, status_code=422)
     try:
@@ -140,14 +126,14 @@ def submit_judgment(
 @router.post("/{slug}/skip", include_in_schema=False)
 def skip_pair(
     request: Request,
-    slug: str,
     session: SessionDep,
     user: RaterUser,
-    assignment_id: Annotated[int, Form()],
+    project: ActiveProjectDep,
+    form: Annotated[AssignmentForm, Form()],
 ) -> Response:
-    project = _project(session, slug)
+    slug = project.slug
     try:
-        rating.skip(session, project=project, rater_id=user.id, assignment_id=assignment_id)
+        rating.skip(session, project=project, rater_id=user.id, assignment_id=form.assignment_id)
     except RatingError as problem:
         return _workbench(
             request, session, project, user.id, notice=str(problem), status_code=problem.status_code,
@@ -158,9 +144,9 @@ def skip_pair(
 
 @router.post("/{slug}/undo", include_in_schema=False)
 def undo_judgment(
-    request: Request, slug: str, session: SessionDep, settings: SettingsDep, user: RaterUser
+    request: Request, session: SessionDep, settings: SettingsDep, user: RaterUser, project: ActiveProjectDep
 ) -> Response:
-    project = _project(session, slug)
+    slug = project.slug
     undone = rating.undo_last(
         session,
         project=project,

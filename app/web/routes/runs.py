@@ -1,21 +1,21 @@
-"""The training dashboard: launch, watch, cancel and retry runs; the model registry; schedules."""
+"""The training dashboard: launch, watch, cancel and retry runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ModelKind, ModelVersion, Project, Run, RunKind, RunLog, Schedule
+from app.models import ModelKind, ModelVersion, Project, Run, RunKind
 from app.queue import revoke, send_run
-from app.run_kinds import DEFAULT_KIND, KINDS, loop_methods
-from app.services import registry
-from app.services.runs import lifecycle, schedules
+from app.run_kinds import DEFAULT_KIND, KINDS
+from app.services import projects, versions
+from app.services.runs import lifecycle
 from app.services.runs.records import RunError
 from app.web.deps import AdminUser, SessionDep, verify_csrf
+from app.web.forms import RunForm, int_or_none
 from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(verify_csrf)])
@@ -44,14 +44,15 @@ def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[d
     return fields
 
 
-def _form_config(kind: RunKind, form: Any) -> dict[str, Any]:
+def _form_config(kind: RunKind, form: RunForm) -> dict[str, Any]:
     """Form strings to config values; pydantic converts and validates them."""
+    values = form.config_values()
     config: dict[str, Any] = {}
     for name, info in KINDS[kind].config.model_fields.items():
         if info.annotation is bool:
-            config[name] = form.get(name) == "true"
+            config[name] = values.get(name) == "true"
             continue
-        raw = form.get(name)
+        raw = values.get(name)
         if raw is None or str(raw).strip() == "":
             continue
         config[name] = str(raw).strip()
@@ -65,20 +66,9 @@ def _run_or_404(session: Session, run_id: int) -> Run:
     return run
 
 
-def _models(session: Session, kind: ModelKind) -> list[ModelVersion]:
-    return list(
-        session.scalars(
-            select(ModelVersion).where(ModelVersion.kind == kind).order_by(ModelVersion.id.desc())
-        )
-    )
-
-
 @router.get("/runs", include_in_schema=False)
 def list_runs(request: Request, session: SessionDep, user: AdminUser, project: str | None = None) -> Response:
-    query = select(Run, Project).join(Project, Project.id == Run.project_id)
-    if project:
-        query = query.where(Project.slug == project)
-    rows = session.execute(query.order_by(Run.id.desc()).limit(200)).all()
+    rows = lifecycle.recent_runs(session, project_slug=project)
     return render(
         request,
         "runs/index.html",
@@ -102,12 +92,13 @@ def _launch_page(
     errors: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    policies, rewards = _models(session, ModelKind.policy), _models(session, ModelKind.reward)
+    policies = versions.list_versions(session, ModelKind.policy)
+    rewards = versions.list_versions(session, ModelKind.reward)
     context = {
         "kind": kind,
         "title": KIND_TITLES[kind],
         "kinds": KIND_TITLES,
-        "projects": session.scalars(select(Project).order_by(Project.name)).all(),
+        "projects": projects.list_projects(session),
         "policies": policies,
         "rewards": rewards,
         # The models held on the run's columns: a select each, of versions of the right kind.
@@ -122,20 +113,21 @@ def _launch_page(
 
 
 @router.post("/runs", include_in_schema=False)
-async def create_run(request: Request, session: SessionDep, user: AdminUser) -> Response:
-    form = await request.form()
+def create_run(
+    request: Request, session: SessionDep, user: AdminUser, form: Annotated[RunForm, Form()]
+) -> Response:
     try:
-        kind = RunKind(str(form.get("kind")))
+        kind = RunKind(form.kind)
     except ValueError:
         raise HTTPException(422, "kind: unknown run kind") from None
     config = _form_config(kind, form)
     state = {
-        "project": form.get("project"),
-        "base_model_id": form.get("base_model_id"),
-        "reward_model_id": form.get("reward_model_id"),
+        "project": form.project or None,
+        "base_model_id": form.base_model_id or None,
+        "reward_model_id": form.reward_model_id or None,
         "config": config,
     }
-    project = session.scalars(select(Project).where(Project.slug == form.get("project"))).one_or_none()
+    project = projects.get_project(session, form.project)
     try:
         if project is None:
             raise RunError("choose a project")
@@ -144,8 +136,8 @@ async def create_run(request: Request, session: SessionDep, user: AdminUser) -> 
             project=project,
             kind=kind,
             config=config,
-            base_model_id=_int_or_none(form.get("base_model_id")),
-            reward_model_id=_int_or_none(form.get("reward_model_id")),
+            base_model_id=int_or_none(form.base_model_id),
+            reward_model_id=int_or_none(form.reward_model_id),
             created_by_id=user.id,
         )
     except RunError as error:
@@ -156,17 +148,10 @@ async def create_run(request: Request, session: SessionDep, user: AdminUser) -> 
     return RedirectResponse(f"/admin/runs/{run.id}", status_code=303)
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if value not in (None, "") and str(value).isdigit() else None
-
-
 def _status_context(session: Session, run: Run) -> dict[str, Any]:
-    logs = session.scalars(
-        select(RunLog).where(RunLog.run_id == run.id).order_by(RunLog.id.desc()).limit(200)
-    ).all()
     return {
         "run": run,
-        "logs": list(reversed(logs)),
+        "logs": lifecycle.recent_logs(session, run_id=run.id),
         "percent": (100.0 * run.step / run.total_steps) if run.total_steps else None,
         "output": session.get(ModelVersion, run.output_model_id) if run.output_model_id else None,
     }
@@ -234,76 +219,3 @@ def retry_run(request: Request, run_id: int, session: SessionDep, user: AdminUse
     session.commit()
     again.celery_task_id = send_run(again.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{again.id}", status_code=303)
-
-
-@router.get("/models", include_in_schema=False)
-def list_models(request: Request, session: SessionDep, user: AdminUser) -> Response:
-    models = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
-    names = {m.id: m.name for m in models}
-    return render(request, "runs/models.html", {"models": models, "names": names})
-
-
-@router.post("/models/{model_id}/promote", include_in_schema=False)
-def promote_model(model_id: int, session: SessionDep, user: AdminUser) -> Response:
-    model = session.get(ModelVersion, model_id)
-    if model is None:
-        raise HTTPException(404, "No such model version.")
-    registry.promote(session, model=model)
-    return RedirectResponse("/admin/models", status_code=303)
-
-
-@router.get("/schedules", include_in_schema=False)
-def list_schedules(request: Request, session: SessionDep, user: AdminUser) -> Response:
-    projects = session.scalars(select(Project).order_by(Project.name)).all()
-    by_project = {s.project_id: s for s in session.scalars(select(Schedule))}
-    rows = [
-        (
-            p,
-            by_project.get(p.id),
-            schedules.pending(session, by_project[p.id]) if p.id in by_project else None,
-        )
-        for p in projects
-    ]
-    return render(
-        request,
-        "runs/schedules.html",
-        {
-            "rows": rows,
-            "policies": _models(session, ModelKind.policy),
-            "judges": _models(session, ModelKind.reward) + _models(session, ModelKind.policy),
-            "saved": request.query_params.get("saved"),
-        },
-    )
-
-
-@router.post("/schedules", include_in_schema=False)
-async def save_schedule(request: Request, session: SessionDep, user: AdminUser) -> Response:
-    form = await request.form()
-    project = session.scalars(select(Project).where(Project.slug == form.get("project"))).one_or_none()
-    if project is None:
-        raise HTTPException(422, "project: no such project")
-    try:
-        minimum = int(str(form.get("min_new_judgments", "")))
-        method = RunKind(str(form.get("method")))
-        if minimum < 1 or method not in loop_methods():
-            raise ValueError
-    except ValueError:
-        raise HTTPException(422, "min_new_judgments: a positive number; method: ppo or dpo") from None
-    base_model_id = _int_or_none(form.get("base_model_id"))
-    if base_model_id is None or session.get(ModelVersion, base_model_id) is None:
-        raise HTTPException(422, "base_model_id: choose the policy to start from")
-    judge_model_id = _int_or_none(form.get("judge_model_id"))
-    if judge_model_id is not None and session.get(ModelVersion, judge_model_id) is None:
-        raise HTTPException(422, "judge_model_id: no such model version")
-    schedule = session.scalars(select(Schedule).where(Schedule.project_id == project.id)).one_or_none()
-    if schedule is None:
-        schedule = Schedule(project_id=project.id, config={})
-        session.add(schedule)
-    schedule.enabled = form.get("enabled") == "true"
-    schedule.min_new_judgments = minimum
-    schedule.method = method
-    schedule.config = {k: v for k, v in (schedule.config or {}).items() if k != "last_error"} | {
-        "base_model_id": base_model_id,
-        "judge_model_id": judge_model_id,
-    }
-    return RedirectResponse("/admin/schedules?saved=1", status_code=303)

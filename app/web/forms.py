@@ -1,0 +1,150 @@
+"""The HTML forms the pages post, one pydantic model each, read by routes as
+`Annotated[Model, Form()]`.
+
+Field limits are checked by FastAPI before a route runs (422 naming the field). Fields that the
+services validate with their own messages stay strings here, exactly as typed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Role
+from app.services.quality import MAX_NOTE_CHARS
+
+
+class LoginForm(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+    next: str = Field("", max_length=2000)
+
+
+class PasswordForm(BaseModel):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256)
+    confirm_password: str = Field(max_length=256)
+
+
+class ProjectForm(BaseModel):
+    """The fields a project's form shares between creating and editing."""
+
+    name: str = Field(max_length=200)
+    instructions: str = Field("", max_length=50_000)
+    overlap: str = Field("1", max_length=5)
+    scale: str = Field("five", max_length=10)
+    flags: str = Field("", max_length=2000)
+    rationale_required: bool = False
+    lease_minutes: str = Field("15", max_length=6)
+    gold_percent: str = Field("0", max_length=6)
+    max_overlap: str = Field("", max_length=5)
+    split_threshold: str = Field("0.66", max_length=6)
+    judge_rubric: str = Field("", max_length=50_000)
+
+    def project_fields(self) -> dict[str, object]:
+        """The values for ProjectCreate/ProjectUpdate: minutes and percents converted where they
+        are numbers; anything else is left as typed, so that pydantic names the field."""
+        lease: object = self.lease_minutes
+        if self.lease_minutes.strip().isdigit():
+            lease = int(self.lease_minutes) * 60
+        gold: object = self.gold_percent
+        with contextlib.suppress(ValueError):
+            gold = float(self.gold_percent or 0) / 100
+        return {
+            "gold_rate": gold,
+            "max_overlap": self.max_overlap.strip() or None,
+            "split_threshold": self.split_threshold,
+            "judge_rubric": self.judge_rubric,
+            "name": self.name,
+            "instructions": self.instructions,
+            "overlap": self.overlap,
+            "scale": self.scale,
+            "flags": [f for line in self.flags.splitlines() for f in line.split(",")],
+            "rationale_required": self.rationale_required,
+            "lease_seconds": lease,
+        }
+
+
+class ProjectCreateForm(ProjectForm):
+    slug: str = Field(max_length=63)
+
+
+class ProjectUpdateForm(ProjectForm):
+    is_active: bool = False
+
+
+class ImportForm(BaseModel):
+    kind: str = Field(pattern="^(prompts|pairs|demos|preferences)$")
+
+
+class UserForm(BaseModel):
+    username: str = Field(max_length=64)
+    role: Role = Role.rater
+
+
+class ActiveForm(BaseModel):
+    active: bool = False
+
+
+class JudgmentForm(BaseModel):
+    assignment_id: int
+    pick: int | None = None
+    both_bad: bool = False
+    flags: list[str] | None = None
+    rationale: str = Field("", max_length=20_000)
+
+
+class AssignmentForm(BaseModel):
+    assignment_id: int
+
+
+class DisputeForm(BaseModel):
+    action: str = Field("resolve", pattern="^(resolve|clear)$")
+    choice: str = Field("", max_length=8)
+    note: str = Field("", max_length=MAX_NOTE_CHARS)
+    status: str = Field("unresolved", pattern="^(unresolved|resolved|all)$")
+    page: int = Field(1, ge=1, le=1_000_000)
+    scope: str = Field("split", pattern="^(split|any)$")
+
+
+class NextForm(BaseModel):
+    next: str = Field("", max_length=300)
+
+
+class TokenForm(BaseModel):
+    name: str = Field("", max_length=200)
+
+
+class RunForm(BaseModel):
+    """The launch form. The run kind's config fields vary by kind: they arrive as extra fields
+    (`config_values`), converted and validated by the kind's config schema."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = ""
+    project: str = ""
+    base_model_id: str = ""
+    reward_model_id: str = ""
+
+    def config_values(self) -> dict[str, Any]:
+        """The extra fields by name (a repeated field: its last value, as forms read it)."""
+        return {
+            name: value[-1] if isinstance(value, list) else value
+            for name, value in (self.model_extra or {}).items()
+        }
+
+
+class ScheduleForm(BaseModel):
+    project: str = ""
+    min_new_judgments: str = ""
+    method: str = ""
+    base_model_id: str = ""
+    judge_model_id: str = ""
+    enabled: str = ""
+
+
+def int_or_none(value: str | None) -> int | None:
+    """A form's id field: a number, or None when empty or not a number."""
+    return int(value) if value and value.isdigit() else None

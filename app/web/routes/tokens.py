@@ -1,0 +1,54 @@
+"""API tokens: a researcher's or an admin's own, created (shown once) and revoked."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from app.models import User
+from app.services import tokens
+from app.web.deps import SessionDep, StaffUser, verify_csrf
+from app.web.forms import TokenForm
+from app.web.templating import render
+
+router = APIRouter(prefix="/account/tokens", tags=["tokens"], dependencies=[Depends(verify_csrf)])
+
+
+def _tokens_page(
+    request: Request, session: Session, user: User, *, secret: str | None = None, error: str | None = None,
+    status_code: int = 200,
+) -> Response:  # fmt: skip
+    return render(
+        request,
+        "account/tokens.html",
+        {"tokens": tokens.list_tokens(session, user=user), "secret": secret, "error": error},
+        status_code=status_code,
+    )
+
+
+@router.get("", include_in_schema=False)
+def list_tokens(request: Request, session: SessionDep, user: StaffUser) -> Response:
+    return _tokens_page(request, session, user)
+
+
+@router.post("", include_in_schema=False)
+def create_token(
+    request: Request, session: SessionDep, user: StaffUser, form: Annotated[TokenForm, Form()]
+) -> Response:
+    try:
+        _, secret = tokens.create_token(session, user=user, name=form.name)
+    except tokens.TokenError as error:
+        return _tokens_page(request, session, user, error=str(error), status_code=422)
+    return _tokens_page(request, session, user, secret=secret)
+
+
+@router.post("/{token_id}/revoke", include_in_schema=False)
+def revoke_token(request: Request, token_id: int, session: SessionDep, user: StaffUser) -> Response:
+    try:
+        tokens.revoke_token(session, user=user, token_id=token_id)
+    except tokens.TokenError as error:
+        raise HTTPException(404, str(error)) from None
+    return _tokens_page(request, session, user)
