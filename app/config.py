@@ -31,11 +31,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. Default: sqlite:///<DATA_DIR>/rlhf.db. "
         "PostgreSQL: postgresql+psycopg://user@host:5432/db",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis, for Celery.")
     broker_url: str = Field(
         "",
         description="Celery broker. Default: kombu's SQLAlchemy transport on a SQLite file "
-        "under DATA_DIR (no Redis needed); set it to REDIS_URL's value in production.",
+        "under DATA_DIR (no Redis needed); set it to a Redis URL in production.",
     )
     secret_key: str = Field(
         DEV_SECRET_KEY, description="Signs session cookies and CSRF tokens. Required in production."
@@ -55,9 +54,6 @@ class Settings(BaseSettings):
     session_max_age_s: int = Field(14 * 24 * 3600, description="Session cookie lifetime.")
     https_only: bool | None = Field(
         None, description="Mark cookies Secure. Default: on in production, off otherwise."
-    )
-    default_lease_s: int = Field(
-        15 * 60, description="How long a pair stays reserved for the rater it was shown to."
     )
     undo_window_s: int = Field(15 * 60, description="How long after a judgment undo is allowed.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted import file.")

@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base
 from app.models.types import JSONType, UTCDateTime, enum_column, utcnow
 
+# How long a shown pair stays reserved for its rater unless the project says otherwise.
+DEFAULT_LEASE_SECONDS = 15 * 60
+
 
 class Scale(enum.StrEnum):
     """How finely a rater can say which response is better."""
@@ -38,7 +41,7 @@ class Project(Base):
     scale: Mapped[Scale] = mapped_column(enum_column(Scale), default=Scale.five)
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     rationale_required: Mapped[bool] = mapped_column(Boolean, default=False)
-    lease_seconds: Mapped[int] = mapped_column(Integer, default=900)
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_LEASE_SECONDS)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -5,6 +5,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.models import Scale
+from app.models.project import DEFAULT_LEASE_SECONDS
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -18,7 +19,7 @@ class ProjectBase(BaseModel):
     scale: Scale = Scale.five
     flags: list[str] = Field(default_factory=list, max_length=8)
     rationale_required: bool = False
-    lease_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
+    lease_seconds: int = Field(DEFAULT_LEASE_SECONDS, ge=30, le=7 * 24 * 3600)
     gold_rate: float = Field(
         0.0, ge=0, le=1, description="Share of claims that draw a gold pair the rater has not seen."
     )
