@@ -196,9 +196,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=160,
         help="token limit for each completion (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=8, help="prompts per batch (default: %(default)s)"
-    )
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (default: %(default)s)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -276,8 +274,7 @@ def generate(
     completions: list[str] = []
     for batch in batches(conversations, batch_size):
         prompts = [
-            tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-            for conv in batch
+            tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False) for conv in batch
         ]
         # The chat template already adds the special tokens it needs.
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -394,8 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_jsonl(args.out, records)
 
     print(
-        f"Wrote {len(records)} lines to {args.out} "
-        f"({skipped} pairs skipped, generation took {elapsed:.1f}s)",
+        f"Wrote {len(records)} lines to {args.out} ({skipped} pairs skipped, generation took {elapsed:.1f}s)",
         file=sys.stderr,
     )
     return 0

@@ -13,7 +13,5 @@ def test_app_imports_without_torch() -> None:
         "print(','.join(heavy))"
     )
     env = {"SECRET_KEY": "x" * 40, "ENVIRONMENT": "test", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "", f"app/ imported {out.stdout.strip()}"

@@ -34,4 +34,3 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path) -> None:  # type: igno
     assert current_revision(url) is None
     upgrade(url)
     assert current_revision(url) == head_revision(url)
-

@@ -35,9 +35,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("extra_raters", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("resolved_choice", _CHOICE, nullable=True))
         batch.add_column(sa.Column("resolved_by_id", sa.Integer(), nullable=True))
-        batch.add_column(
-            sa.Column("resolved_at", app.models.types.UTCDateTime(timezone=True), nullable=True)
-        )
+        batch.add_column(sa.Column("resolved_at", app.models.types.UTCDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("resolution_note", sa.Text(), nullable=False, server_default=""))
         batch.create_foreign_key(
             "fk_comparisons_resolved_by_id_users", "users", ["resolved_by_id"], ["id"], ondelete="SET NULL"

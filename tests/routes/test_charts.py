@@ -15,9 +15,7 @@ def _parse(svg: str) -> ET.Element:
     return ET.fromstring(svg)  # raises on malformed markup
 
 
-@pytest.mark.parametrize(
-    ("low", "high"), [(0, 1), (0, 0.37), (-3, 7), (5, 5), (0, 12345), (0.9, 1.0)]
-)
+@pytest.mark.parametrize(("low", "high"), [(0, 1), (0, 0.37), (-3, 7), (5, 5), (0, 12345), (0.9, 1.0)])
 def test_ticks_cover_the_range_with_round_steps(low: float, high: float) -> None:
     ticks = nice_ticks(low, high)
     assert ticks[0] <= low and ticks[-1] >= high

@@ -101,6 +101,7 @@ def test_concurrent_raters_with_adaptive_overlap(pg_url: str) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
+
     # A rater who found nothing while another's vote was widening a pair sees it on the next
     # visit: the raters come back, one after the other, until a round stores nothing.
     def stored_count() -> int:
