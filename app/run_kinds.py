@@ -1,6 +1,8 @@
 """The run kinds, each declared once: its config schema, its title and description, what its
-snapshot selects, the model versions it is given, what it stores on success, and whether it
-trains through the (possibly multi-process) trainer launch or runs in one process.
+snapshot selects, the model versions it is given, what it stores on success, whether it
+trains through the (possibly multi-process) trainer launch or runs in one process, and how big
+a run is (`Sizing`: the work it does on its data, the defaults a CPU worker gets, the data size
+below which its figures mean little).
 
 This is the torch-free half of the table; the service (app/services/runs/), the CLI
 (`rlhf train <kind>`), the launch form and the retraining schedules read it. The torch half,
@@ -10,8 +12,8 @@ worker/methods.py, says how a kind's data is built and which trainer entry point
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -70,6 +72,46 @@ class ModelInput:
         return self.field.removesuffix("_id").removesuffix("_model")
 
 
+# Device classes: a worker's device (app/services/workers.py) is "cpu", or a GPU ("cuda:…", "mps").
+CPU, GPU = "cpu", "gpu"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How much work a run of a kind is, and what a worker of each device class should be given.
+
+    `work(config, n)` is the number of `unit`s a run does on `n` items of its data (pairs after
+    aggregation, demonstrations, prompts...); a worker's speed is measured in seconds per unit
+    (plus a fixed overhead: loading the model, tokenising), so that an estimate follows the
+    config and the data size. `prior` is the speed assumed per device class before a worker has
+    finished a run of the kind: rough figures for a small (~135M parameters) model, on the slow
+    side. `cpu_defaults` replace the config schema's defaults (which suit a GPU) when the worker
+    that will train has no GPU. Below `min_data` items of data (`data` names them) the run's
+    figures mean little: the launch form and the run page say so.
+    """
+
+    unit: str
+    work: Callable[[Mapping[str, Any], int], float]
+    data: str
+    prior: Mapping[str, tuple[float, float]]  # device class -> (overhead seconds, seconds per unit)
+    cpu_defaults: Mapping[str, Any] = field(default_factory=dict)
+    min_data: int = 0
+
+
+def _examples_trained(config: Mapping[str, Any], n: int) -> float:
+    """Examples a trainer steps through: max_steps full batches (it cycles the data), or the
+    epochs over the data that is not held out."""
+    if config.get("max_steps", -1) > 0:
+        batch = config["batch_size"] * config.get("gradient_accumulation_steps", 1)
+        return float(config["max_steps"] * batch)
+    return n * (1 - config.get("eval_fraction", 0.0)) * config["epochs"]
+
+
+def _tokens_generated(config: Mapping[str, Any], n: int) -> float:
+    """Two completions per prompt (two samples, or the policy and the version it is compared with)."""
+    return float(n * 2 * config["max_new_tokens"])
+
+
 @dataclass(frozen=True)
 class KindSpec:
     kind: RunKind
@@ -80,6 +122,7 @@ class KindSpec:
     inputs: tuple[ModelInput, ...]
     produces: ModelKind | None  # the kind of version the registry registers; None: registers none
     distributed: bool  # trains through worker.training.launch (one or several processes)
+    sizing: Sizing
     loop_method: bool = False  # a schedule may use it to improve the policy (reward -> it -> generate)
 
     @property
@@ -107,18 +150,27 @@ KINDS: dict[RunKind, KindSpec] = {
             RunKind.sft, SFTConfig, "Supervised fine-tuning",
             "Supervised fine-tuning on the project's demonstrations.",
             Selects.demonstrations, (_base("Base model"),), ModelKind.policy, distributed=True,
+            sizing=Sizing("examples", _examples_trained, "demonstrations", min_data=20,
+                          prior={CPU: (60, 3.0), GPU: (30, 0.05)},
+                          cpu_defaults={"batch_size": 4, "max_length": 512}),
         ),
         KindSpec(
             RunKind.reward, RewardConfig, "Reward model",
             "A reward model on the project's judgments (held-out accuracy on a split by prompt).",
             Selects.judgments, (_base("Initialise the reward model from"),), ModelKind.reward,
             distributed=True,
+            sizing=Sizing("pairs", _examples_trained, "pairs", min_data=50,
+                          prior={CPU: (60, 8.0), GPU: (30, 0.1)},
+                          cpu_defaults={"batch_size": 4, "max_length": 512}),
         ),
         KindSpec(
             RunKind.dpo, DPOConfig, "DPO",
             "Direct preference optimisation of a policy on the project's judgments.",
             Selects.judgments, (_base("Base model"),), ModelKind.policy, distributed=True,
             loop_method=True,
+            sizing=Sizing("pairs", _examples_trained, "pairs", min_data=50,
+                          prior={CPU: (90, 25.0), GPU: (30, 0.3)},
+                          cpu_defaults={"batch_size": 4, "max_length": 512, "max_steps": 25}),
         ),
         KindSpec(
             RunKind.ppo, PPOConfig, "PPO",
@@ -130,6 +182,10 @@ KINDS: dict[RunKind, KindSpec] = {
                            option="reward", help="Reward model version."),
             ),
             ModelKind.policy, distributed=True, loop_method=True,
+            sizing=Sizing("episodes", lambda config, n: float(config["total_episodes"]), "prompts",
+                          min_data=8, prior={CPU: (90, 15.0), GPU: (30, 0.5)},
+                          cpu_defaults={"total_episodes": 64, "batch_size": 4, "mini_batch_size": 4,
+                                        "response_length": 32}),
         ),
         KindSpec(
             RunKind.generate, GenerateConfig, "Generate pairs for raters",
@@ -141,11 +197,17 @@ KINDS: dict[RunKind, KindSpec] = {
                            "Compare with", needed=lambda config: config["strategy"] == "versus"),
             ),
             None, distributed=False,
+            sizing=Sizing("tokens", _tokens_generated, "prompts",
+                          prior={CPU: (30, 0.2), GPU: (15, 0.005)},
+                          cpu_defaults={"num_prompts": 16, "max_new_tokens": 64}),
         ),
         KindSpec(
             RunKind.judge, JudgeConfig, "AI judge (label pairs)",
             "AI feedback: label the project's comparisons with a reward model or a prompted LM.",
             Selects.comparisons_to_judge, (_judge(),), None, distributed=False,
+            sizing=Sizing("comparisons", lambda config, n: float(n), "comparisons",
+                          prior={CPU: (30, 2.0), GPU: (15, 0.05)},
+                          cpu_defaults={"limit": 200, "max_length": 512}),
         ),
         KindSpec(
             RunKind.evaluate, EvaluateConfig, "Evaluate a model version",
@@ -159,6 +221,9 @@ KINDS: dict[RunKind, KindSpec] = {
                 _judge(),
             ),
             None, distributed=False,
+            sizing=Sizing("items", lambda config, n: float(n), "held-out judgments or prompts",
+                          min_data=20, prior={CPU: (60, 3.0), GPU: (30, 0.2)},
+                          cpu_defaults={"num_prompts": 16, "max_new_tokens": 64}),
         ),
     )
 }  # fmt: skip
@@ -181,3 +246,8 @@ def loop_methods() -> list[RunKind]:
 def producing(model_kind: ModelKind) -> list[RunKind]:
     """The kinds whose runs register a version of `model_kind`."""
     return [kind for kind, entry in KINDS.items() if entry.produces == model_kind]
+
+
+def device_defaults(kind: RunKind | str, device_class: str) -> dict[str, Any]:
+    """The config fields that differ from the schema's defaults on a worker of `device_class`."""
+    return dict(spec(kind).sizing.cpu_defaults) if device_class == CPU else {}

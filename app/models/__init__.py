@@ -23,11 +23,13 @@ from app.models.training import (
     RunKind,
     RunLog,
     RunMetric,
+    RunPhase,
     RunStatus,
     Schedule,
     SnapshotItemKind,
 )
 from app.models.user import LoginFailure, Role, User
+from app.models.worker import Worker
 
 __all__ = [
     "ModelKind",
@@ -38,6 +40,7 @@ __all__ = [
     "RunKind",
     "RunLog",
     "RunMetric",
+    "RunPhase",
     "RunStatus",
     "Schedule",
     "SnapshotItemKind",
@@ -58,4 +61,5 @@ __all__ = [
     "Role",
     "Scale",
     "User",
+    "Worker",
 ]

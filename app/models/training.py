@@ -89,6 +89,16 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
 
 
+class RunPhase(enum.StrEnum):
+    """What a running run is doing (stored as text on `Run.phase`; the worker reports it)."""
+
+    reading = "reading the snapshot"  # the runner turns the frozen ids into plain data
+    loading = "loading the model"
+    preparing = "preparing data"  # the trainer splits and tokenises
+    training = "training"  # steps: shown as "step n of N"
+    saving = "saving the model"  # publishing, registering or storing the result
+
+
 class Run(Base):
     """One training (or generation) job: config, snapshot, progress, outcome."""
 
@@ -129,6 +139,8 @@ class Run(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What a running run is doing (a RunPhase value; worker/reporter.py reports it).
+    phase: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.models import ModelVersion, Project, Run, RunItem, RunKind, RunLog, RunMetric, RunStatus
+from app.models import ModelVersion, Project, Run, RunItem, RunKind, RunLog, RunMetric, RunPhase, RunStatus
 from app.models.types import utcnow
 from app.run_kinds import KINDS
 from app.services.runs.records import RunError, add_log, model_of_kind, snapshot_ids, store_snapshot
@@ -165,7 +165,8 @@ def record_progress(
     metrics: Mapping[str, float],
     now: datetime | None = None,
 ) -> bool:
-    """Store a step's metrics and the heartbeat; returns True when a cancel was requested."""
+    """Store a step's metrics, the heartbeat and the training phase; returns True when a cancel
+    was requested."""
     now = now or utcnow()
     rows = [
         {"run_id": run_id, "step": step, "name": name, "value": float(value), "created_at": now}
@@ -175,9 +176,17 @@ def record_progress(
     if rows:
         session.execute(insert(RunMetric), rows)
     session.execute(
-        update(Run).where(Run.id == run_id).values(step=step, total_steps=total, heartbeat_at=now)
+        update(Run)
+        .where(Run.id == run_id)
+        .values(step=step, total_steps=total, heartbeat_at=now, phase=RunPhase.training.value)
     )
     return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+
+
+def set_phase(session: Session, *, run_id: int, phase: str, now: datetime | None = None) -> None:
+    """What the run is doing now (a RunPhase value, or the trainer's own words); a heartbeat too."""
+    values = {"phase": phase[:40], "heartbeat_at": now or utcnow()}
+    session.execute(update(Run).where(Run.id == run_id).values(**values))
 
 
 def succeed(
