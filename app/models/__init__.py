@@ -12,7 +12,8 @@ from app.models.comparison import (
     JudgmentSource,
 )
 from app.models.demonstration import Demonstration
-from app.models.project import Project, Scale
+from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, RaterGroupMember
+from app.models.project import Project, Scale, Visibility
 from app.models.prompt import Completion, Prompt
 from app.models.training import (
     ModelKind,
@@ -45,6 +46,7 @@ __all__ = [
     "Schedule",
     "SnapshotItemKind",
     "ApiToken",
+    "ApiTokenProject",
     "Assignment",
     "AssignmentStatus",
     "Base",
@@ -57,9 +59,13 @@ __all__ = [
     "JudgmentSource",
     "LoginFailure",
     "Project",
+    "ProjectMember",
     "Prompt",
+    "RaterGroup",
+    "RaterGroupMember",
     "Role",
     "Scale",
     "User",
+    "Visibility",
     "Worker",
 ]

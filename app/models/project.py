@@ -21,6 +21,13 @@ class Scale(enum.StrEnum):
     two = "two"  # A, B (no tie)
 
 
+class Visibility(enum.StrEnum):
+    """Which raters a project takes judgments from."""
+
+    open = "open"  # every rater
+    members = "members"  # its members only: raters added one by one or through their groups
+
+
 class Project(Base):
     __tablename__ = "projects"
 
@@ -43,5 +50,6 @@ class Project(Base):
     rationale_required: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_LEASE_SECONDS)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    visibility: Mapped[Visibility] = mapped_column(enum_column(Visibility), default=Visibility.open)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -32,6 +32,9 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped on password change and "log out everywhere": older session cookies stop working.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Researchers only: False limits exports, the API and the project list to the projects
+    # the researcher is a member of (directly or through a group). Admins always see every project.
+    all_projects: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
