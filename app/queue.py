@@ -42,10 +42,11 @@ def make_celery(settings: Settings) -> Celery:
         app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
     if settings.broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport hands its transport options to create_engine (any other
-        # key crashes the worker), so its polling interval is set on the channel class.
-        from kombu.transport.sqlalchemy import Channel
+        # key crashes the worker), so its polling interval is set on the transport class, whose
+        # drain_events sleeps that long between empty polls.
+        from kombu.transport.sqlalchemy import Transport
 
-        Channel.polling_interval = 0.5
+        Transport.polling_interval = 0.5
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return app
 

@@ -60,15 +60,12 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
             err.print(f"[red]error:[/red] no project {slug!r}")
             raise typer.Exit(1)
         try:
-            if kind == "demos":
-                export = exporting.prepare_demos(session, project=project, spec=spec)  # type: ignore[arg-type]
+            if isinstance(spec, DemoExport):
+                export = exporting.prepare_demos(session, project=project, spec=spec)
                 table: Any = Demonstration
             else:
                 export = exporting.prepare_comparisons(
-                    session,
-                    project=project,
-                    spec=spec,
-                    secret_key=settings.secret_key,  # type: ignore[arg-type]
+                    session, project=project, spec=spec, secret_key=settings.secret_key
                 )
                 table = Judgment
         except exporting.ExportError as error:

@@ -32,10 +32,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from pydantic import BaseModel
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -48,6 +47,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from app.schemas.training import DPOConfig, RewardConfig, SFTConfig
 from worker.training.base import Cancelled, Reporter
 from worker.training.distributed import barrier, is_main_process, world_size
 from worker.training.models import LoraSettings, best_dtype, save_atomically, storage_dtype
@@ -275,23 +275,27 @@ class _TokenizerWithRunConfig:
 
 
 def save_final(
-    model: PreTrainedModel,
+    model: torch.nn.Module | None,
     tokenizer: PreTrainedTokenizerBase,
     output_dir: Path,
     *,
     method: str,
-    config: BaseModel,
+    config: SFTConfig | RewardConfig | DPOConfig,
     metrics: dict[str, float],
 ) -> Path:
     """Write the finished model (or LoRA adapter), tokenizer and run config, atomically; full
-    weights in the dtype they trained in (bf16 under bf16 mixed precision, else fp32)."""
+    weights in the dtype they trained in (bf16 under bf16 mixed precision, else fp32).
+
+    `model` is the trainer's: a PreTrainedModel, or the PEFT wrapper that forwards its interface."""
+    assert model is not None, "a trainer holds its model once constructed"
     run_config = {"method": method, "config": config.model_dump(mode="json"), "metrics": metrics}
     model.eval()
     # Under `accelerate launch` every rank gets here with the same weights: rank 0 writes, the
     # others wait, so that no rank returns (and the run is not published) before the directory
     # is complete. A no-op in a single process.
     if is_main_process():
-        save_atomically(model, _TokenizerWithRunConfig(tokenizer, run_config), output_dir,  # type: ignore[arg-type]
-                        dtype=storage_dtype(use_bf16(config.bf16)))  # type: ignore[attr-defined]  # fmt: skip
+        with_config = _TokenizerWithRunConfig(tokenizer, run_config)
+        dtype = storage_dtype(use_bf16(config.bf16))
+        save_atomically(cast(PreTrainedModel, model), with_config, output_dir, dtype=dtype)
     barrier()
     return output_dir

@@ -23,7 +23,7 @@ Hazards:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from datasets import Dataset
 from transformers import set_seed
@@ -127,7 +127,8 @@ def train_dpo(
         trainer.train()
 
         # 6. held-out preference metrics, once (reported by the callback as eval/rewards/...)
-        if trainer.eval_dataset is not None and len(trainer.eval_dataset) > 0:
+        held_out = cast("Dataset | None", trainer.eval_dataset)  # TRL keeps the tokenized datasets.Dataset
+        if held_out is not None and len(held_out) > 0:
             trainer.evaluate()
 
         # 7. save once, atomically

@@ -139,8 +139,8 @@ def evaluate_reward_model(
     for row, sc, sr in zip(rows, chosen, rejected, strict=True):
         for key, text, score in (("chosen_id", row["chosen"], sc), ("rejected_id", row["rejected"], sr)):
             if row[key] not in completions:
-                tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-                completions[row[key]] = (score, len(text), tokens)
+                n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                completions[row[key]] = (score, len(text), n_tokens)
     scores = [c[0] for c in completions.values()]
     chars = [float(c[1]) for c in completions.values()]
     tokens = [float(c[2]) for c in completions.values()]

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -225,8 +225,11 @@ class LMJudge:
             rubric=self.rubric, conversation=conversation, response_a=first, response_b=second
         )
         if self.chat:
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            text = cast(  # one conversation, not tokenized: one string
+                str,
+                self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                ),
             )
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return list(self.tokenizer(f"{text}\n\nAnswer:")["input_ids"])
@@ -261,10 +264,10 @@ class LMJudge:
                     f"max_length {self.max_length} is too short for the judge's instructions "
                     f"({len(ids)} tokens with no conversation or response)"
                 )
-            texts = [
-                tok.decode(pieces[0][len(pieces[0]) - keep[0] :]) if keep[0] else "",
-                tok.decode(pieces[1][: keep[1]]),
-                tok.decode(pieces[2][: keep[2]]),
+            texts = [  # one sequence of ids decodes to one string
+                cast(str, tok.decode(pieces[0][len(pieces[0]) - keep[0] :])) if keep[0] else "",
+                cast(str, tok.decode(pieces[1][: keep[1]])),
+                cast(str, tok.decode(pieces[2][: keep[2]])),
             ]
 
     @torch.no_grad()

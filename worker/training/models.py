@@ -19,7 +19,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from transformers import (
@@ -117,7 +117,8 @@ def _has_tokenizer(uri: str) -> bool:
 
 
 def _resize_for(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+    embedding = cast(torch.Tensor, model.get_input_embeddings().weight)  # nn.Module types it loosely
+    if embedding.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
@@ -162,10 +163,11 @@ def _apply_adapters(model: PreTrainedModel, ref: ModelRef, *, merge: bool) -> Pr
         return model
     from peft import PeftModel
 
+    # A PeftModel forwards the PreTrainedModel interface to the model it wraps.
     for adapter in reversed(chain):
-        model = PeftModel.from_pretrained(model, adapter.uri)
-        if merge or adapter is not chain[0]:
-            model = model.merge_and_unload()
+        wrapped = PeftModel.from_pretrained(model, adapter.uri)
+        merged = merge or adapter is not chain[0]
+        model = cast(PreTrainedModel, wrapped.merge_and_unload() if merged else wrapped)
     return model
 
 
@@ -186,9 +188,15 @@ def storage_dtype(trained_in_bf16: bool) -> torch.dtype:
     return torch.bfloat16 if trained_in_bf16 else torch.float32
 
 
+class SavesBeside(Protocol):
+    """What `save_atomically` writes beside the model: a tokenizer, or anything saved alike."""
+
+    def save_pretrained(self, save_directory: Path, /) -> object: ...
+
+
 def save_atomically(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase | None,
+    tokenizer: SavesBeside | None,
     final_dir: Path,
     *,
     dtype: torch.dtype | None = None,
@@ -206,7 +214,7 @@ def save_atomically(
     try:
         _drop_quantizer(model)
         if dtype is not None and not is_adapter_model(model) and model.dtype != dtype:
-            model.to(dtype)
+            model.to(dtype)  # type: ignore[arg-type]  # mypy reads transformers' functools.wraps as unbound
         model.save_pretrained(partial)
         if tokenizer is not None:
             tokenizer.save_pretrained(partial)
@@ -224,13 +232,13 @@ def publish(local_dir: Path, storage_url: str, name: str) -> str:
     stores the upload goes to a temporary prefix first and a `_COMPLETE` marker is written last.
     """
     if "://" not in storage_url or storage_url.startswith("file://"):
-        root = Path(storage_url.removeprefix("file://"))
-        root.mkdir(parents=True, exist_ok=True)
-        target = root / name
-        if target.exists():
-            raise FileExistsError(f"{target} exists already")
-        shutil.move(str(local_dir), target)
-        return str(target.resolve())
+        local_root = Path(storage_url.removeprefix("file://"))
+        local_root.mkdir(parents=True, exist_ok=True)
+        local_target = local_root / name
+        if local_target.exists():
+            raise FileExistsError(f"{local_target} exists already")
+        shutil.move(str(local_dir), local_target)
+        return str(local_target.resolve())
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(storage_url)

@@ -61,6 +61,7 @@ import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,6 @@ from worker.training.base import Cancelled, ModelRef, Reporter, TrainResult
 from worker.training.distributed import (
     all_reduce_gradients,
     all_reduce_mean,
-    all_reduce_sum,
     barrier,
     broadcast_parameters,
     check_same_on_all_ranks,
@@ -88,110 +88,17 @@ from worker.training.models import (
     save_atomically,
     storage_dtype,
 )
+from worker.training.ppo_math import (
+    KLController,
+    gae,
+    kl_penalised_rewards,
+    masked_mean,
+    masked_whiten,
+    penalise_missing_eos,
+    truncate_after_eos,
+)
 
 RATIO_TOLERANCE = 1e-3  # (14) fp32 and bf16 both stay well inside this when nothing has moved
-
-
-# ---------------------------------------------------------------------------------------------
-# The math, on plain tensors (unit-tested on hand-made values)
-# ---------------------------------------------------------------------------------------------
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(
-    values: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True, across_ranks: bool = False
-) -> torch.Tensor:
-    """(values - mean) / std over the masked entries; with shift_mean False the mean is kept.
-
-    With `across_ranks` the mean and variance are those of every rank's entries together (18), as
-    if the global batch were whitened in one process; the same arithmetic alone.
-    """
-    reduce = all_reduce_sum if across_ranks else _identity
-    n = reduce(mask.sum())
-    mean = reduce((values * mask).sum()) / n.clamp(min=1)
-    var = reduce(((values - mean) ** 2 * mask).sum()) / n.clamp(min=1) * n / (n - 1).clamp(min=1)  # unbiased
-    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
-    return whitened if shift_mean else whitened + mean
-
-
-def _identity(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
-
-
-def truncate_after_eos(
-    responses: torch.Tensor, *, eos_token_id: int, pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad everything after the first EOS. Returns (responses, mask, has_eos).
-
-    responses (B, T) -> truncated (B, T), mask (B, T) true up to and including the first EOS,
-    has_eos (B,).
-    """
-    is_eos = responses == eos_token_id  # (B, T)
-    eos_seen_before = (is_eos.long().cumsum(1) - is_eos.long()) > 0  # (B, T) an EOS came earlier
-    mask = ~eos_seen_before  # (B, T) (7) the EOS itself is kept as the final token
-    truncated = responses.masked_fill(~mask, pad_token_id)  # (B, T)
-    return truncated, mask, is_eos.any(1)
-
-
-def penalise_missing_eos(scores: torch.Tensor, has_eos: torch.Tensor, penalty: float) -> torch.Tensor:
-    """scores (B,) minus `penalty` where the completion never ended."""
-    return scores - penalty * (~has_eos).to(scores.dtype)  # (6)
-
-
-def kl_penalised_rewards(
-    logprobs: torch.Tensor,
-    ref_logprobs: torch.Tensor,
-    scores: torch.Tensor,
-    mask: torch.Tensor,
-    beta: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token rewards (B, T): -beta * kl everywhere, plus the score at the last real token.
-
-    Returns (rewards, non_score_reward, kl), all (B, T) and zero past the end.
-    """
-    kl = (logprobs - ref_logprobs) * mask  # (B, T)
-    non_score_reward = -beta * kl  # (B, T) (8)
-    last = mask.long().sum(1) - 1  # (B,) index of the final real token
-    rewards = non_score_reward.clone()
-    rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores  # (8)
-    return rewards, non_score_reward, kl
-
-
-def gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (10). rewards, values, mask (B, T) -> advantages, returns."""
-    rewards, values = rewards * mask, values * mask  # past the end: no reward, value 0 (bootstrap 0)
-    T = rewards.shape[1]
-    last_gae = torch.zeros_like(rewards[:, 0])  # (B,)
-    reversed_advantages = []
-    for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t < T - 1 else torch.zeros_like(values[:, t])
-        delta = rewards[:, t] + gamma * next_value - values[:, t]  # (B,)
-        last_gae = delta + gamma * lam * last_gae
-        reversed_advantages.append(last_gae)
-    advantages = torch.stack(reversed_advantages[::-1], dim=1)  # (B, T)
-    returns = advantages + values  # (B, T)
-    return advantages * mask, returns * mask
-
-
-class KLController:
-    """beta of the KL penalty: fixed, or adaptive as in Ziegler et al. (2019) (9)."""
-
-    def __init__(self, config: PPOConfig) -> None:
-        self.value = config.kl_coef
-        self.adaptive = config.adaptive_kl
-        self.target = config.target_kl
-        self.horizon = config.kl_horizon
-
-    def update(self, current_kl: float, n_episodes: int) -> None:
-        if not self.adaptive:
-            return
-        error = min(max(current_kl / self.target - 1, -0.2), 0.2)  # (9) proportional, clipped
-        self.value *= 1 + error * n_episodes / self.horizon
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,15 +118,17 @@ def position_ids_for(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+def _unwrap(model: nn.Module) -> PreTrainedModel:
+    """The transformers model itself, out of its PEFT wrapper when it has one."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return cast(PreTrainedModel, get_base_model() if get_base_model is not None else model)
 
 
 def per_token_scores(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The score head of a sequence classifier applied at every position: (B, T) -> (B, T)."""
     inner = _unwrap(model)
     backbone = getattr(inner, inner.base_model_prefix)
-    head = inner.score if hasattr(inner, "score") else inner.classifier
+    head = cast(nn.Module, inner.score if hasattr(inner, "score") else inner.classifier)
     hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids_for(mask))
     return head(hidden.last_hidden_state).squeeze(-1).float()  # (B, T, H) -> (B, T)
 
@@ -326,18 +235,20 @@ def train_ppo(
     tokenizer = load_tokenizer(policy)  # (2) left padding, a real pad token
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     assert pad_id is not None and pad_id != eos_id, "padding needs a real pad token"  # (2)
-    policy_model = load_policy(policy, tokenizer).to(dev)  # fp32 master weights (16)
+    # transformers declares `PreTrainedModel.to` through functools.wraps, whose stub mypy reads as
+    # an unbound function wanting the model first: hence the arg-type ignores on `.to(dev)` below.
+    policy_model = load_policy(policy, tokenizer).to(dev)  # type: ignore[arg-type]  # fp32 master weights (16)
     ref_model: PreTrainedModel | None = None
     if lora.enabled:
         from peft import get_peft_model
 
         policy_model = get_peft_model(policy_model, lora.peft_config("CAUSAL_LM"))  # (17)
     else:
-        ref_model = load_policy(policy, tokenizer, dtype=frozen_dtype).to(dev)
+        ref_model = load_policy(policy, tokenizer, dtype=frozen_dtype).to(dev)  # type: ignore[arg-type]
         ref_model.requires_grad_(False)
-    reward_model = load_reward_model(reward, tokenizer, dtype=frozen_dtype).to(dev)
+    reward_model = load_reward_model(reward, tokenizer, dtype=frozen_dtype).to(dev)  # type: ignore[arg-type]
     reward_model.requires_grad_(False)
-    value_model = load_reward_model(reward, tokenizer).to(dev)  # (4) trained, fp32
+    value_model = load_reward_model(reward, tokenizer).to(dev)  # type: ignore[arg-type]  # (4) trained, fp32
     if lora.enabled:
         from peft import get_peft_model
 
@@ -366,7 +277,10 @@ def train_ppo(
     kl_control = KLController(config)
 
     # 2. Prompts: rendered with the chat template, too-long ones dropped.
-    texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
+    texts = [
+        cast(str, tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False))  # one text
+        for m in prompts
+    ]
     lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
     texts = [t for t, n in zip(texts, lengths, strict=True) if n <= max_prompt_tokens]
     if len(texts) < len(lengths):
@@ -409,7 +323,10 @@ def train_ppo(
         _sync(dev)
         t1 = time.perf_counter()
 
-        logprobs, ref_logprobs, values, scores = [], [], [], []
+        logprob_parts: list[torch.Tensor] = []
+        ref_logprob_parts: list[torch.Tensor] = []
+        value_parts: list[torch.Tensor] = []
+        score_parts: list[torch.Tensor] = []
         last_token = batch.attention_mask.shape[1] + response_mask.long().sum(1) - 1  # (B,) (3)
         with torch.no_grad(), _autocast(dev, amp):
             for i in range(0, local_batch_size, micro_batch_size):  # (14) same shapes as the update
@@ -419,21 +336,21 @@ def train_ppo(
                 def logits_of(model: nn.Module) -> torch.Tensor:
                     return response_logits(model, ids, mask, context_length, config.temperature)  # noqa: B023
 
-                logprobs.append(token_logprobs(logits_of(policy_model), tokens))  # (b, Tr)
+                logprob_parts.append(token_logprobs(logits_of(policy_model), tokens))  # (b, Tr)
                 if ref_model is None:
                     with policy_model.disable_adapter():  # (17) reference = adapter off
-                        ref_logprobs.append(token_logprobs(logits_of(policy_model), tokens))  # (5)
+                        ref_logprob_parts.append(token_logprobs(logits_of(policy_model), tokens))  # (5)
                 else:
-                    ref_logprobs.append(token_logprobs(logits_of(ref_model), tokens))  # (b, Tr) (5)
+                    ref_logprob_parts.append(token_logprobs(logits_of(ref_model), tokens))  # (b, Tr) (5)
                 # (4) per-token values: V(prefix up to t-1) predicts the return from token t on
-                values.append(per_token_scores(value_model, ids, mask)[:, context_length - 1 : -1])
+                value_parts.append(per_token_scores(value_model, ids, mask)[:, context_length - 1 : -1])
                 rm = per_token_scores(reward_model, ids, mask)  # (b, Tq + Tr)
-                scores.append(rm[torch.arange(ids.shape[0], device=dev), last_token[rows]])  # (b,) (3)
+                score_parts.append(rm[torch.arange(ids.shape[0], device=dev), last_token[rows]])  # (b,) (3)
         mask_f = response_mask.float()  # (B, Tr)
-        logprobs = torch.cat(logprobs) * mask_f  # (B, Tr)
-        ref_logprobs = torch.cat(ref_logprobs) * mask_f  # (B, Tr)
-        values = torch.cat(values) * mask_f  # (B, Tr)
-        raw_scores = torch.cat(scores)  # (B,)
+        logprobs = torch.cat(logprob_parts) * mask_f  # (B, Tr)
+        ref_logprobs = torch.cat(ref_logprob_parts) * mask_f  # (B, Tr)
+        values = torch.cat(value_parts) * mask_f  # (B, Tr)
+        raw_scores = torch.cat(score_parts)  # (B,)
         scores = penalise_missing_eos(raw_scores, has_eos, config.missing_eos_penalty)  # (6)
 
         # 4. Rewards and advantages.

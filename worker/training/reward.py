@@ -22,7 +22,7 @@ Hazards:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,7 @@ def reward_args(config: RewardConfig, scratch: Path) -> TRLRewardConfig:
 def pairwise_eval(trainer: RewardTrainer, dataset: Dataset) -> dict[str, float]:
     """Exact held-out metrics: accuracy (r_chosen > r_rejected), mean loss and mean margin."""
     model = trainer.model
+    assert model is not None, "a trainer holds its model once constructed"
     was_training = model.training
     model.eval()
     batch_size = trainer.args.per_device_eval_batch_size
@@ -150,8 +151,9 @@ def train_reward(
         trainer.train()
 
         # 6. held-out pairwise accuracy on the tokenized held-out set
-        if trainer.eval_dataset is not None and len(trainer.eval_dataset) > 0:
-            bridge.report(pairwise_eval(trainer, trainer.eval_dataset))
+        held_out = cast("Dataset | None", trainer.eval_dataset)  # TRL keeps the tokenized datasets.Dataset
+        if held_out is not None and len(held_out) > 0:
+            bridge.report(pairwise_eval(trainer, held_out))
 
         # 7. save once, atomically
         metrics = bridge.result_metrics()
