@@ -19,11 +19,3 @@ def messages_hash(messages: list[dict[str, str]]) -> str:
         separators=(",", ":"),
     )
     return text_hash(canonical)
-
-
-def prompt_text(messages: list[dict[str, str]]) -> str:
-    """The last user turn, or the whole conversation flattened: for short previews."""
-    for message in reversed(messages):
-        if message["role"] == "user":
-            return message["content"]
-    return "\n\n".join(m["content"] for m in messages)

@@ -98,19 +98,6 @@ def register_trained(
     return model
 
 
-def lineage(session: Session, model: ModelVersion) -> list[ModelVersion]:
-    """The model and its ancestors, newest first."""
-    chain = [model]
-    seen = {model.id}
-    while chain[-1].parent_id is not None and chain[-1].parent_id not in seen:
-        parent = session.get(ModelVersion, chain[-1].parent_id)
-        if parent is None:
-            break
-        chain.append(parent)
-        seen.add(parent.id)
-    return chain
-
-
 def promote(session: Session, *, model: ModelVersion) -> None:
     """Mark a version as the project's current one (one promoted version per kind and project)."""
     for other in session.scalars(
@@ -123,10 +110,6 @@ def promote(session: Session, *, model: ModelVersion) -> None:
         other.promoted = False
     model.promoted = True
     session.flush()
-
-
-def producing_run(session: Session, model: ModelVersion) -> Run | None:
-    return session.get(Run, model.run_id) if model.run_id else None
 
 
 # --- disk use and pruning ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
+import app.services.quality.agreement as agreement
 from app.models import (
     Choice,
     Comparison,
@@ -29,7 +30,6 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
-from app.services.quality import agreement
 from app.services.quality.common import _HUMAN, VALUE_LABELS, QualityError, _analytics, _c, _count_if, _j
 
 DisputeStatus = Literal["unresolved", "resolved", "all"]
@@ -75,10 +75,6 @@ class Dispute:
     resolved_by: str | None
     resolved_at: datetime | None
     resolution_note: str
-
-    @property
-    def human_votes(self) -> int:
-        return sum(self.tally.values())
 
 
 @dataclass(frozen=True)
