@@ -11,12 +11,19 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Comparison, Demonstration, Judgment, Project, Role
+from app.models import Comparison, Completion, Demonstration, Judgment, Project, Role
 from app.schemas.export import ComparisonExport, DemoExport
 from app.services import exporting
 from app.services.importing.preferences import import_preferences
 from app.services.importing.schema import ImportFailed
-from tests.utils.factories import make_pair, make_project, make_user
+from tests.utils.factories import (
+    make_human_judgment,
+    make_model_version,
+    make_pair,
+    make_project,
+    make_user,
+    make_versus_pair,
+)
 
 datasets = pytest.importorskip("datasets")
 
@@ -125,6 +132,46 @@ def test_archive_holds_the_card_and_the_splits(session: Session, tmp_path: Path)
     total = sum(len(split) for split in dataset.values())
     assert total == export.stats.total
     assert total == N_PAIRS - 1 and all("unsafe" not in row["flags"] for row in dataset["train"])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv"])
+@pytest.mark.parametrize("aggregation", ["majority", "per_rater"])
+def test_rows_name_the_models_and_versions_and_the_card_lists_the_versions(
+    session: Session, tmp_path: Path, fmt: str, aggregation: str
+) -> None:
+    project = make_project(session, "provenance")
+    rater = make_user(session, "judge-of-versions", Role.rater)
+    base = make_model_version(session, "base-lm")
+    sft = make_model_version(session, "provenance-sft-run1", parent=base)
+    dpo = make_model_version(session, "provenance-dpo-run2", project=project, parent=sft)
+    for k in range(4):
+        pair = make_versus_pair(session, project, f"prompt {k}", f"new {k}", dpo, f"old {k}", base)
+        make_human_judgment(session, pair, rater, "A")
+    imported = make_pair(session, project, "imported prompt", "mine", "theirs")
+    session.get(Completion, imported.completion_a_id).model_name = "gpt-x"  # type: ignore[union-attr]
+    make_human_judgment(session, imported, rater, "A")
+    session.flush()
+
+    spec = ComparisonExport(format=fmt, aggregation=aggregation, test_fraction=0)
+    export = exporting.prepare_comparisons(session, project=project, spec=spec, secret_key="k")
+    data = b"".join(exporting.stream_archive(export))
+    zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path / "x")
+    train = load(tmp_path / "x", tmp_path / "cache")["train"]
+    rows = {row["prompt_id"]: row for row in train}
+    assert len(rows) == 5
+    keys = ("chosen_model", "chosen_model_version", "chosen_model_version_id",
+            "rejected_model", "rejected_model_version", "rejected_model_version_id")  # fmt: skip
+    # CSV has no empty string apart from a missing value: `datasets` reads "" back as None.
+    provenance = {tuple("" if r[k] is None else r[k] for k in keys) for r in rows.values()}
+    assert provenance == {
+        ("base-lm", "provenance-dpo-run2", dpo.id, "base-lm", "base-lm", base.id),
+        ("gpt-x", "", 0, "", "", 0),
+    }
+    card = (tmp_path / "x" / "README.md").read_text()
+    assert "## Model versions" in card
+    assert f"| {base.id} | base-lm | policy | - | - | 4 |" in card
+    assert f"| {dpo.id} | provenance-dpo-run2 | policy | provenance-sft-run1 | - | 4 |" in card
+    assert f"| {sft.id} | provenance-sft-run1 |" not in card  # it sampled none of the rows
 
 
 def test_filters_and_unknown_raters(session: Session) -> None:

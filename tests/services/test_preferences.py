@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import make_engine, make_sessionmaker
-from app.models import Judgment, JudgmentSource, Role
+from app.models import Completion, Judgment, JudgmentSource, Role
 from app.services.preferences.postgres import postgres_rows
 from app.services.preferences.rows import preference_rows, sqlalchemy_rows
 from app.services.preferences.rules import JudgmentFilter, PreferenceStats, RuleSet
-from tests.utils.factories import make_pair, make_project, make_user
+from tests.utils.factories import make_model_version, make_pair, make_project, make_user
 
 # A vote: (choice, strength) or (choice, strength, {"both_bad": True, ...}).
 PATTERNS: dict[str, list[tuple]] = {
@@ -195,9 +195,22 @@ def seed_random(session: Session, rng: random.Random) -> int:
     """Many comparisons with random votes: choices, strengths, both bad, flags, gold and resolved."""
     project = make_project(session, "random votes", flags=["unsafe", "off-topic"])
     raters = [make_user(session, f"voter{i}", Role.rater) for i in range(6)]
+    base = make_model_version(session, "random-base")
+    tuned = make_model_version(
+        session, "random-dpo", parent=make_model_version(session, "random-sft", parent=base)
+    )
     for number in range(120):
         gold = rng.choice([None] * 6 + ["A", "B", "tie"])
         pair = make_pair(session, project, f"prompt {number}", f"a {number}", f"b {number}", gold=gold)
+        # a third of the pairs were sampled by registered versions (one side named at import too)
+        if number % 3 == 0:
+            side_a, side_b = (
+                session.get(Completion, pair.completion_a_id),
+                session.get(Completion, pair.completion_b_id),
+            )
+            assert side_a is not None and side_b is not None
+            side_a.model_version_id, side_b.model_version_id = tuned.id, base.id
+            side_b.model_name = "imported-name" if number % 2 else None
         if gold is None and rng.random() < 0.1:
             pair.resolved_choice = rng.choice(["A", "B", "tie"])
         for rater in rng.sample(raters, rng.randint(1, len(raters))):
@@ -223,7 +236,9 @@ def _labels(rows: list[Any]) -> list[tuple[Any, ...]]:
     return [
         (r.comparison_id, r.prompt_id, r.kind, r.gold_choice, r.winner, r.margin, r.agreement, r.votes,
          r.judgment_ids, r.prompt_hash, r.messages, r.chosen, r.rejected,
-         r.chosen_side.completion_id, r.rejected_side.completion_id, r.chosen_side.sampling)
+         r.chosen_side.completion_id, r.rejected_side.completion_id, r.chosen_side.sampling,
+         r.chosen_side.model, r.chosen_side.model_version_name, r.rejected_side.model,
+         r.rejected_side.model_version_name)
         for r in rows
     ]  # fmt: skip
 

@@ -2,13 +2,14 @@
 
 Its YAML header names the license and the data files of each split, so that
 ``datasets.load_dataset("<unpacked archive>")`` finds the splits by itself; the body states the
-counts, raters, agreement, the length of chosen vs rejected responses, the aggregation rules and
-the filters that made the rows.
+counts, raters, agreement, the length of chosen vs rejected responses, the model versions that
+sampled the completions, the aggregation rules and the filters that made the rows.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -145,6 +146,41 @@ def label_quality_section(session: Session, project: Project) -> list[str]:
     return lines
 
 
+def model_versions_section(session: Session, versions: Counter[int]) -> list[str]:
+    """The card's "Model versions" section: the registered versions that sampled the rows'
+    completions, with their kind, parent and the run that trained them."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import aliased
+
+    from app.models import ModelVersion
+
+    lines = ["## Model versions", ""]
+    if not versions:
+        return [*lines, "No row holds a completion sampled by a registered model version "
+                "(imported texts name their model in `chosen_model` / `rejected_model`).", ""]  # fmt: skip
+    parent = aliased(ModelVersion)
+    found = session.execute(
+        select(ModelVersion.id, ModelVersion.name, ModelVersion.kind, parent.name, ModelVersion.run_id)
+        .outerjoin(parent, parent.id == ModelVersion.parent_id)
+        .where(ModelVersion.id.in_(sorted(versions)))
+        .order_by(ModelVersion.id)
+    ).all()
+    lines += [
+        "The registered versions that sampled completions of these rows (`chosen_model_version`, "
+        "`rejected_model_version`).",
+        "",
+        "| id | name | kind | parent | run | rows |",
+        "|---:|---|---|---|---:|---:|",
+        *[
+            f"| {vid} | {name} | {getattr(kind, 'value', kind)} | {parent_name or '-'} | "
+            f"{run_id if run_id is not None else '-'} | {versions[vid]:,} |"
+            for vid, name, kind, parent_name, run_id in found
+        ],
+        "",
+    ]
+    return lines
+
+
 def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
     spec, stats, project = export.spec, export.stats, export.project
     total = stats.total
@@ -227,6 +263,7 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         body.append("")
         session = object_session(project)
         if session is not None:
+            body += model_versions_section(session, stats.versions)
             body += label_quality_section(session, project)
     else:
         body += [f"- Mean response length: {stats.chosen_chars / total if total else 0:.1f} characters", ""]

@@ -14,6 +14,8 @@ Layouts of a comparisons row (``layout``):
 
 Metadata columns (``metadata=True``) never hold nulls, so that every block of a JSONL file has
 the same column types: a missing string is ``""`` and a missing model version id is ``0``.
+Each completion's provenance: ``*_model`` (the model name given at import, else the base model
+of the version that sampled it), ``*_model_version_id`` and ``*_model_version`` (its name).
 ``flags`` is a comma-separated string (project flags cannot hold commas); sampling settings
 are JSON text.
 """
@@ -123,11 +125,13 @@ def comparison_columns(layout: str, *, aggregated: bool, metadata: bool, rater: 
         Column("kind", "str", lambda r: r.kind),
         Column("gold_choice", "str", lambda r: r.gold_choice or ""),
         Column("chosen_completion", "str", lambda r: r.winner),
-        Column("chosen_model", "str", lambda r: r.chosen_side.model_name or ""),
+        Column("chosen_model", "str", lambda r: r.chosen_side.model),
         Column("chosen_model_version_id", "int", lambda r: r.chosen_side.model_version_id or 0),
+        Column("chosen_model_version", "str", lambda r: r.chosen_side.model_version_name or ""),
         Column("chosen_sampling", "str", lambda r: _sampling(r.chosen_side)),
-        Column("rejected_model", "str", lambda r: r.rejected_side.model_name or ""),
+        Column("rejected_model", "str", lambda r: r.rejected_side.model),
         Column("rejected_model_version_id", "int", lambda r: r.rejected_side.model_version_id or 0),
+        Column("rejected_model_version", "str", lambda r: r.rejected_side.model_version_name or ""),
         Column("rejected_sampling", "str", lambda r: _sampling(r.rejected_side)),
     ]
     if aggregated:

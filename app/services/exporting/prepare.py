@@ -68,6 +68,8 @@ class CardStats:
     chosen_longer: int = 0
     same_length: int = 0
     sources: Counter[str] = field(default_factory=Counter)
+    # rows in which a completion of each model version appears (chosen or rejected)
+    versions: Counter[int] = field(default_factory=Counter)
     _chosen_sample: list[int] = field(default_factory=list)
     _rejected_sample: list[int] = field(default_factory=list)
     _random: random.Random = field(default_factory=lambda: random.Random(0))
@@ -96,7 +98,14 @@ class CardStats:
         self.agreement_sum += agreement
         self.margin_sum += row.margin
         self.agreement_buckets[_bucket(agreement)] += 1
-        chosen, rejected = len(row.chosen_side.text), len(row.rejected_side.text)  # type: ignore[union-attr]
+        chosen_side, rejected_side = row.chosen_side, row.rejected_side
+        assert chosen_side is not None and rejected_side is not None
+        first, second = chosen_side.model_version_id, rejected_side.model_version_id
+        if first is not None:
+            self.versions[first] += 1
+        if second is not None and second != first:
+            self.versions[second] += 1
+        chosen, rejected = len(chosen_side.text), len(rejected_side.text)
         self.chosen_chars += chosen
         self.rejected_chars += rejected
         self.chosen_longer += chosen > rejected

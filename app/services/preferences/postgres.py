@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.services.preferences.records import decide_records, judgments_query
+from app.services.preferences.records import VersionNames, decide_records, judgments_query
 from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet, Side
 
 PG_READ_BATCH = 10_000  # judgments per fetch of the named cursor
@@ -44,7 +44,7 @@ def postgres_rows(
     # flags as text: almost always '[]', parsed only when not.
     sql = str(compiled).replace("judgments.flags,", "judgments.flags::text,", 1)
     assert raw is not None, "the session's connection is closed"
-    texts = _PgTexts(raw)
+    texts = _PgTexts(raw, VersionNames(session))
     loads = json.loads
     no_flags: list[str] = []
 
@@ -84,10 +84,12 @@ def _comparison_of(record: tuple[Any, ...]) -> Any:
 
 
 class _PgTexts:
-    """Prompts and completion texts for a batch of rows: one query per batch, prompts cached."""
+    """Prompts and completion texts for a batch of rows: one query per batch, prompts cached;
+    the names of the versions that sampled the texts from `VersionNames`."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, names: VersionNames) -> None:
         self.raw = raw
+        self.names = names
         self.prompts: dict[int, tuple[list[dict[str, str]], str]] = {}
         # sampling settings repeat across completions: parsed (and canonically dumped) once
         self.samplings: dict[str | None, tuple[dict[str, Any] | None, str]] = {}
@@ -124,6 +126,8 @@ class _PgTexts:
                 )
                 for record in cur
             }
+        for pair in sides.values():
+            self.names.name_sides(*pair)
         for row in rows:
             a, b = sides[row.comparison_id]
             row.messages, row.prompt_hash = prompts[row.prompt_id]

@@ -2,6 +2,7 @@
 
 A record is a plain tuple in the query's column order; `decide_records` applies the filters
 that are checked per judgment (a snapshot's ids, excluded flags) and hands the votes to `decide`.
+`VersionNames` gives both paths the names of the model versions that sampled a row's texts.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Select, String, case, func, select, type_coerce
+from sqlalchemy.orm import Session
 
-from app.models import Comparison, ComparisonKind, Judgment
+from app.models import Comparison, ComparisonKind, Judgment, ModelVersion
 from app.services.preferences.rules import (
     RESOLVED,
     JudgmentFilter,
     PreferenceRow,
     PreferenceStats,
     RuleSet,
+    Side,
     Vote,
     decide,
 )
@@ -108,3 +111,44 @@ def decide_records(
         kind=str(last[13]),
         gold_choice=last[14],
     )
+
+
+class VersionNames:
+    """Names of the model versions behind completions: each version's own name and its base
+    model's (the first version of its lineage, found through the parents). The registry is read
+    once, when first needed: it holds a few hundred versions, not millions of rows."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._versions: dict[int, tuple[str, int | None]] | None = None
+        self._bases: dict[int, str] = {}
+
+    def _load(self) -> dict[int, tuple[str, int | None]]:
+        if self._versions is None:
+            v = ModelVersion.__table__.c
+            self._versions = {
+                version_id: (name, parent_id)
+                for version_id, name, parent_id in self._session.execute(select(v.id, v.name, v.parent_id))
+            }
+        return self._versions
+
+    def base(self, version_id: int) -> str | None:
+        found = self._bases.get(version_id)
+        if found is None:
+            versions = self._load()
+            seen: set[int] = set()
+            current: int | None = version_id
+            while current is not None and current in versions and current not in seen:
+                seen.add(current)
+                found, current = versions[current]
+            if found is not None:
+                self._bases[version_id] = found
+        return found
+
+    def name_sides(self, *sides: Side) -> None:
+        """Fill in the version and base model names of sides sampled by a registered version."""
+        for side in sides:
+            if side.model_version_id is not None:
+                entry = self._load().get(side.model_version_id)
+                side.model_version_name = entry[0] if entry else None
+                side.base_model_name = self.base(side.model_version_id)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from app.db import is_postgres
 from app.models import Comparison, Completion, Prompt, User
 from app.services.preferences.postgres import postgres_rows
-from app.services.preferences.records import decide_records, judgments_query
+from app.services.preferences.records import VersionNames, decide_records, judgments_query
 from app.services.preferences.rules import (
     AGGREGATIONS,
     Aggregation,
@@ -108,24 +108,26 @@ def sqlalchemy_rows(
     query = judgments_query(project_id, selection)
     result = session.execute(query.execution_options(yield_per=READ_BATCH))
     decided: list[PreferenceRow] = []
+    names = VersionNames(session)
     try:
         for comparison_id, records in itertools.groupby(result, key=lambda r: r[1]):
             decided += decide_records(
                 comparison_id, records, rules=rules, selection=selection, stats=stats, flags_of=_no_null_flags
             )
             if len(decided) >= TEXT_BATCH:
-                yield from _with_texts(session, decided)
+                yield from _with_texts(session, decided, names)
                 stats.rows += len(decided)
                 decided = []
         if decided:
-            yield from _with_texts(session, decided)
+            yield from _with_texts(session, decided, names)
             stats.rows += len(decided)
     finally:
         result.close()
 
 
-def _with_texts(session: Session, rows: list[PreferenceRow]) -> Iterator[PreferenceRow]:
-    """Attach prompts and completion texts, fetched once per comparison of the batch."""
+def _with_texts(session: Session, rows: list[PreferenceRow], names: VersionNames) -> Iterator[PreferenceRow]:
+    """Attach prompts and completion texts (with their models' names), fetched once per
+    comparison of the batch."""
     ids = sorted({row.comparison_id for row in rows})
     texts: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), TEXT_BATCH):
@@ -137,6 +139,7 @@ def _with_texts(session: Session, rows: list[PreferenceRow]) -> Iterator[Prefere
         pair = sides.get(row.comparison_id)
         if pair is None:
             pair = sides[row.comparison_id] = (Side(*record[3:8]), Side(*record[8:13]))
+            names.name_sides(*pair)
         row.messages, row.prompt_hash = record[1], record[2]
         row.chosen_side, row.rejected_side = pair if row.winner == "A" else pair[::-1]
         yield row

@@ -145,6 +145,13 @@ class Side:
     model_version_id: int | None
     sampling: dict[str, Any] | None
     sampling_json: str | None = None  # cached by the exporter: rows of a comparison share sides
+    model_version_name: str | None = None  # the registered version that sampled it
+    base_model_name: str | None = None  # the first version of that version's lineage
+
+    @property
+    def model(self) -> str:
+        """Who wrote the text: the name given at import, else the base model of its version."""
+        return self.model_name or self.base_model_name or ""
 
 
 @dataclass(slots=True)
