@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+import app.services.quality.agreement as agreement
 from app.db import set_local_work_mem
 from app.models import Choice, Comparison, Judgment, JudgmentSource
-from app.services.quality import agreement
 
 SIGNED_VALUES: tuple[int, ...] = (-2, -1, 0, 1, 2)
 NOMINAL: dict[Hashable, Hashable] = {v: agreement.nominal_of_signed(v) for v in SIGNED_VALUES}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import app.services.quality.agreement as agreement
 from app.models import Judgment, JudgmentSource, Project, User
 from app.services.evaluation.length_bias import LabelLengthBias, label_length_bias
-from app.services.quality import agreement
 from app.services.quality.agreement import Histogram, PairCounts
 from app.services.quality.common import (
     _AI,

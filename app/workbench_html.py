@@ -1,0 +1,135 @@
+"""The rating workbench's HTML fragment read back as plain data (the CSRF token, the conversation,
+the two responses, what the form asks), as the simulated raters of app/simulate.py see it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+)
+_BLOCK = frozenset(
+    {"p", "div", "li", "ul", "ol", "br", "hr", "pre", "blockquote", "tr", "table",
+     "h1", "h2", "h3", "h4", "h5", "h6"}
+)  # fmt: skip
+
+
+@dataclass
+class Workbench:
+    """What a rater sees on the workbench fragment, as plain text."""
+
+    csrf_token: str | None = None
+    assignment_id: int | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (role, text)
+    left: str | None = None
+    right: str | None = None
+    picks: list[int] = field(default_factory=list)
+    rationale_required: bool = False
+    empty: bool = False
+    waiting: bool = False  # nothing to claim now, but pairs other raters hold may come back
+    has_workbench: bool = False
+    notice: str | None = None
+    error: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The last user message (the one the completions answer)."""
+        for role, text in reversed(self.messages):
+            if role == "user":
+                return text
+        return self.messages[-1][1] if self.messages else ""
+
+
+def _clean_text(parts: list[str]) -> str:
+    lines = ("".join(parts)).split("\n")
+    return "\n".join(s for line in lines if (s := re.sub(r"\s+", " ", line).strip()))
+
+
+class _WorkbenchParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)  # entities come out unescaped
+        self.page = Workbench()
+        self._captures: list[list] = []  # [key, depth, parts]
+        self._pending_role: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        classes = a.get("class", "").split()
+        if tag not in _VOID:
+            for capture in self._captures:
+                capture[1] += 1
+        if tag in _BLOCK:
+            self._text("\n")
+        testid = a.get("data-testid")
+        if tag == "section" and a.get("id") == "workbench":
+            self.page.has_workbench = True
+        if testid == "empty":
+            self.page.empty = True
+        elif testid == "waiting":
+            self.page.waiting = True
+        if tag == "input":
+            name, value = a.get("name"), a.get("value", "")
+            if name == "csrf_token" and self.page.csrf_token is None:
+                self.page.csrf_token = value
+            elif name == "assignment_id" and self.page.assignment_id is None and value.isdigit():
+                self.page.assignment_id = int(value)
+            elif name == "pick" and re.fullmatch(r"-?\d+", value):
+                self.page.picks.append(int(value))
+            return
+        if tag == "textarea" and a.get("name") == "rationale":
+            self.page.rationale_required = "required" in a
+        if tag == "div" and "message" in classes:
+            roles = [c.removeprefix("role-") for c in classes if c.startswith("role-")]
+            self._pending_role = roles[0] if roles else "user"
+        key: object = None
+        if testid in ("left-text", "right-text"):
+            key = testid
+        elif tag == "div" and "markdown" in classes and self._pending_role is not None:
+            key, self._pending_role = ("message", self._pending_role), None
+        elif tag == "p" and ("notice" in classes or "error" in classes):
+            key = "notice" if "notice" in classes else "error"
+        if key is not None and tag not in _VOID:
+            self._captures.append([key, 1, []])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID:
+            return
+        if tag in _BLOCK:
+            self._text("\n")
+        finished = []
+        for capture in self._captures:
+            capture[1] -= 1
+            if capture[1] == 0:
+                finished.append(capture)
+        for capture in finished:
+            self._captures.remove(capture)
+            self._store(capture[0], _clean_text(capture[2]))
+
+    def handle_data(self, data: str) -> None:
+        self._text(data)
+
+    def _text(self, data: str) -> None:
+        for capture in self._captures:
+            capture[2].append(data)
+
+    def _store(self, key: object, text: str) -> None:
+        if key == "left-text":
+            self.page.left = text
+        elif key == "right-text":
+            self.page.right = text
+        elif key == "notice":
+            self.page.notice = text
+        elif key == "error":
+            self.page.error = text
+        elif isinstance(key, tuple):
+            self.page.messages.append((key[1], text))
+
+
+def parse_workbench(html: str) -> Workbench:
+    """Read a rating page (or its htmx fragment): the pair as text, the form's fields."""
+    parser = _WorkbenchParser()
+    parser.feed(html)
+    parser.close()
+    return parser.page
