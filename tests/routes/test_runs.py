@@ -110,3 +110,24 @@ def test_registry_and_schedule_pages(app, client) -> None:  # type: ignore[no-un
         assert session.scalars(select(Schedule)).one().config["judge_model_id"] == policy_id
     page = client.get("/admin/schedules").text
     assert "new judgments and pairs since the last trigger" in page and "AI judge (optional)" in page
+
+
+def test_the_registry_page_shows_the_disk_each_version_takes(app, client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.models.types import utcnow
+
+    stored = tmp_path / "sft"
+    stored.mkdir()
+    (stored / "model.safetensors").write_bytes(b"w" * 2_500_000)
+    (stored / "config.json").write_bytes(b"{}" * 250)
+    with app.state.sessionmaker() as session, session.begin():
+        make_user(session, "ada", Role.admin)
+        session.add_all([
+            ModelVersion(name="on-disk", kind=ModelKind.policy, uri=str(stored)),
+            ModelVersion(name="from-the-hub", kind=ModelKind.policy, uri="org/some-model"),
+            ModelVersion(name="gone", kind=ModelKind.policy, uri=str(tmp_path / "gone"), pruned_at=utcnow()),
+        ])  # fmt: skip
+    login(client, "ada")
+    page = client.get("/admin/models").text
+    assert "2.5 MB" in page  # 2,500,500 bytes, in the row and in the total
+    assert "Files on disk: <strong>2.5 MB</strong> for 3 version(s)" in page
+    assert "unknown" in page and "pruned " in page and "rlhf models prune" in page

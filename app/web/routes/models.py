@@ -1,4 +1,4 @@
-"""The model registry page: every version, its lineage, and promotion."""
+"""The model registry page: every version, its lineage, the disk its files take, and promotion."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ router = APIRouter(prefix="/admin/models", tags=["models"], dependencies=[Depend
 def list_models(request: Request, session: SessionDep, user: AdminUser) -> Response:
     models = versions.list_versions(session)
     names = {m.id: m.name for m in models}
-    return render(request, "runs/models.html", {"models": models, "names": names})
+    sizes = registry.disk_usage(session, [m.id for m in models])
+    total = sum(size for size in sizes.values() if size)
+    return render(
+        request, "runs/models.html", {"models": models, "names": names, "sizes": sizes, "total": total}
+    )
 
 
 @router.post("/{model_id}/promote", include_in_schema=False)
