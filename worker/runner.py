@@ -17,10 +17,12 @@ What differs between kinds is read from the two tables, app/run_kinds.py and wor
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -33,14 +35,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker, session_scope
-from app.models import ModelVersion, Project, Run, RunStatus
+from app.models import ModelVersion, Project, Run, RunPhase, RunStatus
 from app.run_kinds import KINDS
-from app.services import registry
+from app.services import registry, workers
 from app.services.runs import lifecycle
 from app.services.runs.records import add_log, snapshot_ids
+from worker import hardware
 from worker.methods import METHODS, Work
 from worker.reporter import DbReporter
 from worker.training.base import Cancelled, ModelRef
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -132,11 +137,13 @@ def execute_run(
     factory: sessionmaker[Session] | None = None,
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     on_log: Callable[[str], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> str:
     """Run a run to its end. Returns the final status (or "skipped" when it was not ours).
 
-    `on_step` and `on_log` see the run's steps and log lines as they are reported (the CLI's
-    `--now` shows them)."""
+    `on_step`, `on_log` and `on_phase` see the run's steps, log lines and phases as they are
+    reported (the CLI's `--now` shows them). The host's worker row is reported before the run
+    trains, touched with its heartbeat, and given the run's measured speed when it succeeds."""
     settings = settings or get_settings()
     factory = factory or make_sessionmaker(make_engine(settings.database_url, pool_size=2))
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -144,21 +151,26 @@ def execute_run(
         run = lifecycle.claim(session, run_id=run_id, worker=worker)
         if run is None:
             return "skipped"
+        run.phase = RunPhase.reading.value
         try:
             job = prepare(session, run)
         except Exception as error:  # noqa: BLE001 - a bad snapshot fails the run, visibly
             lifecycle.fail(session, run=run, error=f"{type(error).__name__}: {error}")
             return "failed"
 
-    reporter = DbReporter(factory, run_id, on_step=on_step, on_log=on_log)
+    host = _report_hardware(factory)
+    reporter = DbReporter(factory, run_id, on_step=on_step, on_log=on_log, on_phase=on_phase, hostname=host)
     if job.note:
         reporter.log(job.note)
     sweep_work_dirs(Path(settings.artifacts_dir) / ".work", factory)
     work_dir = Path(settings.artifacts_dir) / ".work" / f"run-{run_id}-{uuid.uuid4().hex[:8]}"
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
+        reporter.phase(RunPhase.loading)
+        started = time.monotonic()
         outcome = train(job, work_dir, reporter, processes=settings.processes_per_run)
-        reporter.flush()
+        ended = time.monotonic()
+        reporter.phase(RunPhase.saving)
         with session_scope(factory) as session:
             run = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one()
             if run.cancel_requested:
@@ -171,6 +183,8 @@ def execute_run(
                 uri = publish_model(outcome.output_dir, settings.storage_url, name)
                 registry.register_trained(session, run=run, name=name, uri=uri,
                                           is_adapter=outcome.is_adapter, metrics=outcome.metrics)  # fmt: skip
+        if host is not None:
+            _record_speed(factory, host, job, reporter, started, ended)
         return "succeeded"
     except Cancelled:
         with session_scope(factory) as session:
@@ -187,6 +201,41 @@ def execute_run(
         return "failed"
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _report_hardware(factory: sessionmaker[Session]) -> str | None:
+    """This host's worker row (its device and memory); None when it could not be written."""
+    try:
+        hardware.report(factory)
+    except Exception:  # noqa: BLE001 - the run trains all the same
+        log.warning("could not report this worker's hardware", exc_info=True)
+        return None
+    return hardware.hostname()
+
+
+def measured_speed(started: float, ended: float, reporter: DbReporter) -> tuple[float, float]:
+    """(seconds of steps, overhead seconds) of a run that trained between `started` and `ended`
+    (monotonic seconds): the time per step from the first to the last reported step, the rest of the
+    time before the first step being overhead (loading, tokenising)."""
+    total = ended - started
+    first, last = reporter.first_step, reporter.last_step
+    if first is None or last is None or last[1] <= first[1]:
+        return total, 0.0
+    per_step = (last[0] - first[0]) / (last[1] - first[1])
+    overhead = min(total, max(0.0, first[0] - started - per_step * first[1]))
+    return total - overhead, overhead
+
+
+def _record_speed(factory: sessionmaker[Session], host: str, job: Job, reporter: DbReporter,
+                  started: float, ended: float) -> None:  # fmt: skip
+    units = KINDS[job.kind].sizing.work(job.config, len(job.data))
+    seconds, overhead = measured_speed(started, ended, reporter)
+    try:
+        with session_scope(factory) as session:
+            workers.record_speed(session, hostname=host, kind=job.kind, units=units, seconds=seconds,
+                                 overhead_s=overhead)  # fmt: skip
+    except Exception:  # noqa: BLE001 - the run succeeded; its speed is a hint for the next ones
+        log.warning("could not record run %s's speed", job.run_id, exc_info=True)
 
 
 _WORK_DIR = re.compile(r"^run-(\d+)-[0-9a-f]{8}$")

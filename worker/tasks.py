@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery.signals import worker_ready
 from sqlalchemy import select
 
 from app.config import get_settings
@@ -12,6 +13,7 @@ from app.db import make_engine, make_sessionmaker, session_scope
 from app.models import Run, RunStatus
 from app.queue import send_run
 from app.services.runs import lifecycle, schedules
+from worker import hardware
 from worker.celery_app import celery_app
 from worker.runner import execute_run as run_to_end
 
@@ -24,6 +26,15 @@ def _sessions():  # type: ignore[no-untyped-def]
     if _factory is None:
         _factory = make_sessionmaker(make_engine(get_settings().database_url, pool_size=2))
     return _factory
+
+
+@worker_ready.connect
+def report_hardware(**_: object) -> None:
+    """A started worker reports its device and memory, then keeps its row live while idle."""
+    try:
+        hardware.keep_reporting(_sessions())
+    except Exception:  # noqa: BLE001 - the launch form falls back to CPU defaults
+        log.warning("could not report this worker's hardware", exc_info=True)
 
 
 @celery_app.task(name="worker.tasks.execute_run", acks_late=True, reject_on_worker_lost=True)

@@ -42,8 +42,9 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
     """Create a run (and send it, or run it here with `now`). `models` maps the kind's model
     inputs (`base_model_id`, `judge_model_id`, ...) to model versions by name or id."""
     from app.queue import send_run
-    from app.services import registry
+    from app.services import registry, workers
     from app.services.projects import get_project
+    from app.services.runs import sizing
     from app.services.runs.lifecycle import create_run
     from app.services.runs.records import RunError
 
@@ -54,6 +55,14 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
             if proj is None:
                 raise fail(f"no project {project!r}")
             config = _parse_sets(sets)
+            worker = workers.fastest_live(session)
+            defaults = sizing.launch_defaults(kind, worker)
+            if defaults:
+                shown = ", ".join(f"{k}={v}" for k, v in defaults.items() if k not in config)
+                if shown:
+                    console.print(f"Sized for {workers.describe(worker)}: {shown} (--set to change)",
+                                  highlight=False)  # fmt: skip
+            config = defaults | config
             columns: dict[str, int] = {}
             for field, ref in models.items():
                 if ref:
@@ -63,6 +72,13 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
                     (columns if field in ("base_model_id", "reward_model_id") else config)[field] = found.id
             run = create_run(session, project=proj, kind=kind, config=config, **columns)
             run_id = run.id
+            found = sizing.estimate(session, kind=kind, project=proj, config=run.config, worker=worker)
+            sizing.log_estimate(session, run, found)
+            if found.seconds is not None:
+                console.print(f"Estimate: about {sizing.duration(found.seconds)} ({found.source})",
+                              highlight=False)  # fmt: skip
+            for warning in found.warnings:
+                console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     except RunError as error:
         raise fail(str(error)) from None
     if not now:
@@ -94,7 +110,8 @@ def _run_in_foreground(run_id: int, session_factory) -> None:  # type: ignore[no
             print(f"run {run_id}: {message}", flush=True)
 
         print(f"run {run_id}: starting here (loading the model and the data)", flush=True)
-        status = execute_run(run_id, factory=session_factory, on_step=plain_step, on_log=plain_log)
+        status = execute_run(run_id, factory=session_factory, on_step=plain_step, on_log=plain_log,
+                             on_phase=plain_log)  # fmt: skip
     else:
         columns = [
             TextColumn("[bold]run {task.fields[run]}"),
@@ -114,7 +131,11 @@ def _run_in_foreground(run_id: int, session_factory) -> None:  # type: ignore[no
             def on_log(message: str) -> None:
                 progress.console.print(f"  {message}", highlight=False)
 
-            status = execute_run(run_id, factory=session_factory, on_step=on_step, on_log=on_log)
+            def on_phase(phase: str) -> None:
+                progress.update(task, position=phase)
+
+            status = execute_run(run_id, factory=session_factory, on_step=on_step, on_log=on_log,
+                                 on_phase=on_phase)  # fmt: skip
     with session_scope(session_factory) as session:
         run = session.get(Run, run_id)
         assert run is not None
@@ -124,8 +145,13 @@ def _run_in_foreground(run_id: int, session_factory) -> None:  # type: ignore[no
 
 
 def progress_text(run: Run) -> str:
-    """Where a run is: its step of the total once the trainer reports, else its phase (never
-    "step 0/0" while the model loads)."""
+    """Where a run is: its phase outside its steps (loading the model, preparing data, saving),
+    its step of the total while it trains (never "step 0/0" while the model loads)."""
+    from app.services.runs.sizing import current_phase
+
+    phase = current_phase(run)
+    if phase:
+        return phase
     if run.total_steps:
         return f"step {run.step}/{run.total_steps}"
     if run.status == RunStatus.queued:

@@ -34,6 +34,10 @@ class Reporter(Protocol):
     def log(self, message: str) -> None:
         """A line for the run's log."""
 
+    def phase(self, name: str) -> None:
+        """What the run does now, before or between its steps (an app.models.RunPhase value:
+        "loading the model", "preparing data"); the first step means "training"."""
+
     def should_stop(self) -> bool:
         """True once the run was cancelled: the trainer raises `Cancelled` at its next step."""
 
@@ -58,6 +62,7 @@ class PrintReporter:
         self.quiet = quiet
         self.history: list[tuple[int, dict[str, float]]] = []
         self.lines: list[str] = []
+        self.phases: list[str] = []
 
     def step(self, step: int, total: int, metrics: dict[str, float]) -> None:
         self.history.append((step, dict(metrics)))
@@ -69,6 +74,11 @@ class PrintReporter:
         self.lines.append(message)
         if not self.quiet:
             print(message)
+
+    def phase(self, name: str) -> None:
+        self.phases.append(name)
+        if not self.quiet:
+            print(f"({name})")
 
     def should_stop(self) -> bool:
         return False

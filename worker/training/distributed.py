@@ -141,7 +141,7 @@ def broadcast_parameters(parameters: list[torch.nn.Parameter]) -> None:
 class DistributedReporter:
     """The `Reporter` of every rank in a multi-process run.
 
-    * `step` / `log`: rank 0 writes them as JSON event lines on stdout, which the parent runner
+    * `step` / `log` / `phase`: rank 0 writes them as JSON event lines on stdout, which the parent runner
       turns into calls on its database reporter; other ranks drop them (rank 0's metrics are
       already averaged over ranks where that matters).
     * `should_stop`: the parent writes `stop_file` when the run is cancelled. Ranks may see the
@@ -166,6 +166,9 @@ class DistributedReporter:
 
     def log(self, message: str) -> None:
         self._emit({"type": "log", "message": message})
+
+    def phase(self, name: str) -> None:
+        self._emit({"type": "phase", "name": name})
 
     def should_stop(self) -> bool:
         # Once stopped, stay stopped without a collective: a trainer may check again on its way

@@ -31,6 +31,7 @@ from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
+from app.models import RunPhase
 from app.schemas.training import DPOConfig
 from worker.training._trl import (
     assistant,
@@ -102,6 +103,7 @@ def train_dpo(
         ref_model = load_policy(base, tokenizer, dtype=dtype)
         disable_dropout_in_model(ref_model)
         ref_model.eval().requires_grad_(False)
+    reporter.phase(RunPhase.preparing)
 
     # 3. hold out whole prompts, deterministically by seed
     train_pairs, eval_pairs = split_by_prompt(pairs, config.eval_fraction, config.seed)

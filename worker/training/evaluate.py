@@ -103,6 +103,9 @@ class _Shifted:
     def log(self, message: str) -> None:
         self.progress.reporter.log(message)
 
+    def phase(self, name: str) -> None:
+        self.progress.reporter.phase(name)
+
     def should_stop(self) -> bool:
         return self.progress.reporter.should_stop()
 

@@ -252,6 +252,7 @@ def _follow(
     handlers: dict[str, Callable[[dict[str, Any]], None]] = {
         "step": lambda e: reporter.step(int(e["step"]), int(e["total"]), dict(e["metrics"])),
         "log": lambda e: reporter.log(str(e["message"])),
+        "phase": lambda e: reporter.phase(str(e["name"])),
     }
     done = False
     while not done:

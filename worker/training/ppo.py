@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from app.models import RunPhase
 from app.schemas.training import PPOConfig
 from worker.training.base import Cancelled, ModelRef, Reporter, TrainResult
 from worker.training.distributed import (
@@ -253,6 +254,7 @@ def train_ppo(
         from peft import get_peft_model
 
         value_model = get_peft_model(value_model, lora.peft_config("SEQ_CLS"))  # head fully trained
+    reporter.phase(RunPhase.preparing)
     for model in (policy_model, ref_model, reward_model, value_model):
         if model is not None:
             disable_dropout(model)  # (1)

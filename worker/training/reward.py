@@ -32,6 +32,7 @@ from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
+from app.models import RunPhase
 from app.schemas.training import RewardConfig
 from worker.training._trl import (
     assistant,
@@ -128,6 +129,7 @@ def train_reward(
     model = load_reward_model(base, tokenizer, dtype=load_dtype(config))
     disable_dropout_in_model(model)
     assert model.config.num_labels == 1 and model.config.pad_token_id == tokenizer.pad_token_id
+    reporter.phase(RunPhase.preparing)
 
     # 3. hold out whole prompts, deterministically by seed
     train_pairs, eval_pairs = split_by_prompt(pairs, config.eval_fraction, config.seed)

@@ -29,6 +29,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
+from app.models import RunPhase
 from app.schemas.training import SFTConfig
 from worker.training._trl import (
     assistant,
@@ -86,6 +87,7 @@ def train_sft(
     # 2. tokenizer and policy; dropout off in the base weights
     tokenizer = load_tokenizer(base)
     model = load_policy(base, tokenizer, dtype=load_dtype(config))
+    reporter.phase(RunPhase.preparing)
     disable_dropout_in_model(model)
 
     # 3. data in TRL's conversational prompt-completion format

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from app.models import ModelKind, ModelVersion, Project, Run, RunKind
 from app.queue import revoke, send_run
 from app.run_kinds import DEFAULT_KIND, KINDS
-from app.services import projects, versions
-from app.services.runs import lifecycle
+from app.services import projects, versions, workers
+from app.services.runs import lifecycle, sizing
 from app.services.runs.records import RunError
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import RunForm, int_or_none
@@ -94,6 +94,8 @@ def _launch_page(
 ) -> Response:
     policies = versions.list_versions(session, ModelKind.policy)
     rewards = versions.list_versions(session, ModelKind.reward)
+    worker = workers.fastest_live(session)
+    values = sizing.launch_defaults(kind, worker) | (form.get("config") or {})
     context = {
         "kind": kind,
         "title": KIND_TITLES[kind],
@@ -105,11 +107,49 @@ def _launch_page(
         "run_inputs": [
             (need, policies if need.kind == ModelKind.policy else rewards) for need in KINDS[kind].run_inputs
         ],
-        "fields": config_fields(kind, form.get("config")),
+        "fields": config_fields(kind, values),
         "form": form,
         "errors": errors or [],
+        **_estimate_context(session, kind, form.get("project"), values, worker),
     }
     return render(request, "runs/new.html", context, status_code=status_code)
+
+
+def _estimate_context(
+    session: Session, kind: RunKind, slug: str | None, values: dict[str, Any], worker: Any
+) -> dict[str, Any]:
+    """The worker the form is sized for, the run's estimated duration on the project's data, and
+    the warnings (long run, too little data)."""
+    context: dict[str, Any] = {
+        "worker": workers.describe(worker),
+        "sized_for_cpu": bool(sizing.launch_defaults(kind, worker)),
+        "estimate": None,
+        "estimate_error": None,
+        "duration": sizing.duration,
+    }
+    project = projects.get_project(session, slug) if slug else None
+    if project is None:
+        return context
+    try:
+        config = lifecycle.resolve_config(kind, values)
+    except RunError as error:
+        context["estimate_error"] = str(error)
+        return context
+    context["estimate"] = sizing.estimate(session, kind=kind, project=project, config=config, worker=worker)
+    return context
+
+
+@router.get("/runs/estimate", include_in_schema=False)
+def run_estimate(request: Request, session: SessionDep, user: AdminUser) -> Response:
+    """The launch form's estimate for its current values (htmx, on every change)."""
+    params = dict(request.query_params)
+    try:
+        kind = RunKind(params.get("kind", ""))
+    except ValueError:
+        raise HTTPException(422, "kind: unknown run kind") from None
+    config = _form_config(kind, RunForm(**params))
+    context = _estimate_context(session, kind, params.get("project"), config, workers.fastest_live(session))
+    return render(request, "runs/_estimate.html", context)
 
 
 @router.post("/runs", include_in_schema=False)
@@ -143,6 +183,9 @@ def create_run(
     except RunError as error:
         session.rollback()
         return _launch_page(request, session, kind, state, [str(error)], status_code=422)
+    found = sizing.estimate(session, kind=kind, project=project, config=run.config,
+                            worker=workers.fastest_live(session))  # fmt: skip
+    sizing.log_estimate(session, run, found)
     session.commit()  # the task is sent only once the run row is committed
     run.celery_task_id = send_run(run.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{run.id}", status_code=303)
@@ -151,6 +194,8 @@ def create_run(
 def _status_context(session: Session, run: Run) -> dict[str, Any]:
     return {
         "run": run,
+        "phase": sizing.current_phase(run),
+        "cautions": sizing.run_cautions(session, run) if run.status.finished else [],
         "logs": lifecycle.recent_logs(session, run_id=run.id),
         "percent": (100.0 * run.step / run.total_steps) if run.total_steps else None,
         "output": session.get(ModelVersion, run.output_model_id) if run.output_model_id else None,
