@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Judgment, Project, Run, RunItem, RunKind, RunPhase, RunStatus, Worker
 from app.run_kinds import CPU, Selects, device_defaults, spec
-from app.services.runs.records import RunError
+from app.services.runs.records import RunError, add_log
 from app.services.runs.snapshots import select_snapshot
 from app.services.workers import device_class
 
@@ -142,9 +142,11 @@ def run_cautions(session: Session, run: Run) -> list[str]:
                 f"anything (± {_plus_minus(n):.0%})."
             )
     sizing = spec(run.kind).sizing
-    if sizing.min_data and run.snapshot_size < 10 * sizing.min_data:
-        ids = list(session.scalars(select(RunItem.item_id).where(RunItem.run_id == run.id)))
-        n = _items(session, run.kind, run.config, ids)
+    if not cautions and sizing.min_data and run.snapshot_size < 10 * sizing.min_data:
+        n = run.snapshot_size
+        if spec(run.kind).selects == Selects.judgments:
+            ids = list(session.scalars(select(RunItem.item_id).where(RunItem.run_id == run.id)))
+            n = _items(session, run.kind, run.config, ids)
         if n < sizing.min_data:
             cautions.append(
                 f"Only {n} {sizing.data} in its snapshot: below {sizing.min_data}, these figures mean little."
@@ -162,15 +164,18 @@ def duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def progress_text(run: Run) -> str:
-    """Where a run is: "queued", its phase before its steps ("loading the model", "preparing
-    data"), "step n of N" while it trains, "saving the model" after."""
-    if run.status == RunStatus.queued:
-        return "queued"
-    if run.status == RunStatus.running:
-        if run.phase and run.phase != RunPhase.training:
-            return run.phase
-        if run.total_steps:
-            return f"step {run.step} of {run.total_steps}"
-        return run.phase or "starting"
-    return f"step {run.step} of {run.total_steps}" if run.total_steps else "no steps"
+def current_phase(run: Run) -> str | None:
+    """A running run's phase outside its steps ("loading the model", "preparing data", "saving
+    the model"); None when it is training (then its step tells where it is) or not running."""
+    if run.status == RunStatus.running and run.phase and run.phase != RunPhase.training:
+        return run.phase
+    return None
+
+
+def log_estimate(session: Session, run: Run, found: Estimate) -> None:
+    """The launch's estimate and warnings, as the run's log lines."""
+    if found.seconds is not None:
+        add_log(session, run.id, f"estimate: about {duration(found.seconds)} on {found.device} "
+                                 f"({found.source})")  # fmt: skip
+    for warning in found.warnings:
+        add_log(session, run.id, f"warning: {warning}", level="warning")
