@@ -1,5 +1,7 @@
-# Sourced by scripts/run and scripts/test: creates .venv and installs the project into it,
-# again only when pyproject.toml changes. Needs Python 3.11+ with venv.
+# Sourced by scripts/run, scripts/test and scripts/rlhf: creates .venv and installs the project into
+# it, again only when pyproject.toml changes, printing one line per package. Needs Python 3.11+ with
+# venv. With RLHF_BOOTSTRAP=web only the web app's dependencies are installed here (scripts/run
+# then installs the rest in the background with `install_training_stack`).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -8,14 +10,45 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  echo "Installing RLHF Studio and its dependencies into .venv …"
-  .venv/bin/python -m pip install --quiet --upgrade pip
+web_stamp=".venv/.web-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+
+pip_progress() {
+  # pip install, one line per package collected, then the summary (the full output on failure).
+  local log
+  log=$(mktemp)
+  if .venv/bin/python -m pip install --progress-bar off "$@" >"$log" 2>&1; then
+    grep -E '^(Collecting|Installing collected|Successfully installed)' "$log" \
+      | sed -E 's/^Collecting ([^ ]+).*/  collected \1/; s/^Successfully installed (.*)/  installed: \1/' \
+      | cut -c1-160 || true
+    rm -f "$log"
+  else
+    grep -v "^WARNING: Location" "$log" >&2 || true
+    rm -f "$log"
+    return 1
+  fi
+}
+
+install_training_stack() {
   # torch before the rest, pinned, so that the packages needing it do not pull another build.
-  .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
-  .venv/bin/python -m pip install --quiet -e ".[train,dev]"
-  rm -f .venv/.installed-*
-  touch "$stamp"
+  echo "Installing torch ${TORCH_VERSION:-2.13.0} …"
+  pip_progress "torch==${TORCH_VERSION:-2.13.0}" || return 1
+  echo "Installing the training stack and the development tools (transformers, trl, peft, pytest …) …"
+  pip_progress -e ".[train,dev]" || return 1
+  rm -f .venv/.installed-* .venv/.web-installed-*
+  touch "$web_stamp" "$stamp"
+  echo "The training stack is installed."
+}
+
+if [ ! -f "$stamp" ]; then
+  if [ ! -f "$web_stamp" ]; then
+    echo "Installing RLHF Studio's web app and its dependencies into .venv …"
+    .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+    pip_progress -e .
+    touch "$web_stamp"
+  fi
+  if [ "${RLHF_BOOTSTRAP:-all}" != "web" ]; then
+    install_training_stack
+  fi
 fi
 
 ensure_chromium() {

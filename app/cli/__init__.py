@@ -65,19 +65,28 @@ def up(
         bool, typer.Option(help="Also run a training worker and beat in the background.")
     ] = True,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    worker_after: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start the worker and beat (and register the demo model) only once this file exists: "
+            "scripts/run serves the web app while the training stack installs, then touches it."
+        ),
+    ] = None,
 ) -> None:
     """Everything on one machine: migrate, then serve the app, with a worker and beat.
 
-    Embedded defaults: SQLite under ./data/ for the database and the task queue, no Redis.
+    Embedded defaults: SQLite under DATA_DIR for the database and the task queue, no Redis.
     """
     import subprocess
 
     settings = get_settings()
     upgrade()
+    waiting = worker and worker_after is not None and not worker_after.exists()
     if demo:
-        seed_demo()
+        seed_demo(register_model=not waiting)
     children: list[subprocess.Popen[bytes]] = []
-    if worker:
+
+    def start_worker() -> None:
         log_dir = settings.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         for name, args in (
@@ -88,6 +97,24 @@ def up(
             command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", *args]
             children.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
         console.print(f"Worker and beat started (logs in {log_dir}).")
+
+    def start_worker_when_ready() -> None:
+        import time
+
+        assert worker_after is not None
+        while not worker_after.exists():
+            time.sleep(2)
+        if demo:
+            _register_demo_model()
+        start_worker()
+
+    if waiting:
+        import threading
+
+        threading.Thread(target=start_worker_when_ready, name="worker-after", daemon=True).start()
+        console.print("The worker starts once the training stack is installed; labeling works already.")
+    elif worker:
+        start_worker()
     console.print(
         f"RLHF Studio on [bold]http://{host}:{port}[/bold]  (database: {_redact(settings.database_url)})"
         + (f"\nLog in at http://{host}:{port}/login (the rater labels pairs at /rate)." if demo else "")
@@ -453,7 +480,20 @@ _register_command_groups()
 
 
 def main() -> None:
-    cli()
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        cli()
+    except (OperationalError, ProgrammingError) as error:
+        # A table missing under a command that got past the check: a half-migrated database.
+        text = str(error.orig or error)
+        if "no such table" not in text and "does not exist" not in text:
+            raise
+        url = get_settings().database_url
+        raise SystemExit(
+            f"error: the database at {where(url)} lacks a table ({text.splitlines()[0]}): "
+            "run `rlhf db upgrade` (or scripts/run)"
+        ) from None
 
 
 if __name__ == "__main__":
