@@ -1,13 +1,20 @@
 """Every setting of RLHF Studio, read from the environment (or a `.env` file) once.
 
 Names are the environment variables, upper-cased: ``DATABASE_URL``, ``SECRET_KEY`` and so on.
-The defaults are the embedded ones: a SQLite file under ``./data/`` and no external service, so
-that ``rlhf up`` works on a bare machine. Outside development the secret key has no working
-default: the process refuses to start until one is set.
+The defaults are the embedded ones: a SQLite file under the data directory and no external
+service, so that ``rlhf up`` works on a bare machine. Outside development the secret key has no
+working default: the process refuses to start until one is set.
+
+The data directory does not depend on the working directory: ``DATA_DIR`` when set, else the
+``data/`` folder of the source checkout the code runs from (``scripts/run``, an editable
+install), else the user's data directory (``$XDG_DATA_HOME/rlhf-studio``, by default
+``~/.local/share/rlhf-studio``) for an installed wheel. A ``.env`` file is read from the
+checkout and then from the working directory.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -18,14 +25,40 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 
 
+def source_checkout() -> Path | None:
+    """The source checkout this code runs from, or None for an installed wheel."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "migrations").is_dir():
+        return root
+    return None
+
+
+def default_data_dir() -> Path:
+    """DATA_DIR's default: the checkout's data/, else the user's data directory."""
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rlhf-studio"
+
+
+def _env_files() -> tuple[Path, ...]:
+    checkout = source_checkout()
+    return (*([checkout / ".env"] if checkout is not None else []), Path(".env"))
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=_env_files(), env_file_encoding="utf-8", extra="ignore")
 
     environment: Literal["development", "test", "production"] = Field(
         "development",
         description="`production` refuses default secrets and marks cookies Secure.",
     )
-    data_dir: Path = Field(Path("data"), description="Where the embedded SQLite files live.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded SQLite files, logs and (by default) artifacts live. Default: "
+        "the checkout's data/ folder, or ~/.local/share/rlhf-studio for an installed wheel.",
+    )
     database_url: str = Field(
         "",
         description="SQLAlchemy URL. Default: sqlite:///<DATA_DIR>/rlhf.db. "
@@ -40,7 +73,8 @@ class Settings(BaseSettings):
         DEV_SECRET_KEY, description="Signs session cookies and CSRF tokens. Required in production."
     )
     artifacts_dir: Path = Field(
-        Path("data/artifacts"), description="Local working space of workers (and the default store)."
+        default_factory=lambda data: Path(data["data_dir"]) / "artifacts",
+        description="Local working space of workers (and the default store). Default: DATA_DIR/artifacts.",
     )
     storage_url: str = Field(
         "",

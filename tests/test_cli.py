@@ -184,3 +184,65 @@ def test_models_prune_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     shown = _rlhf(env, "runs", "show", str(run_id))
     assert "running, starting (loading the model and the data)" in shown.stdout and "0/0" not in shown.stdout
     assert "starting" in _rlhf(env, "runs", "list").stdout
+
+
+# --- from another directory: the checkout's data directory, and one line when there is no database
+
+
+def _rlhf_elsewhere(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/rlhf ARGS` run from `cwd` (outside the checkout) when .venv has the command,
+    else the same CLI through this interpreter."""
+    script = ROOT / "scripts" / "rlhf"
+    command = [str(script)] if (ROOT / ".venv" / "bin" / "rlhf").exists() else (
+        [sys.executable, "-c", "from app.cli import main; main()"]
+    )  # fmt: skip
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_data_directory_is_the_checkouts_from_any_directory(tmp_path: Path) -> None:
+    env = service_env()
+    env.pop("DATA_DIR", None)
+    code = "from app.config import Settings; s = Settings(); print(s.data_dir, s.database_url)"
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    data_dir, url = shown.stdout.split()
+    assert Path(data_dir) == ROOT / "data" and url == f"sqlite:///{ROOT / 'data' / 'rlhf.db'}"
+    # DATA_DIR moves everything that has no setting of its own.
+    from app.config import Settings
+
+    moved = Settings(data_dir=tmp_path / "elsewhere")
+    assert moved.database_url == f"sqlite:///{tmp_path / 'elsewhere' / 'rlhf.db'}"
+    assert moved.artifacts_dir == tmp_path / "elsewhere" / "artifacts"
+
+
+def test_a_missing_or_unmigrated_database_gets_one_line(tmp_path: Path) -> None:
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    data = tmp_path / "data"
+    env = service_env(DATA_DIR=str(data), ENVIRONMENT="development")
+
+    for args in (["projects", "list"], ["users", "list"], ["models", "list"], ["quality", "demo"],
+                 ["export", "comparisons", "--project", "demo", "-o", "out.zip"]):  # fmt: skip
+        missing = _rlhf_elsewhere(cwd, env, *args)
+        assert missing.returncode == 1, (args, missing.stdout, missing.stderr)
+        assert missing.stderr.strip() == (
+            f"error: There is no database at {data / 'rlhf.db'}: run `rlhf db upgrade` (or scripts/run)."
+        ), args
+    current = _rlhf_elsewhere(cwd, env, "db", "current")
+    assert current.returncode == 0 and "no database file" in current.stdout
+    assert not data.exists() and not list(cwd.iterdir()), "a reading command created nothing"
+
+    data.mkdir()
+    (data / "rlhf.db").touch()  # a file without tables
+    empty = _rlhf_elsewhere(cwd, env, "projects", "list")
+    assert empty.returncode == 1 and empty.stderr.strip() == (
+        f"error: The database at {data / 'rlhf.db'} has no tables: run `rlhf db upgrade` (or scripts/run)."
+    )
+    assert _rlhf_elsewhere(cwd, env, "db", "upgrade").returncode == 0
+    listed = _rlhf_elsewhere(cwd, env, "projects", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert not list(cwd.iterdir()), "nothing lands in the working directory"

@@ -10,8 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.cli._common import factory as _sessions
+from app.cli._common import fail as _fail
+from app.cli._common import missing_sqlite_file, where
 from app.config import get_settings
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import session_scope
 from app.models import Role, Scale
 from app.resources import DEMO_DIR
 
@@ -41,16 +44,6 @@ cli.add_typer(import_cli, name="import")
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _sessions():  # type: ignore[no-untyped-def]
-    settings = get_settings()
-    return make_sessionmaker(make_engine(settings.database_url, pool_size=2))
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 # --- serving --------------------------------------------------------------------------------
@@ -175,7 +168,9 @@ def current() -> None:
     from app import migrations
 
     url = get_settings().database_url
-    console.print(f"current: {migrations.current_revision(url)}  head: {migrations.head_revision(url)}")
+    # No database file yet: say so rather than create an empty one by connecting.
+    current = "none (no database file)" if missing_sqlite_file(url) else migrations.current_revision(url)
+    console.print(f"database: {where(url)}\ncurrent: {current}  head: {migrations.head_revision(url)}")
 
 
 # --- users ----------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or time.")]
 def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
     from sqlalchemy import func, select
 
+    from app.cli._common import factory as session_factory
     from app.config import get_settings
-    from app.db import make_engine, make_sessionmaker
     from app.models import Demonstration, Judgment, Project
     from app.schemas.export import ComparisonExport, DemoExport
     from app.services import exporting
@@ -53,7 +53,7 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
     settings = get_settings()
-    factory = make_sessionmaker(make_engine(settings.database_url, pool_size=2), read_only=True)
+    factory = session_factory(read_only=True)
     with factory() as session:
         project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
         if project is None:

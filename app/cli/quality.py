@@ -37,11 +37,11 @@ def quality_command(
     The same figures as /admin/projects/SLUG/quality and /raters. Exits with status 3 when a
     rater is flagged, so that a script can alert on it.
     """
-    from app.cli import _sessions
+    from app.cli._common import factory
     from app.services.projects import get_project
     from app.services.quality.report import project_quality
 
-    with _sessions()() as session:
+    with factory()() as session:
         found = get_project(session, project)
         if found is None:
             err.print(f"[red]error:[/red] no project {project!r} (see `rlhf projects list`)", highlight=False)
