@@ -13,19 +13,19 @@ stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 web_stamp=".venv/.web-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 
 pip_progress() {
-  # pip install, one line per package collected, then the summary (the full output on failure).
-  local log
+  # pip install, printing one line per package as pip collects it, then the summary (the whole
+  # output when it fails).
+  local - log status
+  set +e
   log=$(mktemp)
-  if .venv/bin/python -m pip install --progress-bar off "$@" >"$log" 2>&1; then
-    grep -E '^(Collecting|Installing collected|Successfully installed)' "$log" \
-      | sed -E 's/^Collecting ([^ ]+).*/  collected \1/; s/^Successfully installed (.*)/  installed: \1/' \
-      | cut -c1-160 || true
-    rm -f "$log"
-  else
-    grep -v "^WARNING: Location" "$log" >&2 || true
-    rm -f "$log"
-    return 1
-  fi
+  .venv/bin/python -m pip install --progress-bar off "$@" 2>&1 | tee "$log" \
+    | grep --line-buffered -E '^(Collecting|Processing|Installing collected|Successfully installed)' \
+    | sed -u -E 's/^Collecting ([^ ]+).*/  collected \1/; s/^Processing .*\/([^/ ]+)$/  collected \1/;
+                 s/^Successfully installed (.*)/  installed: \1/; s/^(.{150}).+/\1 …/'
+  status=${PIPESTATUS[0]}
+  if [ "$status" != 0 ]; then grep -v "^WARNING: Location" "$log" >&2; fi
+  rm -f "$log"
+  return "$status"
 }
 
 install_training_stack() {
