@@ -60,8 +60,7 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
             if defaults:
                 shown = ", ".join(f"{k}={v}" for k, v in defaults.items() if k not in config)
                 if shown:
-                    console.print(f"Sized for {workers.describe(worker)}: {shown} (--set to change)",
-                                  highlight=False)  # fmt: skip
+                    typer.echo(f"Sized for {workers.describe(worker)}: {shown} (--set to change)", err=True)
             config = defaults | config
             columns: dict[str, int] = {}
             for field, ref in models.items():
@@ -74,11 +73,11 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
             run_id = run.id
             found = sizing.estimate(session, kind=kind, project=proj, config=run.config, worker=worker)
             sizing.log_estimate(session, run, found)
+            # on stderr: stdout carries the run's own lines (`--now` in a log file or CI)
             if found.seconds is not None:
-                console.print(f"Estimate: about {sizing.duration(found.seconds)} ({found.source})",
-                              highlight=False)  # fmt: skip
+                typer.echo(f"Estimate: about {sizing.duration(found.seconds)} ({found.source})", err=True)
             for warning in found.warnings:
-                console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+                typer.echo(f"warning: {warning}", err=True)
     except RunError as error:
         raise fail(str(error)) from None
     if not now:

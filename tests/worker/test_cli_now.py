@@ -40,6 +40,11 @@ def test_train_now_prints_plain_progress_and_log_lines(tmp_path: Path) -> None:
     assert lines[0] == "run 1: starting here (loading the model and the data)"
     assert "run 1: sft: 8 demonstrations, 0 held out" in lines, lines
     assert any(line.startswith("run 1: step 2/2") for line in lines), lines
+    phases = [
+        line for line in lines if line.endswith(("loading the model", "preparing data", "saving the model"))
+    ]
+    assert phases == ["run 1: loading the model", "run 1: preparing data", "run 1: saving the model"], lines
+    assert "Estimate: about" in done.stderr and "Sized for" in done.stderr
     assert any("saved adapter" in line for line in lines) and lines[-1] == "Run 1: succeeded"
 
     shown = rlhf("runs", "show", "1")
