@@ -21,6 +21,9 @@ The rules:
   draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
   others, are never limited by the overlap (every rater may meet each once) and are offered only
   through that draw.
+* Only the project's raters (app/services/membership.py) claim, submit, skip and undo: each of
+  these checks it again, so a rater removed from a members-only project while holding a pair is
+  refused (404, as for a project that does not exist) even with the old assignment's id.
 * Adaptive overlap: a regular pair needs ``project.overlap + comparison.extra_raters`` raters.
   When its last needed vote arrives and the votes are split (the largest group of identical
   choices holds less than ``project.split_threshold`` of them), ``extra_raters`` grows by one,
@@ -51,6 +54,7 @@ from app.models import (
     Scale,
 )
 from app.models.types import utcnow
+from app.services.membership import may_rate
 
 # Candidate pairs to try per request before concluding that nothing is free right now.
 MAX_CLAIM_ATTEMPTS = 8
@@ -81,6 +85,20 @@ class RatingError(Exception):
 
 class NotAssigned(RatingError):
     status_code = 404
+
+
+class NotAMember(RatingError):
+    """The rater may not rate in this project (any more): answered like a missing project."""
+
+    status_code = 404
+
+    def __init__(self) -> None:
+        super().__init__("No active project with this name.")
+
+
+def _require_rater(session: Session, project: Project, rater_id: int) -> None:
+    if not may_rate(session, project, rater_id):
+        raise NotAMember()
 
 
 class PairFilled(RatingError):
@@ -216,6 +234,7 @@ def claim_next(
     session: Session, *, project: Project, rater_id: int, now: datetime | None = None
 ) -> Assignment | None:
     """The rater's current pair, or a newly claimed one; None when nothing is left for them."""
+    _require_rater(session, project, rater_id)
     now = now or utcnow()
     lease = timedelta(seconds=project.lease_seconds)
 
@@ -405,6 +424,7 @@ def submit_judgment(
     now: datetime | None = None,
 ) -> tuple[Judgment, bool]:
     """Store a judgment; returns (judgment, created). A repeat returns the stored one."""
+    _require_rater(session, project, rater_id)
     now = now or utcnow()
     assignment = session.get(Assignment, data.assignment_id)
     if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
@@ -493,6 +513,7 @@ def _widen_if_split(session: Session, project: Project, comparison_id: int, coun
 
 def skip(session: Session, *, project: Project, rater_id: int, assignment_id: int) -> None:
     """Pass on a pair: its slot returns to the pool and this rater will not see it again."""
+    _require_rater(session, project, rater_id)
     assignment = session.get(Assignment, assignment_id)
     if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
         raise NotAssigned("This pair was never assigned to you.")
@@ -514,6 +535,7 @@ def undo_last(
     Returns the re-opened assignment and the withdrawn answer (to pre-fill the form), or None
     when there is nothing recent to undo.
     """
+    _require_rater(session, project, rater_id)
     now = now or utcnow()
     judgment = session.scalars(
         select(Judgment)

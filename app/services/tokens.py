@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ApiToken, User
+from app.models import ApiToken, ApiTokenProject, Project, User
 from app.models.types import utcnow
 
 TOKEN_PREFIX = "rlhf_"
@@ -31,8 +31,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(session: Session, *, user: User, name: str) -> tuple[ApiToken, str]:
-    """A new token for ``user``; returns the row and the secret (never stored, shown once)."""
+def create_token(
+    session: Session, *, user: User, name: str, projects: list[Project] | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ``user``; returns the row and the secret (never stored, shown once).
+
+    With ``projects`` (not empty), the token reads those projects only, and only while its owner
+    may read them too.
+    """
     name = name.strip()
     if not name or len(name) > 100:
         raise TokenError("Give the token a name of 1 to 100 characters.")
@@ -46,8 +52,14 @@ def create_token(session: Session, *, user: User, name: str) -> tuple[ApiToken, 
         token_hash=hash_token(secret),
         prefix=secret[:12],
         scopes=list(DEFAULT_SCOPES),
+        project_scoped=bool(projects),
     )
     session.add(token)
+    session.flush()
+    session.add_all(
+        ApiTokenProject(token_id=token.id, project_id=p.id)
+        for p in {p.id: p for p in projects or []}.values()
+    )
     session.flush()
     return token, secret
 
@@ -71,6 +83,30 @@ def scopes(session: Session, secret: str) -> list[str]:
     """What the token with this secret may do (empty for an unknown token)."""
     found = session.scalar(select(ApiToken.scopes).where(ApiToken.token_hash == hash_token(secret)))
     return list(found or [])
+
+
+def project_scope(session: Session, secret: str) -> frozenset[int] | None:
+    """The ids of the projects a project-scoped token may read; None for a token without a
+    project scope (an empty set: a scoped token whose projects are all gone reads nothing)."""
+    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).one_or_none()
+    if token is None or not token.project_scoped:
+        return None
+    ids = session.scalars(select(ApiTokenProject.project_id).where(ApiTokenProject.token_id == token.id))
+    return frozenset(ids)
+
+
+def project_slugs(session: Session, token_ids: list[int]) -> dict[int, list[str]]:
+    """The slugs each scoped token of `token_ids` may read (for the tokens page)."""
+    found: dict[int, list[str]] = {}
+    rows = session.execute(
+        select(ApiTokenProject.token_id, Project.slug)
+        .join(Project, Project.id == ApiTokenProject.project_id)
+        .where(ApiTokenProject.token_id.in_(token_ids))
+        .order_by(Project.slug)
+    )
+    for token_id, slug in rows:
+        found.setdefault(token_id, []).append(slug)
+    return found
 
 
 def authenticate(session: Session, secret: str) -> User | None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import Project, Role, User
-from app.services import projects, tokens
+from app.services import membership, projects, tokens
 from app.web.sessions import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
 
 
@@ -159,6 +159,19 @@ def get_api_user(
 ApiUser = Annotated[User, Depends(get_api_user)]
 
 
+def get_api_projects(
+    session: SessionDep,
+    user: ApiUser,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> frozenset[int] | None:
+    """The project ids a project-scoped token may read (None: not scoped; the owner's rules)."""
+    assert credentials is not None  # ApiUser answered 401 otherwise
+    return tokens.project_scope(session, credentials.credentials)
+
+
+ApiProjects = Annotated[frozenset[int] | None, Depends(get_api_projects)]
+
+
 def project_or_404(session: Session, slug: str) -> Project:
     """The project named by a URL's slug (active or not), or a 404."""
     project = projects.get_project(session, slug)
@@ -168,17 +181,22 @@ def project_or_404(session: Session, slug: str) -> Project:
 
 
 # The project dependencies come after the user in a route's parameters, so that the role check
-# answers first and a stranger learns nothing of which projects exist.
+# answers first and a stranger learns nothing of which projects exist. A project the user may not
+# use is answered exactly like one that does not exist.
 
 
-def get_project_dep(slug: str, session: SessionDep) -> Project:
-    return project_or_404(session, slug)
+def get_project_dep(slug: str, session: SessionDep, user: CurrentUser) -> Project:
+    """A project the user may read (admins: all; limited researchers: their own)."""
+    project = project_or_404(session, slug)
+    if not membership.can_export(session, user, project):
+        raise HTTPException(404, "No project with this name.")
+    return project
 
 
-def get_active_project_dep(slug: str, session: SessionDep) -> Project:
-    """Raters see only the projects that take judgments."""
+def get_active_project_dep(slug: str, session: SessionDep, user: CurrentUser) -> Project:
+    """Raters see only the projects that take judgments and that they may rate in."""
     project = projects.get_active_project(session, slug)
-    if project is None:
+    if project is None or not membership.can_rate(session, user, project):
         raise HTTPException(404, "No active project with this name.")
     return project
 

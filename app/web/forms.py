@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import Role
+from app.models import Role, Visibility
 from app.services.quality import MAX_NOTE_CHARS
 
 
@@ -115,6 +115,27 @@ class NextForm(BaseModel):
 
 class TokenForm(BaseModel):
     name: str = Field("", max_length=200)
+    # Slugs of the projects a project-scoped token may read; none: the owner's projects.
+    projects: list[str] = Field(default_factory=list, max_length=500)
+
+
+class VisibilityForm(BaseModel):
+    visibility: Visibility
+
+
+class MembersForm(BaseModel):
+    """Names typed into one field each, separated by commas, spaces or lines."""
+
+    usernames: str = Field("", max_length=10_000)
+    groups: str = Field("", max_length=10_000)
+
+
+class GroupForm(BaseModel):
+    name: str = Field(max_length=64)
+
+
+class AllProjectsForm(BaseModel):
+    all_projects: bool = False
 
 
 class RunForm(BaseModel):

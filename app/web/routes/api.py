@@ -12,9 +12,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
-from app.services import exporting, stats
+from app.services import exporting, membership, stats
 from app.services.exporting.columns import ExportError
-from app.web.deps import ApiUser, SessionDep, SettingsDep
+from app.web.deps import ApiProjects, ApiUser, SessionDep, SettingsDep
 from app.web.routes.export import builder, streaming_download
 
 
@@ -76,7 +76,8 @@ def _checked(call):  # type: ignore[no-untyped-def]
 
 
 @router.get("/projects", response_model=ProjectsPublic, summary="List projects")
-def read_projects(session: SessionDep, user: ApiUser) -> ProjectsPublic:
+def read_projects(session: SessionDep, user: ApiUser, scope: ApiProjects) -> ProjectsPublic:
+    """The projects this token may read."""
     return ProjectsPublic(
         data=[
             ProjectPublic(
@@ -86,7 +87,9 @@ def read_projects(session: SessionDep, user: ApiUser) -> ProjectsPublic:
                 pairs=c.pairs,
                 demonstrations=c.demonstrations,
             )
-            for c in stats.project_counts(session)
+            for c in stats.project_counts(
+                session, membership.exportable_projects(session, user, token_projects=scope)
+            )
         ]
     )
 
@@ -104,10 +107,11 @@ def export_comparisons(
     session: SessionDep,
     settings: SettingsDep,
     user: ApiUser,
+    scope: ApiProjects,
 ) -> StreamingResponse:
     """Preference rows (prompt, chosen, rejected, margin, agreement, metadata) under the
     aggregation rules given; see the dataset card (`/card`) for the rules in words."""
-    build = builder("comparisons", spec, slug, settings.secret_key)
+    build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
     return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
 
 
@@ -124,8 +128,9 @@ def export_comparisons_archive(
     session: SessionDep,
     settings: SettingsDep,
     user: ApiUser,
+    scope: ApiProjects,
 ) -> StreamingResponse:
-    build = builder("comparisons", spec, slug, settings.secret_key)
+    build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
     return _checked(lambda: streaming_download(request, session, build, archive=True))
 
 
@@ -148,8 +153,13 @@ def read_comparisons_card(
     session: SessionDep,
     settings: SettingsDep,
     user: ApiUser,
+    scope: ApiProjects,
 ) -> PlainTextResponse:
-    export = _checked(lambda: builder("comparisons", spec, slug, settings.secret_key)(session))
+    export = _checked(
+        lambda: builder(
+            "comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope
+        )(session)
+    )
     _, card = exporting.preview(export, limit=0)
     return PlainTextResponse(card, media_type="text/markdown; charset=utf-8")
 
@@ -166,8 +176,9 @@ def export_demos(
     spec: Annotated[DemoFileExport, Query()],
     session: SessionDep,
     user: ApiUser,
+    scope: ApiProjects,
 ) -> StreamingResponse:
-    build = builder("demos", spec, slug, "")
+    build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
     return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
 
 
@@ -178,7 +189,12 @@ def export_demos(
     responses={200: _ZIP},
 )
 def export_demos_archive(
-    request: Request, slug: str, spec: Annotated[DemoExport, Query()], session: SessionDep, user: ApiUser
+    request: Request,
+    slug: str,
+    spec: Annotated[DemoExport, Query()],
+    session: SessionDep,
+    user: ApiUser,
+    scope: ApiProjects,
 ) -> StreamingResponse:
-    build = builder("demos", spec, slug, "")
+    build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
     return _checked(lambda: streaming_download(request, session, build, archive=True))

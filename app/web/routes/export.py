@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.models import User
 from app.schemas.export import ComparisonExport, DemoExport
-from app.services import exporting, projects
+from app.services import exporting, membership
 from app.services.exporting.columns import ExportError
 from app.services.exporting.prepare import PreparedExport
 from app.web.deps import SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
@@ -30,12 +31,26 @@ _MEDIA = {
 
 
 def builder(
-    kind: str, spec: ComparisonExport | DemoExport, slug: str, secret_key: str
+    kind: str,
+    spec: ComparisonExport | DemoExport,
+    slug: str,
+    secret_key: str,
+    *,
+    user_id: int,
+    token_projects: frozenset[int] | None = None,
 ) -> Callable[[Session], PreparedExport]:
-    """How to prepare the export on a given session (checked once, then run on the stream's own)."""
+    """How to prepare the export on a given session (checked once, then run on the stream's own).
+
+    A project the user (or their project-scoped token) may not read is a 404, as a missing one.
+    """
 
     def build(session: Session) -> PreparedExport:
         project = project_or_404(session, slug)
+        reader = session.get(User, user_id)
+        if reader is None or not membership.can_export(
+            session, reader, project, token_projects=token_projects
+        ):
+            raise HTTPException(404, "No project with this name.")
         if kind == "demos":
             assert isinstance(spec, DemoExport)
             return exporting.prepare_demos(session, project=project, spec=spec)
@@ -99,9 +114,9 @@ def _errors(error: ValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in error.errors()]
 
 
-def _page_context(session: Session) -> dict[str, Any]:
+def _page_context(session: Session, user: User) -> dict[str, Any]:
     return {
-        "projects": projects.list_projects(session),
+        "projects": membership.exportable_projects(session, user),
         "comparison_defaults": ComparisonExport(),
         "demo_defaults": DemoExport(),
     }
@@ -109,14 +124,16 @@ def _page_context(session: Session) -> dict[str, Any]:
 
 @router.get("/export", include_in_schema=False)
 def export_page(request: Request, session: SessionDep, user: StaffUser) -> Response:
-    return render(request, "export/index.html", _page_context(session) | {"query": request.query_params})
+    return render(
+        request, "export/index.html", _page_context(session, user) | {"query": request.query_params}
+    )
 
 
 @router.get("/export/preview", include_in_schema=False)
 def preview_export(request: Request, session: SessionDep, settings: SettingsDep, user: StaffUser) -> Response:
     try:
         kind, spec, slug = _form_spec(request)
-        export = builder(kind, spec, slug, settings.secret_key)(session)
+        export = builder(kind, spec, slug, settings.secret_key, user_id=user.id)(session)
         rows, card = exporting.preview(export)
     except ValidationError as error:
         return render(request, "export/_preview.html", {"errors": _errors(error)}, status_code=422)
@@ -136,7 +153,7 @@ def download_export(
 ) -> Response:
     try:
         kind, spec, slug = _form_spec(request)
-        build = builder(kind, spec, slug, settings.secret_key)
+        build = builder(kind, spec, slug, settings.secret_key, user_id=user.id)
         archive = request.query_params.get("archive", "1") != "0"
         split = request.query_params.get("split", "all")
         if split not in ("all", "train", "test"):

@@ -1,18 +1,20 @@
-"""Projects: the list, the admin dashboard, creating and editing a project, imports."""
+"""Projects: the list, the admin dashboard, creating and editing a project, who rates in it
+(visibility and members), imports."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
-from app.models import Scale
+from app.models import Project, Scale, Visibility
 from app.schemas.project import ProjectCreate, ProjectUpdate
-from app.services import importing, projects, stats
+from app.services import importing, membership, projects, stats
 from app.web.deps import AdminUser, ProjectDep, SessionDep, SettingsDep, StaffUser, verify_csrf
-from app.web.forms import ImportForm, ProjectCreateForm, ProjectUpdateForm
+from app.web.forms import ImportForm, MembersForm, ProjectCreateForm, ProjectUpdateForm, VisibilityForm
 from app.web.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
@@ -24,7 +26,8 @@ def _form_errors(error: ValidationError) -> list[str]:
 
 @router.get("/projects", include_in_schema=False)
 def list_projects(request: Request, session: SessionDep, user: StaffUser) -> Response:
-    return render(request, "projects.html", {"counts": stats.project_counts(session)})
+    visible = membership.visible_projects(session, user)
+    return render(request, "projects.html", {"counts": stats.project_counts(session, visible)})
 
 
 @router.get("/admin", include_in_schema=False)
@@ -66,18 +69,23 @@ def create_project(
     return RedirectResponse(f"/admin/projects/{project.slug}", status_code=303)
 
 
+def _project_page(session: Session, project: Project) -> dict[str, object]:
+    return {
+        "project": project,
+        "counts": stats.project_counts(session, [project])[0],
+        "raters": stats.rater_counts(session, project_id=project.id),
+        "scales": list(Scale),
+        "members": membership.list_members(session, project),
+        "visibilities": list(Visibility),
+    }
+
+
 @router.get("/admin/projects/{slug}", include_in_schema=False)
 def show_project(request: Request, session: SessionDep, user: AdminUser, project: ProjectDep) -> Response:
     return render(
         request,
         "admin/project.html",
-        {
-            "project": project,
-            "counts": stats.project_counts(session, [project])[0],
-            "raters": stats.rater_counts(session, project_id=project.id),
-            "scales": list(Scale),
-            "saved": request.query_params.get("saved") == "1",
-        },
+        _project_page(session, project) | {"saved": request.query_params.get("saved") == "1"},
     )
 
 
@@ -96,17 +104,51 @@ def update_project(
         return render(
             request,
             "admin/project.html",
-            {
-                "project": project,
-                "counts": stats.project_counts(session, [project])[0],
-                "raters": stats.rater_counts(session, project_id=project.id),
-                "scales": list(Scale),
-                "errors": _form_errors(error),
-            },
+            _project_page(session, project) | {"errors": _form_errors(error)},
             status_code=422,
         )
     projects.update_project(session, project=project, project_in=project_in)
     return RedirectResponse(f"/admin/projects/{project.slug}?saved=1", status_code=303)
+
+
+@router.post("/admin/projects/{slug}/visibility", include_in_schema=False)
+def set_visibility(
+    session: SessionDep, user: AdminUser, project: ProjectDep, form: Annotated[VisibilityForm, Form()]
+) -> Response:
+    """Open the project to every rater, or restrict it to its members (others' leases end)."""
+    membership.set_visibility(session, project, form.visibility)
+    return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
+
+
+@router.post("/admin/projects/{slug}/members", include_in_schema=False)
+def add_members(
+    request: Request,
+    session: SessionDep,
+    user: AdminUser,
+    project: ProjectDep,
+    form: Annotated[MembersForm, Form()],
+) -> Response:
+    try:
+        membership.add_members(
+            session,
+            project,
+            usernames=membership.split_names(form.usernames),
+            groups=membership.split_names(form.groups),
+            added_by=user,
+        )
+    except membership.MembershipError as error:
+        session.rollback()
+        context = _project_page(session, project) | {"member_error": str(error), "member_form": form}
+        return render(request, "admin/project.html", context, status_code=422)
+    return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
+
+
+@router.post("/admin/projects/{slug}/members/{member_id}/remove", include_in_schema=False)
+def remove_member(session: SessionDep, user: AdminUser, project: ProjectDep, member_id: int) -> Response:
+    """End one membership; the member's leases here are released, their judgments kept."""
+    if not membership.remove_member(session, project, member_id):
+        raise HTTPException(404, "No such member of this project.")
+    return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
 
 
 @router.get("/admin/projects/{slug}/import", include_in_schema=False)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.models import Project, User
-from app.services import projects, rating
+from app.services import membership, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
@@ -19,6 +19,11 @@ from app.web.templating import is_htmx, render
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
 
 FLAG_KEYS = "qwertyio"  # flag n is toggled by FLAG_KEYS[n]
+
+
+def _not_found() -> HTTPException:
+    """A rater removed from the project mid-request: answered like a project that does not exist."""
+    return HTTPException(404, "No active project with this name.")
 
 
 def _workbench(
@@ -38,7 +43,10 @@ def _workbench(
     rater = session.get(User, rater_id)  # already in the session's identity map: no query
     paused = bool(rater is not None and rater.is_paused)
     if assignment is None and not paused:
-        assignment = rating.claim_next(session, project=project, rater_id=rater_id)
+        try:
+            assignment = rating.claim_next(session, project=project, rater_id=rater_id)
+        except rating.NotAMember:
+            raise _not_found() from None
     pair = rating.pair_view(session, assignment) if assignment is not None else None
     picks = SCALE_PICKS[project.scale]
     context = {
@@ -67,7 +75,7 @@ def _after_post(request: Request, slug: str) -> Response | None:
 def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Response:
     rows = [
         (p, rating.progress(session, project=p, rater_id=user.id))
-        for p in projects.list_projects(session, active_only=True)
+        for p in membership.rateable_projects(session, user)
     ]
     open_rows = [row for row in rows if row[1].remaining > 0]
     if len(open_rows) == 1 and len(rows) == 1:
@@ -108,6 +116,8 @@ def submit_judgment(
         return _workbench(request, session, project, user.id, error=error, previous=data, status_code=422)
     try:
         _, created = rating.submit_judgment(session, project=project, rater_id=user.id, data=data)
+    except rating.NotAMember:
+        raise _not_found() from None
     except rating.InvalidJudgment as problem:
         session.rollback()
         return _workbench(
@@ -134,6 +144,8 @@ def skip_pair(
     slug = project.slug
     try:
         rating.skip(session, project=project, rater_id=user.id, assignment_id=form.assignment_id)
+    except rating.NotAMember:
+        raise _not_found() from None
     except RatingError as problem:
         return _workbench(
             request, session, project, user.id, notice=str(problem), status_code=problem.status_code,
@@ -147,12 +159,15 @@ def undo_judgment(
     request: Request, session: SessionDep, settings: SettingsDep, user: RaterUser, project: ActiveProjectDep
 ) -> Response:
     slug = project.slug
-    undone = rating.undo_last(
-        session,
-        project=project,
-        rater_id=user.id,
-        window=timedelta(seconds=settings.undo_window_s),
-    )
+    try:
+        undone = rating.undo_last(
+            session,
+            project=project,
+            rater_id=user.id,
+            window=timedelta(seconds=settings.undo_window_s),
+        )
+    except rating.NotAMember:
+        raise _not_found() from None
     if undone is None:
         minutes = settings.undo_window_s // 60
         notice = f"Nothing to undo: only your last judgment of the past {minutes} minutes can be."

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.models import User
-from app.services import tokens
+from app.services import membership, tokens
 from app.web.deps import SessionDep, StaffUser, verify_csrf
 from app.web.forms import TokenForm
 from app.web.templating import render
@@ -21,10 +21,17 @@ def _tokens_page(
     request: Request, session: Session, user: User, *, secret: str | None = None, error: str | None = None,
     status_code: int = 200,
 ) -> Response:  # fmt: skip
+    listed = tokens.list_tokens(session, user=user)
     return render(
         request,
         "account/tokens.html",
-        {"tokens": tokens.list_tokens(session, user=user), "secret": secret, "error": error},
+        {
+            "tokens": listed,
+            "token_projects": tokens.project_slugs(session, [t.id for t in listed]),
+            "projects": membership.exportable_projects(session, user),
+            "secret": secret,
+            "error": error,
+        },
         status_code=status_code,
     )
 
@@ -39,7 +46,12 @@ def create_token(
     request: Request, session: SessionDep, user: StaffUser, form: Annotated[TokenForm, Form()]
 ) -> Response:
     try:
-        _, secret = tokens.create_token(session, user=user, name=form.name)
+        readable = {p.slug: p for p in membership.exportable_projects(session, user)}
+        unknown = [slug for slug in form.projects if slug not in readable]
+        if unknown:  # a project the user cannot read is named like one that does not exist
+            raise tokens.TokenError(f"No project named {unknown[0]!r}.")
+        chosen = [readable[slug] for slug in form.projects]
+        _, secret = tokens.create_token(session, user=user, name=form.name, projects=chosen)
     except tokens.TokenError as error:
         return _tokens_page(request, session, user, error=str(error), status_code=422)
     return _tokens_page(request, session, user, secret=secret)
