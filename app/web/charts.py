@@ -12,7 +12,7 @@ All functions return `Markup` and are registered as Jinja globals (app/templatin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
@@ -34,25 +34,65 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    # Rounded relative to the step, so ticks of 1e-6 apart stay apart and 0.1 + 0.2 reads 0.3.
+    digits = max(0, 3 - math.floor(math.log10(step)))
     start = math.floor(low / step) * step
     ticks = []
     value = start
     while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
+        ticks.append(round(value, digits))
         value += step
     if ticks[-1] < high:
-        ticks.append(round(value, 10))
+        ticks.append(round(value, digits))
     return ticks
 
 
-def _fmt(value: float) -> str:
+def _sci(value: float, digits: int) -> str:
+    """Scientific notation without padding: 2.5e-5, 1.2e6."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """Labels for a set of evenly spaced ticks, in one notation and with as few digits as tell them
+    apart: fixed decimals when the step is at least 0.001 and every value under a million
+    ("0.25", "12,500"), scientific otherwise ("2e-5", "1.5e6"). static/js/run.js follows the same
+    rules for the live curves."""
+    finite = [float(t) for t in ticks if math.isfinite(t)]
+    if not finite:
+        return [str(t) for t in ticks]
+    size = max(abs(t) for t in finite)
+    step = abs(finite[1] - finite[0]) if len(finite) > 1 else (size or 1.0)
+    tolerance = step * 1e-6
+
+    def exact(render: Callable[[float], str]) -> bool:
+        return all(abs(float(render(t).replace(",", "")) - t) <= tolerance for t in finite)
+
+    if step >= 1e-3 and size < 1e6:
+        decimals = next(d for d in range(11) if d == 10 or exact(lambda t, d=d: f"{t:,.{d}f}"))
+        labels = [f"{t:,.{decimals}f}" for t in ticks]
+        zero = (
+            "0" if t == 0 or label.lstrip("-").strip("0.,") == "" else label
+            for t, label in zip(ticks, labels, strict=True)
+        )
+        return list(zero)
+    digits = next(d for d in range(11) if d == 10 or exact(lambda t, d=d: _sci(t, d)))
+    return ["0" if t == 0 else _sci(t, digits) for t in ticks]
+
+
+def format_value(value: float) -> str:
+    """One number on its own (a point's exact value): 4 significant digits, thousands separated,
+    scientific below 0.001 and from a million."""
     if value == 0:
         return "0"
-    if abs(value) >= 1000:
+    size = abs(value)
+    if size >= 1e6 or size < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exponent)}"
+    if size >= 1000:
         return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
-    return f"{value:.3g}"
+    return f"{value:.4g}"
 
 
 class _Frame:
@@ -80,19 +120,19 @@ class _Frame:
             f'<text x="{WIDTH / 2:.0f}" y="18" text-anchor="middle" font-weight="600" '
             f'font-size="13">{escape(title)}</text>'
         ]
-        for tick in self.y_ticks:
+        for tick, label in zip(self.y_ticks, tick_labels(self.y_ticks), strict=True):
             y = self.y(tick)
             parts.append(
                 f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
                 f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                f'fill="#4b5563">{escape(_fmt(tick))}</text>'
+                f'fill="#4b5563">{escape(label)}</text>'
             )
         if x_ticks:
-            for tick in self.x_ticks:
+            for tick, label in zip(self.x_ticks, tick_labels(self.x_ticks), strict=True):
                 x = self.x(tick)
                 parts.append(
                     f'<text x="{x:.1f}" y="{TOP + self.plot_h + 16}" text-anchor="middle" '
-                    f'font-size="11" fill="#4b5563">{escape(_fmt(tick))}</text>'
+                    f'font-size="11" fill="#4b5563">{escape(label)}</text>'
                 )
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + self.plot_h}" '
@@ -169,7 +209,7 @@ def bar_chart(
             parts.append(
                 f'<rect x="{cx - width / 2:.1f}" y="{y_top:.1f}" width="{width:.1f}" '
                 f'height="{max(y_base - y_top, 0.5):.1f}" fill="{colour}">'
-                f"<title>{escape(label)}: {escape(_fmt(float(value)))}</title></rect>"
+                f"<title>{escape(label)}: {escape(format_value(float(value)))}</title></rect>"
             )
         text = escape(str(label)[:18])
         y_text = TOP + frame.plot_h + 14
@@ -220,7 +260,7 @@ def line_chart(
         for cx, cy, x, y in coords:
             parts.append(
                 f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{colour}"><title>{escape(name)}: '
-                f"{escape(_fmt(float(x)))}, {escape(_fmt(float(y)))}</title></circle>"
+                f"{escape(format_value(float(x)))}, {escape(format_value(float(y)))}</title></circle>"
             )
         parts.append(
             f'<rect x="{LEFT + 8 + index * 120}" y="{TOP + 2}" width="10" height="10" fill="{colour}"/>'
@@ -247,7 +287,7 @@ def scatter_chart(
     for x, y in finite:
         parts.append(
             f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="2.5" fill="{NORMAL}" '
-            f'fill-opacity="0.6"><title>{escape(_fmt(x))}, {escape(_fmt(y))}</title></circle>'
+            f'fill-opacity="0.6"><title>{escape(format_value(x))}, {escape(format_value(y))}</title></circle>'
         )
     if len(finite) >= 3:
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -293,11 +333,11 @@ def interval_chart(
         f"{escape(title)}</text>"
     ]
     bottom = height - BOTTOM
-    for tick in ticks:
+    for tick, label in zip(ticks, tick_labels(ticks), strict=True):
         parts.append(
             f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{TOP}" y2="{bottom}" stroke="#e5e7eb"/>'
             f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle" font-size="11" '
-            f'fill="#4b5563">{escape(_fmt(tick))}</text>'
+            f'fill="#4b5563">{escape(label)}</text>'
         )
     step = (bottom - TOP) / rows
     for index, (label, estimate, low, high) in enumerate(zip(labels, estimates, lows, highs, strict=True)):
@@ -311,8 +351,8 @@ def interval_chart(
                 f'<line x1="{x(float(low)):.1f}" x2="{x(float(high)):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
                 f'stroke="{NORMAL}" stroke-width="2"/>'
                 f'<circle cx="{x(float(estimate)):.1f}" cy="{cy:.1f}" r="4" fill="{NORMAL}">'
-                f"<title>{escape(label)}: {escape(_fmt(float(estimate)))} "
-                f"[{escape(_fmt(float(low)))}, {escape(_fmt(float(high)))}]</title></circle>"
+                f"<title>{escape(label)}: {escape(format_value(float(estimate)))} "
+                f"[{escape(format_value(float(low)))}, {escape(format_value(float(high)))}]</title></circle>"
             )
     if x_label:
         parts.append(
