@@ -17,6 +17,9 @@ The rules:
   stored judgment instead of writing a second one.
 * Left/right order is drawn per assignment and stored; the rater's pick (-2..2, negative = left
   better) is translated to A/B through it, so a stored choice always names the right completion.
+* "Both bad" alone (no pick) is a complete answer: it is stored as a tie (strength 0) marked
+  both bad, on any scale. The preference rules drop both-bad judgments unless asked to keep them,
+  and then a tie is a vote for neither side, so it never yields a preferred response.
 * Gold pairs (a known answer) are mixed in: with probability ``project.gold_rate`` a claim first
   draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
   others, are never limited by the overlap (every rater may meet each once) and are offered only
@@ -138,8 +141,10 @@ class Progress:
 
 @dataclass(frozen=True)
 class JudgmentInput:
+    """A rater's answer; `pick` is None only for "both bad" given alone."""
+
     assignment_id: int
-    pick: int
+    pick: int | None
     both_bad: bool = False
     flags: tuple[str, ...] = ()
     rationale: str = ""
@@ -369,9 +374,10 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
 # --- judgments ------------------------------------------------------------------------------
 
 
-def pick_to_choice(pick: int, *, a_on_left: bool) -> tuple[Choice, int]:
-    """Map a displayed pick (negative: left better) to the stored (choice, strength)."""
-    if pick == 0:
+def pick_to_choice(pick: int | None, *, a_on_left: bool) -> tuple[Choice, int]:
+    """Map a displayed pick (negative: left better) to the stored (choice, strength); no pick
+    ("both bad" alone) is stored as a tie."""
+    if pick is None or pick == 0:
         return Choice.tie, 0
     left_better = pick < 0
     a_better = left_better == a_on_left
@@ -386,7 +392,9 @@ def choice_to_pick(choice: Choice, strength: int, *, a_on_left: bool) -> int:
 
 
 def _validate(project: Project, data: JudgmentInput) -> tuple[list[str], str]:
-    if data.pick not in SCALE_PICKS[project.scale]:
+    if data.pick is None and not data.both_bad:
+        raise InvalidJudgment("pick", "choose which response is better, or mark both as bad")
+    if data.pick is not None and data.pick not in SCALE_PICKS[project.scale]:
         allowed = ", ".join(str(p) for p in SCALE_PICKS[project.scale])
         raise InvalidJudgment("pick", f"{data.pick!r} is not on this project's scale ({allowed})")
     unknown = [flag for flag in data.flags if flag not in project.flags]
@@ -559,9 +567,12 @@ def undo_last(
             )
         )
     ).one()
+    pick: int | None = choice_to_pick(judgment.choice, judgment.strength, a_on_left=assignment.a_on_left)
+    if judgment.both_bad and pick == 0 and 0 not in SCALE_PICKS[project.scale]:
+        pick = None  # "both bad" alone on a scale without a tie: nothing was picked
     previous = JudgmentInput(
         assignment_id=assignment.id,
-        pick=choice_to_pick(judgment.choice, judgment.strength, a_on_left=assignment.a_on_left),
+        pick=pick,
         both_bad=judgment.both_bad,
         flags=tuple(judgment.flags),
         rationale=judgment.rationale,

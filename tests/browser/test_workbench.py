@@ -446,3 +446,21 @@ def test_waiting_page_picks_up_a_pair_when_another_raters_lease_runs_out(live_se
     page.keyboard.press("Enter")
     page.locator("[data-testid=empty]").wait_for(state="visible")
     assert list(_wait_for_count(live_server, 1)) == [comparison_id]
+
+
+def test_both_bad_alone_is_a_complete_answer(live_server: Any, page: Any) -> None:
+    """'x' then Enter: no pick, yet the answer is stored, as a tie marked both bad."""
+    by_text = _seed(live_server, pairs=2)["by_text"]
+    _login(page, live_server)
+    shown = _shown(page, by_text)
+    page.keyboard.press("x")
+    assert _checked(page, f"{FORM} input[name=both_bad]")
+    assert not page.locator(f"{FORM} input[name=pick]:checked").count()
+    settled = _settles(page)
+    page.keyboard.press("Enter")
+    _wait_for_assignment(page, settled, changed_from=shown["assignment_id"])
+    assert page.locator("#workbench .error").count() == 0
+    stored = _wait_for_count(live_server, 1)
+    judgment = stored[shown["comparison_id"]]
+    assert (judgment.choice.value, judgment.strength, judgment.both_bad) == ("tie", 0, True)
+    assert _done_today(page) == 1

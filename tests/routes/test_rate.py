@@ -144,3 +144,18 @@ def test_pairs_leased_to_others_show_a_waiting_state_not_all_done(app, client) -
     page = client.get("/rate/proj", headers={"HX-Request": "true"})
     assert 'data-testid="empty"' in page.text and "All done here" in page.text
     assert _count(app) == 2
+
+
+def test_both_bad_alone_is_stored(app, client) -> None:  # type: ignore[no-untyped-def]
+    _setup(app, pairs=2)
+    login(client, "rita")
+    page = client.get("/rate/proj")
+    assert "Enter</kbd> is a complete answer" in page.text  # the key list says so
+    token, aid = csrf_from(page.text), assignment_id(page.text)
+    response = htmx_post(client, "/rate/proj/judgments", token, {"assignment_id": aid, "both_bad": "true"})
+    assert response.status_code == 200 and assignment_id(response.text) != aid
+    with app.state.sessionmaker() as session:
+        stored = session.scalars(select(Judgment)).one()
+        assert (stored.choice.value, stored.strength, stored.both_bad) == ("tie", 0, True)
+    undone = htmx_post(client, "/rate/proj/undo", token, {})
+    assert re.search(r'name="both_bad" value="true" data-key="x"\s+checked', undone.text)

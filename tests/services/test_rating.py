@@ -219,3 +219,46 @@ def test_progress_counts(session: Session) -> None:
     progress = rating.progress(session, project=project, rater_id=rater.id)
     assert (progress.done_today, progress.done_total, progress.remaining) == (1, 1, 2)
     assert session.scalar(select(func.count()).select_from(Assignment)) == 1
+
+
+def test_both_bad_alone_is_a_complete_answer_stored_as_a_tie(session: Session) -> None:
+    """'Both bad' with no pick is stored as a tie (strength 0) marked both bad, on any scale; the
+    preference rules drop it by default, and when both-bad judgments are kept it is a vote for
+    neither side: it never makes a preferred response."""
+    from app.services.preferences.rows import preference_rows
+    from app.services.preferences.rules import PreferenceStats
+
+    project = make_project(session, overlap=2, scale=Scale.two)
+    pair = make_pair(session, project, "p", "a", "b")
+    rater, other = make_user(session, "r"), make_user(session, "other")
+    mine = rating.claim_next(session, project=project, rater_id=rater.id)
+    with pytest.raises(rating.InvalidJudgment) as nothing:
+        rating.submit_judgment(
+            session, project=project, rater_id=rater.id, data=JudgmentInput(mine.id, pick=None)
+        )
+    assert nothing.value.field == "pick"
+    judgment, created = rating.submit_judgment(
+        session, project=project, rater_id=rater.id, data=JudgmentInput(mine.id, pick=None, both_bad=True)
+    )
+    assert created and (judgment.choice, judgment.strength, judgment.both_bad) == (Choice.tie, 0, True)
+
+    # Undo gives the answer back as it was given: no pick (a two-point scale has no tie), both bad.
+    _, previous = rating.undo_last(session, project=project, rater_id=rater.id, window=timedelta(minutes=5))
+    assert (previous.pick, previous.both_bad) == (None, True)
+    rating.submit_judgment(session, project=project, rater_id=rater.id, data=previous)
+    theirs = rating.claim_next(session, project=project, rater_id=other.id)
+    answer = JudgmentInput(theirs.id, pick=-1)
+    rating.submit_judgment(session, project=project, rater_id=other.id, data=answer)
+
+    def rows(**options: object) -> tuple[list, PreferenceStats]:
+        stats = PreferenceStats()
+        found = list(preference_rows(session, project_id=project.id, stats=stats, **options))
+        return found, stats
+
+    dropped, stats = rows()
+    assert [(r.comparison_id, r.votes, r.agreement) for r in dropped] == [(pair.id, 1, 1.0)]
+    assert stats.dropped["both_bad"] == 1
+    kept, _ = rows(include_both_bad=True)  # a vote for neither side: it halves the agreement
+    assert [(r.votes, r.agreement) for r in kept] == [(2, 0.5)]
+    raw, _ = rows(include_both_bad=True, aggregation="per_rater")
+    assert [r.votes_used[0].rater_id for r in raw] == [other.id]  # the tie gives no row of its own

@@ -106,13 +106,15 @@ def submit_judgment(
     slug = project.slug
     data = JudgmentInput(
         assignment_id=form.assignment_id,
-        pick=form.pick if form.pick is not None else 99,
+        pick=form.pick,
         both_bad=form.both_bad,
         flags=tuple(form.flags or ()),
         rationale=form.rationale,
     )
-    if form.pick is None:
-        error: str | None = "Choose which response is better first (keys shown under the choices)."
+    if form.pick is None and not form.both_bad:  # "both bad" alone is a complete answer
+        error: str | None = (
+            "Choose which response is better first, or mark both as bad (keys shown under the choices)."
+        )
         return _workbench(request, session, project, user.id, error=error, previous=data, status_code=422)
     try:
         _, created = rating.submit_judgment(session, project=project, rater_id=user.id, data=data)
