@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from app.models import ModelKind, ModelVersion, Role, Run, RunStatus, Schedule
@@ -131,3 +133,20 @@ def test_the_registry_page_shows_the_disk_each_version_takes(app, client, tmp_pa
     assert "2.5 MB" in page  # 2,500,500 bytes, in the row and in the total
     assert "Files on disk: <strong>2.5 MB</strong> for 3 version(s)" in page
     assert "unknown" in page and "pruned " in page and "rlhf models prune" in page
+
+
+def test_model_selects_offer_the_declared_kind(app, client) -> None:  # type: ignore[no-untyped-def]
+    """The generate form's `versus_model_id` lists policies only (app/run_kinds.py declares it a
+    policy); a judge may be either kind, so its list has both."""
+    _setup(app)
+    login(client, "ada")
+
+    def options(kind: str, field: str) -> list[str]:
+        page = client.get(f"/admin/runs/new?kind={kind}&project=proj")
+        assert page.status_code == 200
+        select_html = re.search(rf'<select name="{field}">(.*?)</select>', page.text, re.S)
+        assert select_html, field
+        return re.findall(r"<option [^>]*>([^<]*)</option>", select_html.group(1))
+
+    assert options("generate", "versus_model_id") == ["(none)", "base-policy (policy)"]
+    assert options("judge", "judge_model_id") == ["(none)", "base-policy (policy)", "rm (reward)"]

@@ -107,6 +107,15 @@ def _launch_page(
         "run_inputs": [
             (need, policies if need.kind == ModelKind.policy else rewards) for need in KINDS[kind].run_inputs
         ],
+        # Config fields that name a model (versus_model_id, judge_model_id, ...): versions of the
+        # kind the run-kind table declares for the field, of either kind where it declares none.
+        "config_models": {
+            need.field: {ModelKind.policy: policies, ModelKind.reward: rewards}.get(
+                need.kind, policies + rewards
+            )
+            for need in KINDS[kind].inputs
+            if not need.on_run
+        },
         "fields": config_fields(kind, values),
         "form": form,
         "errors": errors or [],
