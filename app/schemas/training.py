@@ -4,6 +4,11 @@ They live on the torch-free side so that the dashboard can show launch forms wit
 filled in and validate input; the trainers in worker/training/ receive the same objects. Each
 run kind names its config in app/run_kinds.py. The
 resolved config (all fields) is stored with the run and beside the checkpoint.
+
+Every config refuses unknown fields and non-finite numbers (a config is stored as JSON, which has
+no Infinity or NaN), and every number has an upper bound: past it a run could not finish, or the
+value cannot be stored or used (a seed past 32 bits, a model id past the INTEGER column). The
+launch form and `rlhf train` validate through these same models.
 """
 
 from __future__ import annotations
@@ -12,17 +17,56 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Bounds shared by the configs. Seeds are 32-bit for numpy and the CUDA generators; a model id
+# is an INTEGER row id; a million optimizer steps is months of training on one GPU; a rubric is
+# read into every judge prompt, so it stays a page or two.
+SEED_MAX = 2**32 - 1
+ROW_ID_MAX = 2**31 - 1
+MAX_STEPS = 1_000_000
+MIN_EPOCHS = 0.01
+MAX_RUBRIC_CHARS = 20_000
+# Coefficients and margins: far beyond any useful setting, still finite.
+MAX_COEFFICIENT = 1_000.0
+
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _seed(description: str) -> int:
+    return Field(0, ge=0, le=SEED_MAX, description=description)  # type: ignore[no-any-return]
+
+
+def _model_id(description: str) -> int | None:
+    return Field(None, ge=1, le=ROW_ID_MAX, description=description)  # type: ignore[no-any-return]
+
+
+def _rubric() -> str | None:
+    return Field(  # type: ignore[no-any-return]
+        None,
+        max_length=MAX_RUBRIC_CHARS,
+        description="LM judge: a rubric to use instead of the project's judge rubric.",
+    )
+
+
+def _epochs(description: str) -> float:
+    return Field(1.0, ge=MIN_EPOCHS, le=100, description=description)  # type: ignore[no-any-return]
+
+
+def _max_steps() -> int:
+    return Field(  # type: ignore[no-any-return]
+        -1, ge=-1, le=MAX_STEPS, description="Stop after this many steps (-1: by epochs)."
+    )
+
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    seed: int = Field(0, description="Random seed for data order, initialisation and sampling.")
+    seed: int = _seed("Random seed for data order, initialisation and sampling.")
     learning_rate: float = Field(1e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
     batch_size: int = Field(8, ge=1, le=1024, description="Examples per optimizer step per device.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description="Micro-batches per step.")
     max_length: int = Field(1024, ge=16, le=32768, description="Tokens per example (prompt + answer).")
     lora_r: int = Field(0, ge=0, le=512, description="LoRA rank; 0 trains all weights.")
-    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_alpha: int = Field(16, ge=1, le=4096, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="Mixed precision: auto uses bf16 where the hardware supports it."
@@ -31,6 +75,8 @@ class _Config(BaseModel):
 
 class _PreferenceData(BaseModel):
     """How judgments become (chosen, rejected) pairs; shared by the reward model and DPO."""
+
+    model_config = STRICT
 
     aggregation: Literal["majority", "per_rater"] = Field(
         "majority",
@@ -54,13 +100,13 @@ class _PreferenceData(BaseModel):
 
 class SFTConfig(_Config):
     learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
-    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the demonstrations.")
-    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
+    epochs: float = _epochs("Passes over the demonstrations.")
+    max_steps: int = _max_steps()
 
 
 class RewardConfig(_Config, _PreferenceData):
-    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the preference pairs.")
-    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
+    epochs: float = _epochs("Passes over the preference pairs.")
+    max_steps: int = _max_steps()
     eval_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of prompts held out for pairwise accuracy."
     )
@@ -68,38 +114,47 @@ class RewardConfig(_Config, _PreferenceData):
         False, description="Add a margin from the vote strength to the loss (Llama 2 style)."
     )
     center_rewards_coefficient: float | None = Field(
-        None, ge=0, description="Penalty pulling mean reward to zero (Eisenstein et al., 2023)."
+        None,
+        ge=0,
+        le=MAX_COEFFICIENT,
+        description="Penalty pulling mean reward to zero (Eisenstein et al., 2023).",
     )
 
 
 class DPOConfig(_Config, _PreferenceData):
     learning_rate: float = Field(5e-6, gt=0, le=1, description="Peak learning rate (AdamW).")
-    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the preference pairs.")
-    max_steps: int = Field(-1, ge=-1, description="Stop after this many steps (-1: by epochs).")
-    beta: float = Field(0.1, gt=0, description="Strength of the implicit KL to the reference.")
+    epochs: float = _epochs("Passes over the preference pairs.")
+    max_steps: int = _max_steps()
+    beta: float = Field(
+        0.1, gt=0, le=MAX_COEFFICIENT, description="Strength of the implicit KL to the reference."
+    )
     loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out.")
 
 
 class PPOConfig(_Config):
     learning_rate: float = Field(3e-6, gt=0, le=1, description="Peak learning rate (AdamW).")
-    total_episodes: int = Field(1024, ge=1, description="Prompts sampled over the whole run.")
+    total_episodes: int = Field(1024, ge=1, le=100_000_000, description="Prompts sampled over the whole run.")
     batch_size: int = Field(8, ge=1, le=4096, description="Prompts per rollout (one PPO step).")
     mini_batch_size: int = Field(8, ge=1, le=4096, description="Rollouts per gradient step.")
     ppo_epochs: int = Field(4, ge=1, le=64, description="Passes over each rollout batch.")
     response_length: int = Field(48, ge=1, le=4096, description="New tokens per completion.")
     temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature.")
-    kl_coef: float = Field(0.05, ge=0, description="Initial beta of the per-token KL penalty.")
+    kl_coef: float = Field(
+        0.05, ge=0, le=MAX_COEFFICIENT, description="Initial beta of the per-token KL penalty."
+    )
     adaptive_kl: bool = Field(False, description="Adapt beta toward target_kl (Ziegler et al.).")
-    target_kl: float = Field(6.0, gt=0, description="Target KL (nats per sequence) when adaptive.")
-    kl_horizon: int = Field(10000, ge=1, description="Horizon of the adaptive KL controller.")
+    target_kl: float = Field(
+        6.0, gt=0, le=MAX_COEFFICIENT, description="Target KL (nats per sequence) when adaptive."
+    )
+    kl_horizon: int = Field(10000, ge=1, le=100_000_000, description="Horizon of the adaptive KL controller.")
     cliprange: float = Field(0.2, gt=0, lt=1, description="Policy ratio clip.")
-    cliprange_value: float = Field(0.2, gt=0, description="Value clip.")
-    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    cliprange_value: float = Field(0.2, gt=0, le=MAX_COEFFICIENT, description="Value clip.")
+    vf_coef: float = Field(0.1, ge=0, le=MAX_COEFFICIENT, description="Weight of the value loss.")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
     missing_eos_penalty: float = Field(
-        1.0, ge=0, description="Subtracted from the score of completions that never end."
+        1.0, ge=0, le=MAX_COEFFICIENT, description="Subtracted from the score of completions that never end."
     )
     whiten_rewards: bool = Field(False, description="Whiten rewards before computing advantages.")
 
@@ -111,20 +166,20 @@ class PPOConfig(_Config):
 
 
 class GenerateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     strategy: Literal["two_samples", "versus"] = Field(
         "two_samples",
         description="two_samples: two completions of the policy per prompt; versus: the policy "
         "against another version (a human evaluation of the new policy).",
     )
-    versus_model_id: int | None = Field(None, description="The other version, for `versus`.")
+    versus_model_id: int | None = _model_id("The other version, for `versus`.")
     num_prompts: int = Field(64, ge=1, le=100000, description="Prompts to answer (newest first).")
     max_new_tokens: int = Field(160, ge=1, le=4096, description="Tokens per completion.")
     temperature: float = Field(0.8, ge=0, le=5, description="Sampling temperature (0: greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
     batch_size: int = Field(8, ge=1, le=1024, description="Prompts per generation batch.")
-    seed: int = Field(0, description="Sampling seed.")
+    seed: int = _seed("Sampling seed.")
 
     @model_validator(mode="after")
     def _check(self) -> GenerateConfig:
@@ -156,12 +211,11 @@ Which response is better? Answer with one letter, A or B."""
 class JudgeConfig(BaseModel):
     """AI feedback: label the project's comparisons with a reward model or a prompted LM."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    judge_model_id: int | None = Field(
-        None,
-        description="The judge: a reward model version (scores both sides) or a policy version "
-        "(an LM prompted with the rubric, asked in both orders).",
+    judge_model_id: int | None = _model_id(
+        "The judge: a reward model version (scores both sides) or a policy version "
+        "(an LM prompted with the rubric, asked in both orders)."
     )
     comparisons: Literal["unjudged", "human_labelled", "all"] = Field(
         "unjudged",
@@ -169,18 +223,18 @@ class JudgeConfig(BaseModel):
         "least one human judgment (to measure agreement); all: every comparison.",
     )
     limit: int = Field(1000, ge=1, le=1_000_000, description="Most comparisons to judge (oldest first).")
-    rubric: str | None = Field(
-        None, description="LM judge: a rubric to use instead of the project's judge rubric."
-    )
+    rubric: str | None = _rubric()
     strong_margin: float = Field(
         1.0,
         ge=0,
+        le=MAX_COEFFICIENT,
         description="Strength 2 ('much better') above this margin: the score difference for a "
         "reward model; the log-odds of the chosen letter in both orders for an LM judge.",
     )
     tie_margin: float = Field(
         1e-4,
         ge=0,
+        le=MAX_COEFFICIENT,
         description="A tie below this: the score difference of a reward model judge; the mean "
         "log-odds of an LM judge with orders=average.",
     )
@@ -203,25 +257,23 @@ class EvaluateConfig(BaseModel):
     """Evaluate a model version: a reward model on held-out human judgments, or a policy's win
     rate against a reference, judged by a reward model or an LM judge."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    model_id: int | None = Field(None, description="The version evaluated: a reward model or a policy.")
-    reference_model_id: int | None = Field(
-        None, description="Policy: the version it is compared with (default: its parent)."
+    model_id: int | None = _model_id("The version evaluated: a reward model or a policy.")
+    reference_model_id: int | None = _model_id(
+        "Policy: the version it is compared with (default: its parent)."
     )
-    judge_model_id: int | None = Field(
-        None, description="Policy: who judges the pairs, a reward model or a policy as LM judge."
+    judge_model_id: int | None = _model_id(
+        "Policy: who judges the pairs, a reward model or a policy as LM judge."
     )
-    rubric: str | None = Field(
-        None, description="LM judge: a rubric to use instead of the project's judge rubric."
-    )
+    rubric: str | None = _rubric()
     num_prompts: int = Field(
         64, ge=1, le=100000, description="Policy: prompts answered by both (newest first)."
     )
     max_new_tokens: int = Field(160, ge=1, le=4096, description="Policy: tokens per completion.")
     temperature: float = Field(0.7, ge=0, le=5, description="Policy: sampling temperature (0: greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Policy: nucleus sampling.")
-    seed: int = Field(0, description="Sampling seed (the same for policy and reference) and score-head seed.")
+    seed: int = _seed("Sampling seed (the same for policy and reference) and score-head seed.")
     max_length: int = Field(1024, ge=16, le=32768, description="Tokens per scored or judged text.")
     batch_size: int = Field(8, ge=1, le=1024, description="Texts per forward pass.")
     bf16: Literal["auto", "on", "off"] = Field(
