@@ -2,6 +2,7 @@
 
 from app.db import Base
 from app.models.api_token import ApiToken
+from app.models.audit import AuditEvent
 from app.models.comparison import (
     Assignment,
     AssignmentStatus,
@@ -46,6 +47,7 @@ __all__ = [
     "Schedule",
     "SnapshotItemKind",
     "ApiToken",
+    "AuditEvent",
     "ApiTokenProject",
     "Assignment",
     "AssignmentStatus",

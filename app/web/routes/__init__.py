@@ -3,6 +3,7 @@ in one list for the app factory."""
 
 from app.web.routes import (
     api,
+    audit,
     auth,
     evaluation,
     export,
@@ -24,6 +25,7 @@ routers = [
     projects.router,
     groups.router,
     users.router,
+    audit.router,
     runs.router,
     models.router,
     schedules.router,

@@ -13,6 +13,7 @@ from app.models import RaterGroup, Role, User
 from app.services import membership
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import AllProjectsForm, GroupForm, MembersForm
+from app.web.input_guard import IdPath
 from app.web.templating import render
 
 router = APIRouter(prefix="/admin/users/groups", tags=["users"], dependencies=[Depends(verify_csrf)])
@@ -56,7 +57,7 @@ def create_group(
 @router.post("/{group_id}/members", include_in_schema=False)
 def add_to_group(
     request: Request,
-    group_id: int,
+    group_id: IdPath,
     session: SessionDep,
     user: AdminUser,
     form: Annotated[MembersForm, Form()],
@@ -73,7 +74,7 @@ def add_to_group(
 @router.post("/{group_id}/members/remove", include_in_schema=False)
 def remove_from_group(
     request: Request,
-    group_id: int,
+    group_id: IdPath,
     session: SessionDep,
     user: AdminUser,
     form: Annotated[MembersForm, Form()],
@@ -89,7 +90,7 @@ def remove_from_group(
 
 
 @router.post("/{group_id}/delete", include_in_schema=False)
-def delete_group(group_id: int, session: SessionDep, user: AdminUser) -> Response:
+def delete_group(group_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
     membership.delete_group(session, _group_or_404(session, group_id))
     return RedirectResponse(_BACK, status_code=303)
 
@@ -97,7 +98,7 @@ def delete_group(group_id: int, session: SessionDep, user: AdminUser) -> Respons
 @router.post("/researchers/{user_id}", include_in_schema=False)
 def set_researcher_projects(
     request: Request,
-    user_id: int,
+    user_id: IdPath,
     session: SessionDep,
     user: AdminUser,
     form: Annotated[AllProjectsForm, Form()],
