@@ -42,9 +42,10 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
 
     from app.cli._common import factory as session_factory
     from app.config import get_settings
+    from app.db import session_scope
     from app.models import Demonstration, Judgment, Project
     from app.schemas.export import ComparisonExport, DemoExport
-    from app.services import exporting
+    from app.services import audit, exporting
 
     values = {k: v for k, v in values.items() if v is not None and v != []}
     try:
@@ -99,6 +100,12 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
                 exporting.write_directory(export, output, progress=advance)
             progress.update(task, completed=total)
         session.rollback()
+        project_id = project.id
+    with session_scope(session_factory()) as session:  # the export's read-only session writes nothing
+        audit.record(
+            session, audit.Actor.cli(), f"export.{export.kind}", target=("file", output.name),
+            project=session.get(Project, project_id), format=spec.format, output=str(output),
+        )  # fmt: skip
     stats = export.stats
     err.print(
         f"{stats.total:,} rows (train {stats.rows['train']:,}, test {stats.rows['test']:,}) -> {output}"

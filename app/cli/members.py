@@ -37,7 +37,7 @@ def members(
 ) -> None:
     """Show or change who rates in a project. Removing a member (or restricting the project) ends
     the reservations of raters who no longer belong; their judgments stay."""
-    from app.services import membership
+    from app.services import audit, membership
     from app.services.projects import get_project
 
     try:
@@ -46,12 +46,20 @@ def members(
             if project is None:
                 raise fail(f"no project {slug!r}")
             released = 0
+            actor = audit.Actor.cli()
+            target = ("project", project.slug)
             if add or group:
                 membership.add_members(session, project, usernames=add or [], groups=group or [])
+                audit.record(session, actor, "project.members.add", target=target, project=project,
+                             users=sorted(add or []), groups=sorted(group or []))  # fmt: skip
             if remove or remove_group:
                 membership.remove_members(session, project, usernames=remove or [], groups=remove_group or [])
+                audit.record(session, actor, "project.members.remove", target=target, project=project,
+                             users=sorted(remove or []), groups=sorted(remove_group or []))  # fmt: skip
             if visibility is not None:
                 released = membership.set_visibility(session, project, visibility)
+                audit.record(session, actor, "project.visibility", target=target, project=project,
+                             visibility=visibility.value)  # fmt: skip
             else:
                 released = membership.release_outsiders(session, [project.id])
             rows = membership.list_members(session, project)
@@ -83,11 +91,12 @@ def list_groups() -> None:
 @groups_cli.command("create")
 def create_group(name: Annotated[str, typer.Argument(help="Group name (lowercase).")]) -> None:
     """Create a rater group."""
-    from app.services import membership
+    from app.services import audit, membership
 
     try:
         with session_scope(factory()) as session:
             membership.create_group(session, name)
+            audit.record(session, audit.Actor.cli(), "group.create", target=("group", name.strip().lower()))
     except membership.MembershipError as error:
         raise fail(str(error)) from None
     console.print(f"Created group [bold]{name.strip().lower()}[/bold].")
@@ -105,10 +114,12 @@ def _group(session, name: str):  # type: ignore[no-untyped-def]
 @groups_cli.command("delete")
 def delete_group(name: Annotated[str, typer.Argument(help="Group name.")]) -> None:
     """Delete a group: its raters leave its projects (their judgments stay)."""
-    from app.services import membership
+    from app.services import audit, membership
 
     with session_scope(factory()) as session:
-        membership.delete_group(session, _group(session, name))
+        group = _group(session, name)
+        membership.delete_group(session, group)
+        audit.record(session, audit.Actor.cli(), "group.delete", target=("group", group.name))
     console.print(f"Deleted group {name}.")
 
 
@@ -118,11 +129,15 @@ def add_to_group(
     usernames: Annotated[list[str], typer.Argument(help="Raters to add.")],
 ) -> None:
     """Add raters to a group."""
-    from app.services import membership
+    from app.services import audit, membership
 
     try:
         with session_scope(factory()) as session:
-            added = membership.add_to_group(session, _group(session, name), usernames)
+            group = _group(session, name)
+            added = membership.add_to_group(session, group, usernames)
+            audit.record(
+                session, audit.Actor.cli(), "group.add", target=("group", group.name), users=sorted(usernames)
+            )
     except membership.MembershipError as error:
         raise fail(str(error)) from None
     console.print(f"Added {added} rater(s) to {name}.")
@@ -134,11 +149,19 @@ def remove_from_group(
     usernames: Annotated[list[str], typer.Argument(help="Raters to remove.")],
 ) -> None:
     """Take raters out of a group; their reservations in its projects end."""
-    from app.services import membership
+    from app.services import audit, membership
 
     try:
         with session_scope(factory()) as session:
-            removed = membership.remove_from_group(session, _group(session, name), usernames)
+            group = _group(session, name)
+            removed = membership.remove_from_group(session, group, usernames)
+            audit.record(
+                session,
+                audit.Actor.cli(),
+                "group.remove",
+                target=("group", group.name),
+                users=sorted(usernames),
+            )
     except membership.MembershipError as error:
         raise fail(str(error)) from None
     console.print(f"Removed {removed} rater(s) from {name}.")
@@ -158,7 +181,7 @@ def researcher_projects(
     from sqlalchemy import select
 
     from app.models import User
-    from app.services import membership
+    from app.services import audit, membership
 
     try:
         with session_scope(factory()) as session:
@@ -168,6 +191,8 @@ def researcher_projects(
             if user is None:
                 raise fail(f"no user {username!r}")
             membership.set_all_projects(session, user, all_projects)
+            audit.record(session, audit.Actor.cli(), "user.projects", target=("user", user.username),
+                         all_projects=all_projects)  # fmt: skip
     except membership.MembershipError as error:
         raise fail(str(error)) from None
     console.print(f"{username} reads {'every project' if all_projects else 'their projects only'}.")

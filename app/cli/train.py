@@ -42,7 +42,7 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
     """Create a run (and send it, or run it here with `now`). `models` maps the kind's model
     inputs (`base_model_id`, `judge_model_id`, ...) to model versions by name or id."""
     from app.queue import send_run
-    from app.services import registry, workers
+    from app.services import audit, registry, workers
     from app.services.projects import get_project
     from app.services.runs import sizing
     from app.services.runs.lifecycle import create_run
@@ -71,6 +71,8 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
                     (columns if field in ("base_model_id", "reward_model_id") else config)[field] = found.id
             run = create_run(session, project=proj, kind=kind, config=config, **columns)
             run_id = run.id
+            audit.record(session, audit.Actor.cli(), "run.launch", target=("run", run_id), project=proj,
+                         kind=kind.value)  # fmt: skip
             found = sizing.estimate(session, kind=kind, project=proj, config=run.config, worker=worker)
             sizing.log_estimate(session, run, found)
             # on stderr: stdout carries the run's own lines (`--now` in a log file or CI)
@@ -245,6 +247,7 @@ def show_run(run_id: int) -> None:
 def cancel_run(run_id: int) -> None:
     """Cancel a run: a queued one is revoked, a running one stops at its next step."""
     from app.queue import revoke
+    from app.services import audit
     from app.services.runs.lifecycle import request_cancel
     from app.services.runs.records import RunError
 
@@ -254,6 +257,7 @@ def cancel_run(run_id: int) -> None:
             if run is None:
                 raise fail(f"no run {run_id}")
             task_id = request_cancel(session, run=run)
+            audit.record(session, audit.Actor.cli(), "run.cancel", target=("run", run_id))
     except RunError as error:
         raise fail(str(error)) from None
     if task_id:

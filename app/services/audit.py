@@ -119,7 +119,8 @@ def project_slugs(session: Session, found: list[AuditEvent]) -> dict[int, str]:
     ids = {e.project_id for e in found if e.project_id is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(Project.id, Project.slug).where(Project.id.in_(ids))).tuples())
+    rows = session.execute(select(Project.id, Project.slug).where(Project.id.in_(ids)))
+    return {project_id: slug for project_id, slug in rows}
 
 
 def as_dict(event: AuditEvent, slugs: dict[int, str] | None = None) -> dict[str, Any]:

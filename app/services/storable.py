@@ -48,12 +48,21 @@ def value_problem(value: Any, where: str, depth: int = 0) -> tuple[str, str] | N
 
 def json_too_deep(text: str | bytes) -> bool:
     """True when brackets nest past MAX_JSON_DEPTH: checked before parsing, which would recurse."""
+    return too_deep_under(text) is not None
+
+
+def too_deep_under(text: str | bytes) -> str | None:
+    """Where brackets first nest past MAX_JSON_DEPTH, without parsing: the key of the top-level
+    object's member that holds the nesting ("" when the top level is not an object, or the
+    nesting comes before any key); None when nothing nests that deep."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
-        return False
+        return None
     depth = 0
     in_string = escaped = False
-    for byte in data:
+    start = 0
+    key = b""  # the last string closed directly inside the top-level object: a member's key
+    for index, byte in enumerate(data):
         if in_string:
             if escaped:
                 escaped = False
@@ -61,15 +70,20 @@ def json_too_deep(text: str | bytes) -> bool:
                 escaped = True
             elif byte == 0x22:
                 in_string = False
+                if depth == 1:
+                    key = data[start:index]
         elif byte == 0x22:
             in_string = True
+            start = index + 1
         elif byte in (0x5B, 0x7B):
             depth += 1
             if depth > MAX_JSON_DEPTH:
-                return True
+                if not data.lstrip().startswith(b"{"):
+                    return ""
+                return printable(key.decode("utf-8", "replace"))
         elif byte in (0x5D, 0x7D):
             depth -= 1
-    return False
+    return None
 
 
 def printable(name: str) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import RaterGroup, Role, User
-from app.services import membership
+from app.services import audit, membership
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import AllProjectsForm, GroupForm, MembersForm
 from app.web.input_guard import IdPath
@@ -49,6 +49,12 @@ def create_group(
 ) -> Response:
     try:
         membership.create_group(session, form.name)
+        audit.record(
+            session,
+            audit.Actor.of(user, "web", request),
+            "group.create",
+            target=("group", form.name.strip().lower()),
+        )
     except membership.MembershipError as error:
         return _page(request, session, error=str(error), status_code=422)
     return RedirectResponse(_BACK, status_code=303)
@@ -64,7 +70,15 @@ def add_to_group(
 ) -> Response:
     group = _group_or_404(session, group_id)
     try:
-        membership.add_to_group(session, group, membership.split_names(form.usernames))
+        usernames = membership.split_names(form.usernames)
+        membership.add_to_group(session, group, usernames)
+        audit.record(
+            session,
+            audit.Actor.of(user, "web", request),
+            "group.add",
+            target=("group", group.name),
+            users=usernames,
+        )
     except membership.MembershipError as error:
         session.rollback()
         return _page(request, session, error=str(error), status_code=422)
@@ -82,7 +96,15 @@ def remove_from_group(
     """Take raters out of the group; their leases in its projects end unless still members."""
     group = _group_or_404(session, group_id)
     try:
-        membership.remove_from_group(session, group, membership.split_names(form.usernames))
+        usernames = membership.split_names(form.usernames)
+        membership.remove_from_group(session, group, usernames)
+        audit.record(
+            session,
+            audit.Actor.of(user, "web", request),
+            "group.remove",
+            target=("group", group.name),
+            users=usernames,
+        )
     except membership.MembershipError as error:
         session.rollback()
         return _page(request, session, error=str(error), status_code=422)
@@ -90,8 +112,11 @@ def remove_from_group(
 
 
 @router.post("/{group_id}/delete", include_in_schema=False)
-def delete_group(group_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
-    membership.delete_group(session, _group_or_404(session, group_id))
+def delete_group(request: Request, group_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
+    group = _group_or_404(session, group_id)
+    name = group.name
+    membership.delete_group(session, group)
+    audit.record(session, audit.Actor.of(user, "web", request), "group.delete", target=("group", name))
     return RedirectResponse(_BACK, status_code=303)
 
 
@@ -109,6 +134,10 @@ def set_researcher_projects(
         raise HTTPException(404, "No such user.")
     try:
         membership.set_all_projects(session, account, form.all_projects)
+        audit.record(
+            session, audit.Actor.of(user, "web", request), "user.projects", target=("user", account.username),
+            all_projects=form.all_projects,
+        )  # fmt: skip
     except membership.MembershipError as error:
         return _page(request, session, error=str(error), status_code=422)
     return RedirectResponse(_BACK, status_code=303)
