@@ -118,6 +118,7 @@ def test_hostile_content_is_shown_as_text_and_never_runs(live_server: Any, page:
     assert '<svg onload="window.__xss=3">' in left_right
     assert page.locator(".responses pre code").count() == 1
     assert page.get_by_text(PROMPT, exact=True).is_visible()
+    page.locator(".instructions > summary").click()  # the instructions start collapsed
     assert '<iframe src="javascript:window.__xss=6"></iframe>' in page.locator(".instructions").inner_text()
     assert PROJECT_NAME in page.locator("h1").inner_text()
     assert PROJECT_NAME in page.title()
