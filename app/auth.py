@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.models.types import utcnow
@@ -52,17 +52,38 @@ def password_problem(password: str) -> str | None:
 
 
 class LoginThrottle:
-    """Failed logins per (username, client address) in a sliding window.
+    """Failed logins counted two ways, both in the database (table ``login_failures``), so that
+    every web process and every host behind the same database counts them together.
 
-    The failures live in the database (table ``login_failures``), so every web process and
-    every host behind the same database counts them together: starting more workers does not
-    multiply the attempts an attacker gets. Names are counted whether or not the account
-    exists, so the answer never tells which names are taken.
+    * Per (username, client address): ``limit`` failures in ``window_s`` block that pair until
+      the oldest of them leaves the window.
+    * Per username, from all addresses together: after ``user_limit`` failures in
+      ``user_window_s`` each further attempt waits ``base_delay_s`` after the latest failure,
+      doubling with every failure up to ``max_delay_s``. Rotating addresses (or forged
+      forwarding headers) therefore only slows the guessing down further, and the real user is
+      never locked out for good: the wait is at most ``max_delay_s``, and refused attempts are
+      not counted. The right password waits like a wrong one.
+
+    Names are counted whether or not the account exists, so the answer never tells which names
+    are taken.
     """
 
-    def __init__(self, limit: int, window_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 300.0,
+        *,
+        user_limit: int = 30,
+        user_window_s: float = 3600.0,
+        base_delay_s: float = 30.0,
+        max_delay_s: float = 900.0,
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.user_limit = user_limit
+        self.user_window_s = user_window_s
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
 
     @staticmethod
     def _key(username: str, client: str) -> tuple[str, str]:
@@ -85,17 +106,32 @@ class LoginThrottle:
             .order_by(LoginFailure.at.desc())
             .limit(self.limit)
         ).all()
-        if len(recent) < self.limit:
+        wait = 0.0
+        if len(recent) >= self.limit:
+            # Allowed again once the oldest of the last `limit` failures leaves the window.
+            wait = max(0.0, self.window_s - (now - recent[-1]).total_seconds())
+        return max(wait, self._user_wait(session, name, now))
+
+    def _user_wait(self, session: Session, name: str, now: datetime) -> float:
+        failures, latest = session.execute(
+            select(func.count(), func.max(LoginFailure.at)).where(
+                LoginFailure.username == name,
+                LoginFailure.at > now - timedelta(seconds=self.user_window_s),
+            )
+        ).one()
+        if failures < self.user_limit or latest is None:
             return 0.0
-        # Allowed again once the oldest of the last `limit` failures leaves the window.
-        return max(0.0, self.window_s - (now - recent[-1]).total_seconds())
+        exponent = min(failures - self.user_limit, 30)
+        delay = min(self.max_delay_s, self.base_delay_s * 2**exponent)
+        return max(0.0, delay - (now - latest).total_seconds())
 
     def record_failure(self, session: Session, username: str, client: str) -> None:
         name, address = self._key(username, client)
         now = utcnow()
         session.add(LoginFailure(username=name, client=address, at=now))
-        # Failures older than the window count for nothing: drop them as they pass.
-        session.execute(delete(LoginFailure).where(LoginFailure.at <= self._since(now)))
+        # Failures older than both windows count for nothing: drop them as they pass.
+        oldest = now - timedelta(seconds=max(self.window_s, self.user_window_s))
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= oldest))
 
     def reset(self, session: Session, username: str, client: str) -> None:
         name, address = self._key(username, client)

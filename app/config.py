@@ -85,7 +85,12 @@ class Settings(BaseSettings):
         600, description="A running run whose worker sent no heartbeat for this long is failed."
     )
     schedule_interval_s: int = Field(60, description="How often beat checks retraining schedules.")
-    session_max_age_s: int = Field(14 * 24 * 3600, description="Session cookie lifetime.")
+    session_max_age_s: int = Field(
+        14 * 24 * 3600, description="Longest a login lasts, however active (the cookie's lifetime too)."
+    )
+    session_idle_timeout_s: int = Field(
+        2 * 3600, description="A login unused for this long ends (checked server-side)."
+    )
     https_only: bool | None = Field(
         None, description="Mark cookies Secure. Default: on in production, off otherwise."
     )
@@ -93,6 +98,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted import file.")
     login_rate_limit: int = Field(
         10, description="Failed logins allowed per username and client address per 5 minutes."
+    )
+    login_user_limit: int = Field(
+        30,
+        description="Failed logins per username from all addresses in an hour after which every "
+        "further attempt for that name waits (30 s, doubling with each failure, at most 15 minutes).",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Reverse proxies whose X-Forwarded-For/-Proto headers are trusted: "
+        "comma-separated addresses or networks (10.0.0.0/8). Default: none, the client address "
+        "is the connection's.",
     )
     db_pool_size: int = Field(
         20,

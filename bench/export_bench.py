@@ -79,9 +79,9 @@ def seed(url: str, judgments: int) -> None:
             (json.dumps(FLAGS),),
         )
         with cur.copy("COPY users (id, username, password_hash, role, is_active, is_paused,"
-                      " must_change_password, session_epoch, created_at) FROM STDIN") as copy:  # fmt: skip
+                      " must_change_password, created_at) FROM STDIN") as copy:  # fmt: skip
             for i in range(1, N_RATERS + 1):
-                copy.write_row((i, f"rater{i}", "!", "rater", True, False, False, 0, "2026-01-01T00:00:00Z"))
+                copy.write_row((i, f"rater{i}", "!", "rater", True, False, False, "2026-01-01T00:00:00Z"))
         with cur.copy("COPY prompts (id, project_id, messages, content_hash, created_at) FROM STDIN") as copy:
             for i in range(1, pairs + 1):
                 messages = [{"role": "user", "content": f"question {i}: {text(12)}"}]

@@ -115,7 +115,10 @@ def up(
     import uvicorn
 
     try:
-        uvicorn.run("app.asgi:app", host=host, port=port, reload=reload, log_level="info")
+        # The app trusts forwarding headers itself, from FORWARDED_ALLOW_IPS only.
+        uvicorn.run(
+            "app.asgi:app", host=host, port=port, reload=reload, log_level="info", proxy_headers=False
+        )
     finally:
         for child in children:
             child.terminate()
@@ -139,7 +142,9 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
-        proxy_headers=True,
+        # The app trusts X-Forwarded-For/-Proto itself, from FORWARDED_ALLOW_IPS only (default:
+        # nobody); uvicorn's own handling would trust any local address.
+        proxy_headers=False,
     )
 
 
@@ -185,6 +190,7 @@ def add_user(
     ] = False,
 ) -> None:
     """Create an account. Without --password-stdin a one-time password is generated and printed."""
+    from app.services import audit
     from app.services.users import UserError, create_user
 
     password = None
@@ -193,6 +199,9 @@ def add_user(
     try:
         with session_scope(_sessions()) as session:
             user, generated = create_user(session, username=name, role=role, password=password)
+            audit.record(
+                session, audit.Actor.cli(), "user.create", target=("user", user.username), role=role.value
+            )
     except UserError as error:
         raise _fail(str(error)) from None
     console.print(f"Created {user.role.value} [bold]{user.username}[/bold].")
@@ -217,6 +226,24 @@ def list_users() -> None:
                 str(user.last_login_at or "never"),
             )
     console.print(table)
+
+
+@users_cli.command("signout")
+def sign_out_user(name: Annotated[str, typer.Argument(help="Username.")]) -> None:
+    """End every browser session of an account at once (copied cookies too); it can log in again."""
+    from sqlalchemy import func, select
+
+    from app.models import User
+    from app.services import audit
+    from app.services.users import end_sessions
+
+    with session_scope(_sessions()) as session:
+        user = session.scalars(select(User).where(func.lower(User.username) == name.strip().lower())).first()
+        if user is None:
+            raise _fail(f"no user {name!r} (see `rlhf users list`)")
+        ended = end_sessions(session, user_id=user.id)
+        audit.record(session, audit.Actor.cli(), "user.sign_out", target=("user", user.username))
+    console.print(f"Ended {ended} session(s) of [bold]{user.username}[/bold].")
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -244,6 +271,7 @@ def add_project(
     from pydantic import ValidationError
 
     from app.schemas.project import ProjectCreate
+    from app.services import audit
     from app.services.projects import ProjectExists, create_project
 
     try:
@@ -260,6 +288,8 @@ def add_project(
         )
         with session_scope(_sessions()) as session:
             project = create_project(session, project_in=project_in)
+            target = ("project", project.slug)
+            audit.record(session, audit.Actor.cli(), "project.create", target=target, project=project)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise _fail(problems) from None
@@ -287,12 +317,15 @@ def list_projects() -> None:
 
 
 def _import(kind: str, file: Path, project_slug: str) -> None:
-    from app.services import importing
+    from app.services import audit, importing
     from app.services.projects import get_project
 
-    data = file.read_bytes()
+    limit = get_settings().max_upload_bytes
+    if file.stat().st_size > limit:  # the upload page's limit and message
+        raise _fail(f"{file.name} is larger than the {limit / (1024 * 1024):g} MB limit (MAX_UPLOAD_BYTES).")
+    data = file.open("rb")  # JSONL is read line by line, never whole
     try:
-        with session_scope(_sessions()) as session:
+        with data, session_scope(_sessions()) as session:
             project = get_project(session, project_slug)
             if project is None:
                 raise _fail(f"no project {project_slug!r} (see `rlhf projects list`)")
@@ -309,6 +342,8 @@ def _import(kind: str, file: Path, project_slug: str) -> None:
                         filename=file.name,
                         data=data,
                     )
+            audit.record(session, audit.Actor.cli(), "project.import", target=("file", file.name),
+                         project=project, kind=kind)  # fmt: skip
     except importing.ImportFailed as failure:
         err.print(f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]")
         for problem in failure.problems[:50]:

@@ -46,18 +46,25 @@ def list_models() -> None:
 @models_cli.command("add")
 def add_model(
     name: str,
-    path: Annotated[str, typer.Option(help="A local model directory (or a hub id).")],
+    path: Annotated[
+        str,
+        typer.Option(
+            help="A local model directory (with config.json or adapter_config.json), a store URL "
+            "(s3://, gs://, az://, hf://, file://) or a hub id (org/name)."
+        ),
+    ],
     kind: Annotated[ModelKind, typer.Option(help="policy or reward.")] = ModelKind.policy,
 ) -> None:
-    """Register a base model from a complete local directory."""
+    """Register a base model whose files are complete: a local directory, a store URL or a hub id."""
+    from app.services import audit
     from app.services.registry import RegistryError, register_base
 
-    uri = str(Path(path).resolve()) if Path(path).exists() else path
-    if Path(path).exists() and not (Path(path) / "config.json").exists():
-        raise fail(f"{path} has no config.json: not a Hugging Face model directory")
     try:
         with session_scope(factory()) as session:
-            model = register_base(session, name=name, uri=uri, kind=kind)
+            model = register_base(session, name=name, uri=path, kind=kind)
+            audit.record(
+                session, audit.Actor.cli(), "model.add", target=("model", model.name), kind=model.kind.value
+            )
             console.print(f"Registered {model.kind.value} model {model.name} (id {model.id}).")
     except RegistryError as error:
         raise fail(str(error)) from None
@@ -105,6 +112,7 @@ def convert_demo_model(target: Path) -> None:
 @models_cli.command("promote")
 def promote_model(model: str) -> None:
     """Mark a version as its project's current one."""
+    from app.services import audit
     from app.services.registry import find_model, promote
 
     with session_scope(factory()) as session:
@@ -112,6 +120,7 @@ def promote_model(model: str) -> None:
         if version is None:
             raise fail(f"no model version {model!r}")
         promote(session, model=version)
+        audit.record(session, audit.Actor.cli(), "model.promote", target=("model", version.name))
         console.print(f"Promoted {version.name}.")
 
 
@@ -124,6 +133,7 @@ def prune_models(
     """Remove the files of trained versions nobody needs: not promoted, not loaded by a queued or
     running run or an enabled schedule, and not under an adapter that stays. The rows stay
     (lineage, metrics, exports), marked pruned."""
+    from app.services import audit
     from app.services.projects import get_project
     from app.services.registry import prune, prune_plan
 
@@ -153,6 +163,8 @@ def prune_models(
             console.print("Nothing removed.")
             raise typer.Exit(1)
         freed = prune(session, plan)
+        audit.record(session, audit.Actor.cli(), "model.prune", project=found if project else None,
+                     models=[item.model.name for item in plan], freed_bytes=freed)  # fmt: skip
     console.print(f"Pruned {len(plan)} version(s), freed {human_bytes(freed)} ({freed} bytes).")
 
 

@@ -8,6 +8,7 @@ adapter alone (`is_adapter`): its parent's files are needed to load it.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,36 @@ def find_model(session: Session, ref: str | int) -> ModelVersion | None:
     return session.scalars(select(ModelVersion).where(ModelVersion.name == ref)).one_or_none()
 
 
+# Stores a version's files may live in (fsspec protocols the workers can read).
+URI_SCHEMES = frozenset({"file", "s3", "gs", "gcs", "az", "abfs", "hf"})
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_MODEL_FILES = ("config.json", "adapter_config.json")
+
+
+def checked_model_uri(location: str) -> str:
+    """Where a base model's files are, checked: an existing local directory holding a
+    ``config.json`` (or an adapter's ``adapter_config.json``), returned as an absolute path; a
+    URL in a known store (``s3://``, ``hf://``...); or a Hugging Face hub id (``org/name``).
+    Anything else raises `RegistryError` saying why."""
+    location = location.strip()
+    if "://" in location:
+        scheme = location.split("://", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            known = ", ".join(f"{s}://" for s in sorted(URI_SCHEMES))
+            raise RegistryError(f"{location!r}: unknown scheme {scheme}:// (known: {known})")
+        if scheme != "file":
+            return location
+        location = location.removeprefix("file://").removeprefix("FILE://")
+    path = Path(location).expanduser()
+    if not path.exists() and _HUB_ID.match(location) and ".." not in location:
+        return location  # a hub id: fetched by the worker when first used
+    if not path.is_dir():
+        raise RegistryError(f"{location!r} is not an existing directory (nor a hub id like org/name)")
+    if not any((path / name).is_file() for name in _MODEL_FILES):
+        raise RegistryError(f"{location!r} has no config.json: not a Hugging Face model directory")
+    return str(path.resolve())
+
+
 def register_base(
     session: Session,
     *,
@@ -41,7 +72,9 @@ def register_base(
     kind: ModelKind = ModelKind.policy,
     description: str = "",
 ) -> ModelVersion:
-    """Register a model whose files are already complete (a local directory or a hub id)."""
+    """Register a model whose files are already complete (a local directory, a store URL or a
+    hub id; see `checked_model_uri`)."""
+    uri = checked_model_uri(uri)
     if find_model(session, name) is not None:
         raise RegistryError(f"a model version named {name!r} exists already")
     model = ModelVersion(name=name, kind=kind, uri=uri, description=description)

@@ -1,14 +1,17 @@
-"""Users: creating them, signing them in, their passwords, and the list admins see."""
+"""Users: creating them, signing them in, their passwords, ending their sessions, and the list
+admins see."""
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth import generate_password, hash_password, password_problem, verify_password
 from app.models import Role, User
+from app.models.types import utcnow
+from app.models.user import WebSession
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
@@ -52,7 +55,7 @@ def reset_password(session: Session, *, user: User) -> str:
     password = generate_password()
     user.password_hash = hash_password(password)
     user.must_change_password = True
-    user.session_epoch += 1
+    end_sessions(session, user_id=user.id)
     session.flush()
     return password
 
@@ -60,7 +63,7 @@ def reset_password(session: Session, *, user: User) -> str:
 def set_active(session: Session, *, user: User, active: bool) -> None:
     user.is_active = active
     if not active:
-        user.session_epoch += 1
+        end_sessions(session, user_id=user.id)
     session.flush()
 
 
@@ -85,8 +88,9 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user
 
 
-def change_password(user: User, *, current: str, new: str, confirm: str) -> str | None:
-    """Set a user's own new password and end their other sessions; or say why not."""
+def change_password(session: Session, user: User, *, current: str, new: str, confirm: str) -> str | None:
+    """Set a user's own new password and end all their sessions (the caller starts a new one for
+    the browser that made the change); or say why not."""
     if not verify_password(user.password_hash, current):
         return "The current password is wrong."
     if new != confirm:
@@ -97,5 +101,27 @@ def change_password(user: User, *, current: str, new: str, confirm: str) -> str 
         return problem
     user.password_hash = hash_password(new)
     user.must_change_password = False
-    user.session_epoch += 1  # other sessions of this account end here
+    end_sessions(session, user_id=user.id)
     return None
+
+
+def end_sessions(session: Session, *, user_id: int) -> int:
+    """End every live browser session of a user ("sign out everywhere"): copied cookies too.
+    Returns how many were live."""
+    now = utcnow()
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None), WebSession.expires_at > now)
+        .values(ended_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def live_session_counts(session: Session) -> dict[int, int]:
+    """Sessions not ended nor past their lifetime, per user id (for the users page)."""
+    rows = session.execute(
+        select(WebSession.user_id, func.count())
+        .where(WebSession.ended_at.is_(None), WebSession.expires_at > utcnow())
+        .group_by(WebSession.user_id)
+    )
+    return {user_id: count for user_id, count in rows}

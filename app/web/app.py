@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.auth import LoginThrottle
 from app.config import Settings, get_settings
@@ -19,7 +20,8 @@ from app.db import make_engine, make_sessionmaker
 from app.queue import make_celery
 from app.resources import STATIC_DIR
 from app.web.deps import CsrfFailed, Forbidden, LoginRequired, PasswordChangeRequired
-from app.web.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.web.input_guard import ID_RANGE_ERRORS, InputGuardMiddleware
+from app.web.middleware import BodySizeLimitMiddleware, HeadAsGetMiddleware, SecurityHeadersMiddleware
 from app.web.routes import routers
 from app.web.templating import is_htmx, render
 
@@ -113,6 +115,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if any(e["loc"][0] == "path" and e["type"] in ID_RANGE_ERRORS for e in exc.errors()):
+            # An id outside the column's range names no row: the same answer as a missing one.
+            return await http_error(request, StarletteHTTPException(404, "Not found."))
         problems = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
             for e in exc.errors()
@@ -134,19 +139,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="RLHF Studio",
         summary="Collect human preference labels and turn them into better language models.",
         version="0.1.0",
+        # Swagger UI and ReDoc load their scripts from a CDN, which the Content-Security-Policy
+        # forbids: the API is described by /openapi.json alone (load it into any OpenAPI viewer).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.readonly_sessionmaker = make_sessionmaker(app.state.engine, read_only=True)
-    app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
+    app.state.login_throttle = LoginThrottle(settings.login_rate_limit, user_limit=settings.login_user_limit)
     app.state.celery = make_celery(settings)  # a client only: connects when a task is sent
 
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    # Last added runs first: size limit, then security headers, then the session cookie.
+    # Last added runs first: security headers, size limit, the session cookie, then the input
+    # guard (inside the size limit, which bounds the body it reads).
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -155,8 +166,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=bool(settings.https_only),
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024)
-    # Outermost: every answer carries the security headers, the size limit's 413 included.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes + 1024 * 1024,  # room for the form around the file
+        stated_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(HeadAsGetMiddleware)
+    # Every answer carries the security headers, the size limit's 413 included.
     app.add_middleware(SecurityHeadersMiddleware, hsts=bool(settings.https_only))
+    if settings.forwarded_allow_ips:
+        # Outermost: the client address and scheme come from the forwarding headers, but only
+        # when the connection comes from a proxy named in FORWARDED_ALLOW_IPS.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     _install_error_handlers(app)
     return app

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.models import Project, Role, User
 from app.services import membership, projects, tokens
-from app.web.sessions import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid
+from app.web.sessions import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, csrf_valid, session_user
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_optional_user(request: Request, session: SessionDep) -> User | None:
-    uid = request.session.get("uid")
-    if uid is None:
-        return None
-    user = session.get(User, uid)
-    if user is None or not user.is_active or user.session_epoch != request.session.get("epoch"):
-        request.session.clear()
+    user = session_user(request, session)
+    if user is None:
         return None
     request.state.user = Viewer(id=user.id, username=user.username, role=user.role)
     return user

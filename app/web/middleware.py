@@ -18,6 +18,9 @@ SECURITY_HEADERS = [
 
 
 class SecurityHeadersMiddleware:
+    """Adds the security headers to every answer, the 500 of an unhandled error included: that
+    one is sent from here (the error still propagates, so the server logs it as before)."""
+
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
         self.headers = list(SECURITY_HEADERS)
@@ -28,21 +31,62 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                body = b"Internal Server Error"
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+            raise
+
+
+class HeadAsGetMiddleware:
+    """``HEAD`` wherever ``GET`` is served: the request is routed as a GET and the answer's body
+    is dropped (its headers, Content-Length included, stay those of the GET)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
 class BodySizeLimitMiddleware:
     """Refuse request bodies over `max_bytes` with 413, by header or while streaming."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, stated_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The limit the refusal names: the upload limit, when `max_bytes` adds room for the form.
+        self.stated_bytes = stated_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +129,7 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        limit_mb = self.max_bytes / (1024 * 1024)
+        limit_mb = self.stated_bytes / (1024 * 1024)
         body = f"Request body too large: the limit is {limit_mb:g} MB.".encode()
         await send(
             {

@@ -3,7 +3,9 @@
 markdown-it renders with raw HTML disabled, so `<script>` in the source stays text; its link
 validator drops javascript:, vbscript: and data: URLs. nh3 (the Rust `ammonia` sanitiser) then
 allows only the tags markdown produces, as a second, independent line of defence. Images are
-dropped: a remote image in model output would be a tracking pixel in the rater's browser.
+dropped: a remote image in model output would be a tracking pixel in the rater's browser. No
+``style`` attribute is kept (markdown's table alignment included): the Content-Security-Policy
+forbids inline styles, so a browser would only refuse them.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "code": {"class"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
 }
 
 
@@ -41,7 +41,6 @@ def _render(text: str) -> str:
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="nofollow noopener noreferrer",
-        filter_style_properties={"text-align"},
     )
 
 

@@ -245,7 +245,8 @@ def test_old_login_failures_count_for_nothing_and_are_dropped(app: Any, client: 
 
     with app.state.sessionmaker() as session, session.begin():
         make_user(session, "rita", Role.rater)
-        long_ago = utcnow() - timedelta(minutes=6)
+        # Past the per-address window (5 minutes) and the per-username one (an hour).
+        long_ago = utcnow() - timedelta(minutes=61)
         for _ in range(app.state.settings.login_rate_limit):
             session.add(LoginFailure(username="rita", client="testclient", at=long_ago))
     assert login(client, "rita", "wrong password!").status_code == 401  # not 429: all expired

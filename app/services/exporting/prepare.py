@@ -164,11 +164,9 @@ def prepare_comparisons(
 ) -> PreparedExport:
     rater_ids: frozenset[int] | None = None
     if spec.raters:
-        found = rater_ids_for(session, spec.raters)
-        unknown = sorted(set(spec.raters) - set(found))
-        if unknown:
-            raise ExportError(f"no user named {', '.join(unknown)}")
-        rater_ids = frozenset(found.values())
+        # An unknown name matches no judgment, like a rater without any: the answer never tells
+        # which usernames exist.
+        rater_ids = frozenset(rater_ids_for(session, spec.raters).values())
     rules = RuleSet(spec.aggregation, spec.ties, spec.include_both_bad, spec.min_agreement)
     selection = JudgmentFilter(
         label_source=spec.label_source,

@@ -8,13 +8,24 @@ the database: duplicates are not problems, store.py skips them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
 from app.models import Choice
 from app.services.content import ROLES, messages_hash
-from app.services.importing.read import EXTENSIONS, RawRow, decode, read_csv, read_json, read_jsonl, type_name
+from app.services.importing.read import (
+    EXTENSIONS,
+    RawRow,
+    Source,
+    decode,
+    read_csv,
+    read_json,
+    read_jsonl,
+    read_whole,
+    type_name,
+)
 from app.services.importing.schema import (
     FIELDS,
     IGNORED_FIELDS,
@@ -27,6 +38,7 @@ from app.services.importing.schema import (
     Problems,
     expected_fields,
 )
+from app.services.storable import MAX_JSON_DEPTH, json_too_deep, printable, text_problem, value_problem
 
 _GOLD = {"a": Choice.A, "b": Choice.B, "tie": Choice.tie}
 
@@ -53,7 +65,7 @@ class ParsedRow:
         return f"{self.where} {self.line}"
 
 
-def parse_rows(*, kind: ImportKind | str, filename: str, data: bytes) -> list[ParsedRow]:
+def parse_rows(*, kind: ImportKind | str, filename: str, data: Source) -> list[ParsedRow]:
     """Parse and validate a whole file; raise `ImportFailed` listing every problem found.
 
     The format is chosen by the extension of ``filename`` (.jsonl, .ndjson, .json or .csv).
@@ -68,21 +80,25 @@ def parse_rows(*, kind: ImportKind | str, filename: str, data: bytes) -> list[Pa
             filename,
             [ImportProblem(0, None, f"unsupported file type {suffix}; use one of {accepted}")],
         )
-    text = decode(filename, data)
+    problems: list[ImportProblem] = []
+    raw_rows: Iterable[RawRow]
     if fmt == "jsonl":
-        raw_rows, problems = read_jsonl(text)
-    elif fmt == "json":
-        raw_rows, problems = read_json(text)
+        raw_rows = read_jsonl(filename, data, problems)  # validated as they are read
     else:
-        raw_rows, problems = read_csv(kind, text)
-    if not raw_rows and not problems:
-        problems.append(ImportProblem(0, None, "no rows: the file holds no records"))
+        text = decode(filename, read_whole(data))
+        raw_rows, problems = read_json(text) if fmt == "json" else read_csv(kind, text)
     parsed: list[ParsedRow] = []
+    invalid: list[ImportProblem] = []
+    count = 0
     for raw in raw_rows:
+        count += 1
         row, row_problems = _validate(kind, raw)
-        problems += row_problems
+        invalid += row_problems
         if row is not None:
             parsed.append(row)
+    if not count and not problems:
+        problems.append(ImportProblem(0, None, "no rows: the file holds no records"))
+    problems += invalid
     if problems:
         problems.sort(key=lambda p: p.line)
         raise ImportFailed(filename, problems)
@@ -92,6 +108,8 @@ def parse_rows(*, kind: ImportKind | str, filename: str, data: bytes) -> list[Pa
 def _validate(kind: ImportKind, raw: RawRow) -> tuple[ParsedRow | None, list[ImportProblem]]:
     problems = Problems(raw.line, raw.where)
     values = raw.values
+    if unstorable(values, problems):
+        return None, problems.items
     if not raw.from_csv:  # CSV columns were checked once, in the header
         for name in values:
             if name not in FIELDS[kind] and name not in IGNORED_FIELDS[kind]:
@@ -135,6 +153,23 @@ def _validate(kind: ImportKind, raw: RawRow) -> tuple[ParsedRow | None, list[Imp
         **row,
     )
     return parsed, []
+
+
+def unstorable(values: dict[str, Any], problems: Problems) -> bool:
+    """Add a problem for each field holding what cannot be stored (NUL, an unpaired surrogate,
+    JSON nested too deep, also inside a JSON-encoded string); True when there was any."""
+    before = len(problems.items)
+    for name, value in values.items():
+        field = printable(str(name))
+        found = value_problem(value, field)
+        if found is None and isinstance(value, str) and json_too_deep(value):
+            found = field, f"JSON nests deeper than {MAX_JSON_DEPTH} levels"
+        if found is None and (reason := text_problem(str(name))) is not None:
+            found = field, "name " + reason
+        if found is not None:
+            where, reason = found
+            problems.add(field, reason if where == field else f"{where[len(field) + 1 :]} {reason}")
+    return len(problems.items) > before
 
 
 def _present(value: Any) -> bool:

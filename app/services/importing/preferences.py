@@ -25,7 +25,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Choice, Comparison, Judgment, JudgmentSource, Project, Role, User
-from app.services.importing.read import EXTENSIONS, RawRow, decode, read_json, read_jsonl
+from app.services.importing.parse import unstorable
+from app.services.importing.read import EXTENSIONS, RawRow, Source, decode, read_json, read_jsonl, read_whole
 from app.services.importing.schema import ImportFailed, ImportKind, ImportProblem, ImportReport, Problems
 from app.services.importing.store import chunks, import_file, insert_rows
 
@@ -105,7 +106,7 @@ def _import_rater(session: Session) -> int:
     return int(user_id)
 
 
-def import_preferences(session: Session, *, project: Project, filename: str, data: bytes) -> ImportReport:
+def import_preferences(session: Session, *, project: Project, filename: str, data: Source) -> ImportReport:
     """Import TRL or HH-RLHF preference rows as pairs, each with its label as a judgment.
 
     All or nothing, like `import_file`; rows whose pair is already in the project are skipped
@@ -116,20 +117,23 @@ def import_preferences(session: Session, *, project: Project, filename: str, dat
         import pyarrow.parquet as pq
 
         try:
-            records = pq.read_table(io.BytesIO(data)).to_pylist()
+            records = pq.read_table(io.BytesIO(data) if isinstance(data, bytes) else data).to_pylist()
         except Exception as error:  # noqa: BLE001 - any unreadable file
             raise ImportFailed(filename, [ImportProblem(0, None, f"not a Parquet file: {error}")]) from None
         raw_rows = [RawRow(number, record, where="record") for number, record in enumerate(records, 1)]
         problems: list[ImportProblem] = []
     elif EXTENSIONS.get(suffix) in ("jsonl", "json"):
-        text = decode(filename, data)
-        raw_rows, problems = read_jsonl(text) if EXTENSIONS[suffix] == "jsonl" else read_json(text)
+        if EXTENSIONS[suffix] == "jsonl":
+            problems = []
+            raw_rows = list(read_jsonl(filename, data, problems))
+        else:
+            raw_rows, problems = read_json(decode(filename, read_whole(data)))
     else:
         raise ImportFailed(filename, [ImportProblem(0, None, "use a .jsonl, .json or .parquet file")])
     pairs: list[dict[str, Any]] = []
     for raw in raw_rows:
         row_problems = Problems(raw.line, raw.where)
-        pair = _preference_to_pair(raw.values, row_problems)
+        pair = None if unstorable(raw.values, row_problems) else _preference_to_pair(raw.values, row_problems)
         problems += row_problems.items
         if pair is not None:
             pairs.append(pair)

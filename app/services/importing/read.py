@@ -4,6 +4,7 @@ The format is chosen by the file's extension: ``.jsonl``/``.ndjson`` (one JSON o
 blank lines ignored), ``.json`` (an array of objects) or ``.csv`` (a header row, then one record
 per row; structured fields such as ``messages`` or ``sampling_a`` are JSON-encoded strings).
 Nothing is validated beyond the file's own syntax and, for CSV, its header (parse.py does the rest).
+JSONL is read line by line (no line over MAX_LINE_BYTES is held); .json and .csv whole.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import codecs
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from app.services.importing.schema import (
     FIELDS,
@@ -27,10 +29,16 @@ from app.services.importing.schema import (
     Problems,
     expected_fields,
 )
+from app.services.storable import MAX_JSON_DEPTH, json_too_deep, too_deep_under
 
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # Large enough for a JSON-encoded conversation of MAX_MESSAGES messages of MAX_TEXT_CHARS each.
 _CSV_FIELD_LIMIT = 4 * MAX_MESSAGES * MAX_TEXT_CHARS
+# The longest JSONL line read: a row of two such conversations (pairs and demonstrations).
+MAX_LINE_BYTES = 2 * _CSV_FIELD_LIMIT
+# A file's content: bytes, or a binary file object read from its start (a JSONL file one line
+# at a time, so a large file is never held whole).
+Source = bytes | BinaryIO
 
 
 @dataclass
@@ -39,6 +47,24 @@ class RawRow:
     values: dict[str, Any]
     where: str = "line"
     from_csv: bool = False
+
+
+def read_whole(source: Source) -> bytes:
+    """All of a file (for .json and .csv, which are parsed as a whole; the upload limit bounds
+    them)."""
+    if isinstance(source, bytes):
+        return source
+    source.seek(0)
+    return source.read()
+
+
+def _not_utf8(number: int, chunk: bytes, error: UnicodeDecodeError) -> ImportProblem:
+    return ImportProblem(
+        number,
+        None,
+        f"not valid UTF-8 (byte 0x{chunk[error.start]:02x} at column {error.start + 1}); "
+        "save the file as UTF-8",
+    )
 
 
 def decode(filename: str, data: bytes) -> str:
@@ -53,26 +79,50 @@ def decode(filename: str, data: bytes) -> str:
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError as error:
-            problems.append(
-                ImportProblem(
-                    number,
-                    None,
-                    f"not valid UTF-8 (byte 0x{chunk[error.start]:02x} at column "
-                    f"{error.start + 1}); save the file as UTF-8",
-                )
-            )
+            problems.append(_not_utf8(number, chunk, error))
     raise ImportFailed(filename, problems)
 
 
-def read_jsonl(text: str) -> tuple[list[RawRow], list[ImportProblem]]:
-    rows: list[RawRow] = []
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """The file's lines, numbered from 1, without their "\n"; None for a line longer than
+    MAX_LINE_BYTES, which is skipped in pieces and never held whole."""
+    number = 0
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+            continue
+        yield number, line.removesuffix(b"\n")
+
+
+def read_jsonl(filename: str, source: Source, found: list[ImportProblem]) -> Iterator[RawRow]:
+    """The rows of a JSONL file, read one line at a time; problems are appended to ``found``.
+    When a line is not UTF-8, `ImportFailed` lists the lines that are not, once all were read."""
     problems = Problems()
-    # Split on "\n" alone: str.splitlines() would also split on characters such as U+2028,
-    # which JSON allows unescaped inside strings.
-    for number, line in enumerate(text.split("\n"), start=1):
+    not_utf8: list[ImportProblem] = []
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    for number, raw in _lines(stream):
+        problems.line = number
+        if raw is None:
+            problems.add(None, f"longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; the line was not read")
+            continue
+        if number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            not_utf8.append(_not_utf8(number, raw, error))
+            continue
+        # Lines end at "\n" alone: str.splitlines() would also split on characters such as
+        # U+2028, which JSON allows unescaped inside strings.
         if not line.strip():
             continue
-        problems.line = number
+        deep = too_deep_under(line)
+        if deep is not None:
+            problems.add(deep or None, f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+            continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
@@ -83,14 +133,19 @@ def read_jsonl(text: str) -> tuple[list[RawRow], list[ImportProblem]]:
             hint = " (a JSON array? name the file .json)" if isinstance(value, list) else ""
             problems.add(None, f"must be a JSON object, got {type_name(value)}{hint}")
             continue
-        rows.append(RawRow(number, value))
-    return rows, problems.items
+        yield RawRow(number, value)
+    if not_utf8:
+        raise ImportFailed(filename, not_utf8)
+    found.extend(problems.items)
 
 
 def read_json(text: str) -> tuple[list[RawRow], list[ImportProblem]]:
     problems = Problems()
     if not text.strip():
         return [], []
+    if json_too_deep(text):
+        problems.add(None, f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        return [], problems.items
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 from app.models import Base, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
 from app.services.content import text_hash
 from app.services.importing.parse import ParsedRow, parse_rows
+from app.services.importing.read import Source
 from app.services.importing.schema import ImportKind, ImportProblem, ImportReport
 
 CHUNK = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
@@ -34,7 +35,7 @@ def import_file(
     project: Project,
     kind: ImportKind | str,
     filename: str,
-    data: bytes,
+    data: Source,
 ) -> ImportReport:
     """Import a whole file into ``project``, or nothing: raise `ImportFailed` on any problem.
 

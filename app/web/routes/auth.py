@@ -70,15 +70,15 @@ def login(request: Request, session: SessionDep, form: Annotated[LoginForm, Form
         )
     throttle.reset(session, username, client)
     user.last_login_at = utcnow()
-    start_session(request, user_id=user.id, epoch=user.session_epoch)
+    start_session(request, session, user=user)
     if user.must_change_password:
         return RedirectResponse("/account/password", status_code=303)
     return RedirectResponse(_safe_next(next) or HOME_BY_ROLE[user.role], status_code=303)
 
 
 @router.post("/logout", include_in_schema=False)
-def logout(request: Request) -> Response:
-    end_session(request)
+def logout(request: Request, session: SessionDep) -> Response:
+    end_session(request, session)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -88,9 +88,11 @@ def password_form(request: Request, user: CurrentUser) -> Response:
 
 
 @router.post("/account/password", include_in_schema=False)
-def change_password(request: Request, user: CurrentUser, form: Annotated[PasswordForm, Form()]) -> Response:
+def change_password(
+    request: Request, session: SessionDep, user: CurrentUser, form: Annotated[PasswordForm, Form()]
+) -> Response:
     error = users.change_password(
-        user, current=form.current_password, new=form.new_password, confirm=form.confirm_password
+        session, user, current=form.current_password, new=form.new_password, confirm=form.confirm_password
     )
     if error:
         return render(
@@ -99,5 +101,5 @@ def change_password(request: Request, user: CurrentUser, form: Annotated[Passwor
             {"forced": user.must_change_password, "error": error},
             status_code=422,
         )
-    start_session(request, user_id=user.id, epoch=user.session_epoch)
+    start_session(request, session, user=user)
     return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from app.models import Project, Scale, Visibility
 from app.schemas.project import ProjectCreate, ProjectUpdate
-from app.services import importing, membership, projects, stats
+from app.services import audit, importing, membership, projects, stats
 from app.web.deps import AdminUser, ProjectDep, SessionDep, SettingsDep, StaffUser, verify_csrf
 from app.web.forms import ImportForm, MembersForm, ProjectCreateForm, ProjectUpdateForm, VisibilityForm
+from app.web.input_guard import IdPath
 from app.web.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
@@ -53,6 +54,13 @@ def create_project(
     try:
         project_in = ProjectCreate(slug=slug, **fields)  # type: ignore[arg-type]
         project = projects.create_project(session, project_in=project_in)
+        audit.record(
+            session,
+            audit.Actor.of(user, "web", request),
+            "project.create",
+            target=("project", slug),
+            project=project,
+        )
     except (ValidationError, projects.ProjectExists) as error:
         errors = _form_errors(error) if isinstance(error, ValidationError) else [str(error)]
         return render(
@@ -108,15 +116,27 @@ def update_project(
             status_code=422,
         )
     projects.update_project(session, project=project, project_in=project_in)
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "project.update", target=("project", project.slug),
+        project=project, fields=sorted(project_in.model_dump(exclude_unset=True)),
+    )  # fmt: skip
     return RedirectResponse(f"/admin/projects/{project.slug}?saved=1", status_code=303)
 
 
 @router.post("/admin/projects/{slug}/visibility", include_in_schema=False)
 def set_visibility(
-    session: SessionDep, user: AdminUser, project: ProjectDep, form: Annotated[VisibilityForm, Form()]
+    request: Request,
+    session: SessionDep,
+    user: AdminUser,
+    project: ProjectDep,
+    form: Annotated[VisibilityForm, Form()],
 ) -> Response:
     """Open the project to every rater, or restrict it to its members (others' leases end)."""
     membership.set_visibility(session, project, form.visibility)
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "project.visibility", target=("project", project.slug),
+        project=project, visibility=form.visibility.value,
+    )  # fmt: skip
     return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
 
 
@@ -129,13 +149,12 @@ def add_members(
     form: Annotated[MembersForm, Form()],
 ) -> Response:
     try:
-        membership.add_members(
-            session,
-            project,
-            usernames=membership.split_names(form.usernames),
-            groups=membership.split_names(form.groups),
-            added_by=user,
-        )
+        usernames, groups = membership.split_names(form.usernames), membership.split_names(form.groups)
+        membership.add_members(session, project, usernames=usernames, groups=groups, added_by=user)
+        audit.record(
+            session, audit.Actor.of(user, "web", request), "project.members.add",
+            target=("project", project.slug), project=project, users=sorted(usernames), groups=sorted(groups),
+        )  # fmt: skip
     except membership.MembershipError as error:
         session.rollback()
         context = _project_page(session, project) | {"member_error": str(error), "member_form": form}
@@ -144,10 +163,16 @@ def add_members(
 
 
 @router.post("/admin/projects/{slug}/members/{member_id}/remove", include_in_schema=False)
-def remove_member(session: SessionDep, user: AdminUser, project: ProjectDep, member_id: int) -> Response:
+def remove_member(
+    request: Request, session: SessionDep, user: AdminUser, project: ProjectDep, member_id: IdPath
+) -> Response:
     """End one membership; the member's leases here are released, their judgments kept."""
     if not membership.remove_member(session, project, member_id):
         raise HTTPException(404, "No such member of this project.")
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "project.members.remove",
+        target=("project", project.slug), project=project, member=member_id,
+    )  # fmt: skip
     return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
 
 
@@ -167,10 +192,13 @@ async def import_upload(
     file: UploadFile,
 ) -> Response:
     kind = form.kind
-    data = await file.read(settings.max_upload_bytes + 1)
+    data = file.file  # spooled to disk by the form parser; JSONL is read from it line by line
     filename = file.filename or "upload"
     context: dict[str, object] = {"project": project, "kind": kind}
-    if len(data) > settings.max_upload_bytes:
+    data.seek(0, 2)
+    size = data.tell()
+    data.seek(0)
+    if size > settings.max_upload_bytes:
         context["failure_message"] = (
             f"{filename} is larger than the {settings.max_upload_bytes / (1024 * 1024):g} MB limit."
         )
@@ -186,5 +214,9 @@ async def import_upload(
         session.rollback()
         context["failure"] = failure
         return render(request, "admin/import.html", context, status_code=422)
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "project.import", target=("file", filename),
+        project=project, kind=kind,
+    )  # fmt: skip
     context["report"] = report
     return render(request, "admin/import.html", context)

@@ -9,9 +9,10 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.models import User
-from app.services import membership, tokens
+from app.services import audit, membership, tokens
 from app.web.deps import SessionDep, StaffUser, verify_csrf
 from app.web.forms import TokenForm
+from app.web.input_guard import IdPath
 from app.web.templating import render
 
 router = APIRouter(prefix="/account/tokens", tags=["tokens"], dependencies=[Depends(verify_csrf)])
@@ -22,7 +23,7 @@ def _tokens_page(
     status_code: int = 200,
 ) -> Response:  # fmt: skip
     listed = tokens.list_tokens(session, user=user)
-    return render(
+    response = render(
         request,
         "account/tokens.html",
         {
@@ -34,6 +35,9 @@ def _tokens_page(
         },
         status_code=status_code,
     )
+    if secret is not None:  # the new token is shown once: never stored by a browser or proxy
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("", include_in_schema=False)
@@ -51,16 +55,21 @@ def create_token(
         if unknown:  # a project the user cannot read is named like one that does not exist
             raise tokens.TokenError(f"No project named {unknown[0]!r}.")
         chosen = [readable[slug] for slug in form.projects]
-        _, secret = tokens.create_token(session, user=user, name=form.name, projects=chosen)
+        created, secret = tokens.create_token(session, user=user, name=form.name, projects=chosen)
+        audit.record(
+            session, audit.Actor.of(user, "web", request), "token.create", target=("token", created.prefix),
+            name=form.name, projects=sorted(form.projects),
+        )  # fmt: skip
     except tokens.TokenError as error:
         return _tokens_page(request, session, user, error=str(error), status_code=422)
     return _tokens_page(request, session, user, secret=secret)
 
 
 @router.post("/{token_id}/revoke", include_in_schema=False)
-def revoke_token(request: Request, token_id: int, session: SessionDep, user: StaffUser) -> Response:
+def revoke_token(request: Request, token_id: IdPath, session: SessionDep, user: StaffUser) -> Response:
     try:
         tokens.revoke_token(session, user=user, token_id=token_id)
     except tokens.TokenError as error:
         raise HTTPException(404, str(error)) from None
+    audit.record(session, audit.Actor.of(user, "web", request), "token.revoke", target=("token", token_id))
     return _tokens_page(request, session, user)
