@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Role, Visibility
 from app.services.quality import MAX_NOTE_CHARS
+from app.web.input_guard import DB_ID_MAX
 
 
 class LoginForm(BaseModel):
@@ -47,7 +48,7 @@ class ProjectForm(BaseModel):
         """The values for ProjectCreate/ProjectUpdate: minutes and percents converted where they
         are numbers; anything else is left as typed, so that pydantic names the field."""
         lease: object = self.lease_minutes
-        if self.lease_minutes.strip().isdigit():
+        if self.lease_minutes.strip().isascii() and self.lease_minutes.strip().isdigit():
             lease = int(self.lease_minutes) * 60
         gold: object = self.gold_percent
         with contextlib.suppress(ValueError):
@@ -89,7 +90,7 @@ class ActiveForm(BaseModel):
 
 
 class JudgmentForm(BaseModel):
-    assignment_id: int
+    assignment_id: int = Field(ge=1, le=DB_ID_MAX)
     pick: int | None = None
     both_bad: bool = False
     flags: list[str] | None = None
@@ -97,7 +98,7 @@ class JudgmentForm(BaseModel):
 
 
 class AssignmentForm(BaseModel):
-    assignment_id: int
+    assignment_id: int = Field(ge=1, le=DB_ID_MAX)
 
 
 class DisputeForm(BaseModel):
@@ -167,5 +168,9 @@ class ScheduleForm(BaseModel):
 
 
 def int_or_none(value: str | None) -> int | None:
-    """A form's id field: a number, or None when empty or not a number."""
-    return int(value) if value and value.isdigit() else None
+    """A form's id field: a number, or None when empty, not a number, or past any row id (such
+    an id names no row, and PostgreSQL would refuse to compare it)."""
+    if not value or not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    number = int(value)
+    return number if number <= DB_ID_MAX else None

@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
-from app.services import exporting, membership, stats
+from app.services import audit, exporting, membership, stats
 from app.services.exporting.columns import ExportError
 from app.web.deps import ApiProjects, ApiUser, SessionDep, SettingsDep
 from app.web.routes.export import builder, streaming_download
@@ -112,7 +112,16 @@ def export_comparisons(
     """Preference rows (prompt, chosen, rejected, margin, agreement, metadata) under the
     aggregation rules given; see the dataset card (`/card`) for the rules in words."""
     build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
-    return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
+    return _checked(
+        lambda: streaming_download(
+            request,
+            session,
+            build,
+            archive=False,
+            split=spec.split,
+            actor=audit.Actor.of(user, "api", request),
+        )
+    )
 
 
 @router.get(
@@ -131,7 +140,11 @@ def export_comparisons_archive(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
-    return _checked(lambda: streaming_download(request, session, build, archive=True))
+    return _checked(
+        lambda: streaming_download(
+            request, session, build, archive=True, actor=audit.Actor.of(user, "api", request)
+        )
+    )
 
 
 # The card is text, its errors JSON: declared one by one (a `model` would take the text type).
@@ -179,7 +192,16 @@ def export_demos(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
-    return _checked(lambda: streaming_download(request, session, build, archive=False, split=spec.split))
+    return _checked(
+        lambda: streaming_download(
+            request,
+            session,
+            build,
+            archive=False,
+            split=spec.split,
+            actor=audit.Actor.of(user, "api", request),
+        )
+    )
 
 
 @router.get(
@@ -197,4 +219,8 @@ def export_demos_archive(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
-    return _checked(lambda: streaming_download(request, session, build, archive=True))
+    return _checked(
+        lambda: streaming_download(
+            request, session, build, archive=True, actor=audit.Actor.of(user, "api", request)
+        )
+    )

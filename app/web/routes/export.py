@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.models import User
 from app.schemas.export import ComparisonExport, DemoExport
-from app.services import exporting, membership
+from app.services import audit, exporting, membership
 from app.services.exporting.columns import ExportError
 from app.services.exporting.prepare import PreparedExport
 from app.web.deps import SessionDep, SettingsDep, StaffUser, project_or_404, verify_csrf
@@ -67,6 +67,7 @@ def streaming_download(
     *,
     archive: bool,
     split: str = "all",
+    actor: audit.Actor | None = None,
 ) -> StreamingResponse:
     """Check the export on the request's session, then stream it from a session of its own.
 
@@ -74,6 +75,11 @@ def streaming_download(
     """
     export = build(session)  # raises ExportError / 404 before any byte is sent
     name = exporting.filename(export, archive=archive, split=split)
+    if actor is not None:  # recorded with the request's transaction, before the stream starts
+        audit.record(
+            session, actor, f"export.{export.kind}", target=("file", name), project=export.project,
+            format=export.spec.format, archive=archive, split=split,
+        )  # fmt: skip
     # End the request's transaction now: on SQLite it holds the database lock that the
     # stream's own session needs (and the route has nothing more to write).
     session.commit()
@@ -158,7 +164,8 @@ def download_export(
         split = request.query_params.get("split", "all")
         if split not in ("all", "train", "test"):
             raise ExportError("split must be all, train or test")
-        return streaming_download(request, session, build, archive=archive, split=split)
+        actor = audit.Actor.of(user, "web", request)
+        return streaming_download(request, session, build, archive=archive, split=split, actor=actor)
     except ValidationError as error:
         message = "; ".join(_errors(error))
     except ExportError as error:

@@ -11,10 +11,11 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from app.models import Choice, User
-from app.services import quality
+from app.services import audit, quality
 from app.web.charts import bar_chart
 from app.web.deps import AdminUser, ProjectDep, SessionDep, verify_csrf
 from app.web.forms import DisputeForm, NextForm
+from app.web.input_guard import IdPath
 from app.web.templating import render
 
 router = APIRouter(prefix="/admin", tags=["quality"], dependencies=[Depends(verify_csrf)])
@@ -144,7 +145,7 @@ def disputes_page(
 
 @router.post("/projects/{slug}/disputes/{comparison_id}", include_in_schema=False)
 def resolve_dispute(
-    comparison_id: int,
+    comparison_id: IdPath,
     session: SessionDep,
     user: AdminUser,
     project: ProjectDep,
@@ -163,6 +164,10 @@ def resolve_dispute(
         raise HTTPException(422, str(error)) from error
     if comparison is None:
         raise HTTPException(404, "No such pair in this project.")
+    audit.record(
+        session, audit.Actor.of(user, "web"), f"dispute.{form.action}", target=("comparison", comparison_id),
+        project=project, choice=form.choice if form.action == "resolve" else None,
+    )  # fmt: skip
     target = (
         f"/admin/projects/{project.slug}/disputes?status={form.status}&scope={form.scope}&page={form.page}"
         f"&resolved={comparison_id}"
@@ -170,7 +175,7 @@ def resolve_dispute(
     return RedirectResponse(f"{target}#pair-{comparison_id}", status_code=303)
 
 
-def _set_paused(session: Session, user_id: int, paused: bool, next_url: str) -> Response:
+def _set_paused(session: Session, actor: audit.Actor, user_id: int, paused: bool, next_url: str) -> Response:
     account = session.get(User, user_id)
     if account is None:
         raise HTTPException(404, "No such user.")
@@ -178,19 +183,22 @@ def _set_paused(session: Session, user_id: int, paused: bool, next_url: str) -> 
         quality.set_paused(session, user=account, paused=paused)
     except quality.QualityError as error:
         raise HTTPException(422, str(error)) from error
+    audit.record(
+        session, actor, "rater.pause" if paused else "rater.resume", target=("user", account.username)
+    )
     target = next_url if _SAFE_NEXT.match(next_url) else "/admin/users"
     return RedirectResponse(target, status_code=303)
 
 
 @router.post("/raters/{user_id}/pause", include_in_schema=False)
 def pause_rater(
-    user_id: int, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
+    user_id: IdPath, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
 ) -> Response:
-    return _set_paused(session, user_id, True, form.next)
+    return _set_paused(session, audit.Actor.of(user, "web"), user_id, True, form.next)
 
 
 @router.post("/raters/{user_id}/resume", include_in_schema=False)
 def resume_rater(
-    user_id: int, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
+    user_id: IdPath, session: SessionDep, user: AdminUser, form: Annotated[NextForm, Form()]
 ) -> Response:
-    return _set_paused(session, user_id, False, form.next)
+    return _set_paused(session, audit.Actor.of(user, "web"), user_id, False, form.next)

@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 from app.models import ModelKind, ModelVersion, Project, Run, RunKind
 from app.queue import revoke, send_run
 from app.run_kinds import DEFAULT_KIND, KINDS
-from app.services import projects, versions, workers
+from app.services import audit, projects, versions, workers
 from app.services.runs import lifecycle, sizing
 from app.services.runs.records import RunError
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import RunForm, int_or_none
+from app.web.input_guard import IdPath, IdQuery
+from app.web.sessions import CSRF_FIELD
 from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(verify_csrf)])
@@ -45,10 +47,15 @@ def config_fields(kind: RunKind, values: dict[str, Any] | None = None) -> list[d
 
 
 def _form_config(kind: RunKind, form: RunForm) -> dict[str, Any]:
-    """Form strings to config values; pydantic converts and validates them."""
+    """Form strings to config values; pydantic converts and validates them. A field the kind's
+    config does not have is passed on as it came, so that the config refuses it by name (as
+    `rlhf train` does) instead of the form dropping it unseen."""
     values = form.config_values()
-    config: dict[str, Any] = {}
-    for name, info in KINDS[kind].config.model_fields.items():
+    fields = KINDS[kind].config.model_fields
+    config: dict[str, Any] = {
+        name: value for name, value in values.items() if name not in fields and name != CSRF_FIELD
+    }
+    for name, info in fields.items():
         if info.annotation is bool:
             config[name] = values.get(name) == "true"
             continue
@@ -195,6 +202,10 @@ def create_run(
     found = sizing.estimate(session, kind=kind, project=project, config=run.config,
                             worker=workers.fastest_live(session))  # fmt: skip
     sizing.log_estimate(session, run, found)
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "run.launch", target=("run", run.id),
+        project=project, kind=kind.value,
+    )  # fmt: skip
     session.commit()  # the task is sent only once the run row is committed
     run.celery_task_id = send_run(run.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{run.id}", status_code=303)
@@ -212,7 +223,7 @@ def _status_context(session: Session, run: Run) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}", include_in_schema=False)
-def show_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+def show_run(request: Request, run_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     context = _status_context(session, run) | {
         "project": session.get(Project, run.project_id),
@@ -235,26 +246,27 @@ def _config_models(session: Session, run: Run) -> dict[str, str]:
 
 
 @router.get("/runs/{run_id}/status", include_in_schema=False)
-def run_status(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+def run_status(request: Request, run_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
     """The live part of the run page; it stops polling once the run has ended."""
     run = _run_or_404(session, run_id)
     return render(request, "runs/_status.html", _status_context(session, run))
 
 
 @router.get("/runs/{run_id}/metrics", include_in_schema=False)
-def run_metrics(run_id: int, session: SessionDep, user: AdminUser, after: int = 0) -> Response:
+def run_metrics(run_id: IdPath, session: SessionDep, user: AdminUser, after: IdQuery = 0) -> Response:
     run = _run_or_404(session, run_id)
     series, last = lifecycle.metric_series(session, run_id=run.id, after_id=after)
     return JSONResponse({"series": series, "last": last, "finished": run.status.finished})
 
 
 @router.post("/runs/{run_id}/cancel", include_in_schema=False)
-def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+def cancel_run(request: Request, run_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     try:
         task_id = lifecycle.request_cancel(session, run=run)
     except RunError as error:
         raise HTTPException(409, str(error)) from None
+    audit.record(session, audit.Actor.of(user, "web", request), "run.cancel", target=("run", run.id))
     session.commit()
     if task_id:
         revoke(task_id, celery=request.app.state.celery)
@@ -264,12 +276,15 @@ def cancel_run(request: Request, run_id: int, session: SessionDep, user: AdminUs
 
 
 @router.post("/runs/{run_id}/retry", include_in_schema=False)
-def retry_run(request: Request, run_id: int, session: SessionDep, user: AdminUser) -> Response:
+def retry_run(request: Request, run_id: IdPath, session: SessionDep, user: AdminUser) -> Response:
     run = _run_or_404(session, run_id)
     try:
         again = lifecycle.retry_run(session, run=run, created_by_id=user.id)
     except RunError as error:
         raise HTTPException(409, str(error)) from None
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "run.retry", target=("run", again.id), retried=run.id
+    )
     session.commit()
     again.celery_task_id = send_run(again.id, celery=request.app.state.celery)
     return RedirectResponse(f"/admin/runs/{again.id}", status_code=303)

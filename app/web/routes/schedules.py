@@ -9,11 +9,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.models import ModelKind, ModelVersion, RunKind
 from app.run_kinds import loop_methods
-from app.services import projects, versions
+from app.services import audit, projects, versions
 from app.services.runs import schedules
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import ScheduleForm, int_or_none
 from app.web.templating import render
+
+# A schedule that waits for more judgments than this would never fire (and the column is INTEGER).
+MAX_NEW_JUDGMENTS = 1_000_000
 
 router = APIRouter(prefix="/admin/schedules", tags=["schedules"], dependencies=[Depends(verify_csrf)])
 
@@ -40,12 +43,14 @@ def save_schedule(session: SessionDep, user: AdminUser, form: Annotated[Schedule
     if project is None:
         raise HTTPException(422, "project: no such project")
     try:
-        minimum = int(form.min_new_judgments)
+        minimum = int(form.min_new_judgments) if len(form.min_new_judgments) <= 12 else 0
         method = RunKind(form.method)
-        if minimum < 1 or method not in loop_methods():
+        if not 1 <= minimum <= MAX_NEW_JUDGMENTS or method not in loop_methods():
             raise ValueError
     except ValueError:
-        raise HTTPException(422, "min_new_judgments: a positive number; method: ppo or dpo") from None
+        raise HTTPException(
+            422, f"min_new_judgments: a number from 1 to {MAX_NEW_JUDGMENTS:,}; method: ppo or dpo"
+        ) from None
     base_model_id = int_or_none(form.base_model_id)
     if base_model_id is None or session.get(ModelVersion, base_model_id) is None:
         raise HTTPException(422, "base_model_id: choose the policy to start from")
@@ -61,4 +66,8 @@ def save_schedule(session: SessionDep, user: AdminUser, form: Annotated[Schedule
         base_model_id=base_model_id,
         judge_model_id=judge_model_id,
     )
+    audit.record(
+        session, audit.Actor.of(user, "web"), "schedule.save", target=("project", project.slug),
+        project=project, method=method.value, enabled=form.enabled == "true",
+    )  # fmt: skip
     return RedirectResponse("/admin/schedules?saved=1", status_code=303)
