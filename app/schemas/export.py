@@ -19,6 +19,15 @@ def _split_commas(values: list[str]) -> list[str]:
     return sorted(set(out))
 
 
+def _iso_only(value: object) -> object:
+    """A time as ISO 8601 text; a bare number (which pydantic would read as Unix seconds) is
+    refused, as the schema documents a date-time string."""
+    number = value.strip().lstrip("+-").replace(".", "", 1) if isinstance(value, str) else ""
+    if isinstance(value, int | float) or number.isdigit():
+        raise ValueError("a date or time in ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z")
+    return value
+
+
 def _as_utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -38,6 +47,7 @@ class _ExportBase(BaseModel):
     license: str = Field("other", max_length=64, description="License id written in the dataset card.")
     metadata: bool = Field(True, description="Add the metadata columns (ids, raters, provenance).")
 
+    _iso_dates = field_validator("date_from", "date_to", mode="before")(_iso_only)
     _dates = field_validator("date_from", "date_to")(_as_utc)
 
     @model_validator(mode="after")

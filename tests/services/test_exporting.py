@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -271,3 +273,10 @@ def test_bad_preference_rows_import_nothing(session: Session) -> None:
         import_preferences(session, project=project, filename="bad.jsonl", data=jsonl(rows))
     assert [p.line for p in caught.value.problems] == [2, 2, 3]
     assert session.scalar(select(func.count()).select_from(Comparison)) == 0
+
+
+@pytest.mark.parametrize("value", ["-170326913", "1700000000", "12.5"])
+def test_export_dates_are_iso_text_never_bare_numbers(value: str) -> None:
+    with pytest.raises(ValidationError, match="ISO 8601"):
+        ComparisonExport(date_from=value)
+    assert ComparisonExport(date_from="2026-01-31").date_from == datetime(2026, 1, 31, tzinfo=UTC)
