@@ -65,20 +65,23 @@ def _launch(kind: RunKind, project: str, sets: list[str] | None, now: bool,
             columns: dict[str, int] = {}
             for field, ref in models.items():
                 if ref:
-                    found = registry.find_model(session, ref)
-                    if found is None:
+                    version = registry.find_model(session, ref)
+                    if version is None:
                         raise fail(f"no model version {ref!r} (see `rlhf models list`)")
-                    (columns if field in ("base_model_id", "reward_model_id") else config)[field] = found.id
+                    target = columns if field in ("base_model_id", "reward_model_id") else config
+                    target[field] = version.id
             run = create_run(session, project=proj, kind=kind, config=config, **columns)
             run_id = run.id
             audit.record(session, audit.Actor.cli(), "run.launch", target=("run", run_id), project=proj,
                          kind=kind.value)  # fmt: skip
-            found = sizing.estimate(session, kind=kind, project=proj, config=run.config, worker=worker)
-            sizing.log_estimate(session, run, found)
+            estimate = sizing.estimate(session, kind=kind, project=proj, config=run.config, worker=worker)
+            sizing.log_estimate(session, run, estimate)
             # on stderr: stdout carries the run's own lines (`--now` in a log file or CI)
-            if found.seconds is not None:
-                typer.echo(f"Estimate: about {sizing.duration(found.seconds)} ({found.source})", err=True)
-            for warning in found.warnings:
+            if estimate.seconds is not None:
+                typer.echo(
+                    f"Estimate: about {sizing.duration(estimate.seconds)} ({estimate.source})", err=True
+                )
+            for warning in estimate.warnings:
                 typer.echo(f"warning: {warning}", err=True)
     except RunError as error:
         raise fail(str(error)) from None

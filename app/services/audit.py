@@ -81,7 +81,7 @@ class Filters:
     until: datetime | None = None
 
 
-def _filtered(session: Session, filters: Filters) -> Select[tuple[AuditEvent]] | None:
+def _filtered(session: Session, filters: Filters) -> Select[Any] | None:
     query = select(AuditEvent)
     if filters.actor:
         query = query.where(AuditEvent.actor_name == filters.actor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from markupsafe import Markup, escape
 
@@ -47,6 +48,11 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def _fixed(value: float, digits: int) -> str:
+    """Fixed decimals with thousands separated: 1,250.5."""
+    return f"{value:,.{digits}f}"
+
+
 def _sci(value: float, digits: int) -> str:
     """Scientific notation without padding: 2.5e-5, 1.2e6."""
     mantissa, exponent = f"{value:.{digits}e}".split("e")
@@ -69,14 +75,14 @@ def tick_labels(ticks: Sequence[float]) -> list[str]:
         return all(abs(float(render(t).replace(",", "")) - t) <= tolerance for t in finite)
 
     if step >= 1e-3 and size < 1e6:
-        decimals = next(d for d in range(11) if d == 10 or exact(lambda t, d=d: f"{t:,.{d}f}"))
+        decimals = next(d for d in range(11) if d == 10 or exact(partial(_fixed, digits=d)))
         labels = [f"{t:,.{decimals}f}" for t in ticks]
         zero = (
             "0" if t == 0 or label.lstrip("-").strip("0.,") == "" else label
             for t, label in zip(ticks, labels, strict=True)
         )
         return list(zero)
-    digits = next(d for d in range(11) if d == 10 or exact(lambda t, d=d: _sci(t, d)))
+    digits = next(d for d in range(11) if d == 10 or exact(partial(_sci, digits=d)))
     return ["0" if t == 0 else _sci(t, digits) for t in ticks]
 
 

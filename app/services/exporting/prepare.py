@@ -25,7 +25,6 @@ from app.models import Demonstration, Project, Prompt
 from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport
 from app.services.exporting.columns import (
     Column,
-    ExportError,
     Pseudonyms,
     assistant,
     comparison_columns,

@@ -117,9 +117,9 @@ def _launch_page(
         # Config fields that name a model (versus_model_id, judge_model_id, ...): versions of the
         # kind the run-kind table declares for the field, of either kind where it declares none.
         "config_models": {
-            need.field: {ModelKind.policy: policies, ModelKind.reward: rewards}.get(
-                need.kind, policies + rewards
-            )
+            need.field: {ModelKind.policy: policies, ModelKind.reward: rewards}[need.kind]
+            if need.kind is not None
+            else policies + rewards
             for need in KINDS[kind].inputs
             if not need.on_run
         },
