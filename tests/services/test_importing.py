@@ -668,3 +668,39 @@ def test_large_import_uses_a_bounded_number_of_queries(session: Session) -> None
     assert counts(session)["comparisons"] == n
     assert len(statements) < 60, statements[:5]  # not one (or more) per row
     assert time.monotonic() - started < 30
+
+
+def test_a_large_file_is_written_in_batches_and_still_all_or_nothing(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services.importing import store
+
+    monkeypatch.setattr(store, "HELD_BYTES", 0)  # read twice: validated, then written batch by batch
+    project = make_project(session)
+    n = 20_000
+    rows = [pair(f"q{i}", f"answer {i}", f"other {i}") for i in range(n)]
+    rows[n // 2] = rows[3]  # a duplicate in a later batch names the earlier line
+    inserts: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO comparisons"):
+            inserts.append(len(parameters) if many else 1)
+
+    connection = session.connection()
+    event.listen(connection, "before_cursor_execute", count)
+    try:
+        report = import_file(session, project=project, kind="pairs", filename="p.jsonl", data=jsonl(*rows))
+        # The same rows with one bad line near the end: rejected whole, nothing more stored.
+        bad = [pair(f"new {i}", "x", "y") for i in range(n)]
+        bad[-3] = pair("new", "same", "same")
+        error = failure(session, project, "pairs", "bad.jsonl", jsonl(*bad))
+    finally:
+        event.remove(connection, "before_cursor_execute", count)
+
+    assert (report.rows, report.created) == (n, n - 1)
+    assert [str(p) for p in report.duplicates] == [f"line {n // 2 + 1}: duplicate of line 4"]
+    assert sum(inserts) == n - 1 and len(inserts) >= n // store.BATCH  # several batches, none per row
+    assert max(inserts) <= store.BATCH
+    assert located(error) == {(n - 2, "completion_b")}
+    assert counts(session)["comparisons"] == n - 1
+    assert counts(session)["prompts"] == n - 1

@@ -8,7 +8,7 @@ the database: duplicates are not problems, store.py skips them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -71,6 +71,27 @@ def parse_rows(*, kind: ImportKind | str, filename: str, data: Source) -> list[P
     The format is chosen by the extension of ``filename`` (.jsonl, .ndjson, .json or .csv).
     Nothing is looked up in the database: duplicates are not problems, `import_file` skips them.
     """
+    problems: list[ImportProblem] = []
+    parsed = list(iter_rows(kind=kind, filename=filename, data=data, problems=problems))
+    _raise_if_any(filename, problems, len(parsed))
+    return parsed
+
+
+def check_rows(*, kind: ImportKind | str, filename: str, data: Source) -> int:
+    """Validate a whole file without holding its rows; the number of rows, or `ImportFailed`
+    listing every problem found."""
+    problems: list[ImportProblem] = []
+    count = sum(1 for _ in iter_rows(kind=kind, filename=filename, data=data, problems=problems))
+    _raise_if_any(filename, problems, count)
+    return count
+
+
+def iter_rows(
+    *, kind: ImportKind | str, filename: str, data: Source, problems: list[ImportProblem]
+) -> Iterator[ParsedRow]:
+    """The valid rows of a file in file order, read as they are parsed (JSONL one line at a time);
+    the problems of the others are appended to ``problems`` (a rejected file has no rows at all
+    when its problems are read, but rows may have been yielded before them)."""
     kind = ImportKind(kind)
     fmt = EXTENSIONS.get(PurePath(filename).suffix.lower())
     if fmt is None:
@@ -80,29 +101,28 @@ def parse_rows(*, kind: ImportKind | str, filename: str, data: Source) -> list[P
             filename,
             [ImportProblem(0, None, f"unsupported file type {suffix}; use one of {accepted}")],
         )
-    problems: list[ImportProblem] = []
     raw_rows: Iterable[RawRow]
     if fmt == "jsonl":
         raw_rows = read_jsonl(filename, data, problems)  # validated as they are read
     else:
         text = decode(filename, read_whole(data))
-        raw_rows, problems = read_json(text) if fmt == "json" else read_csv(kind, text)
-    parsed: list[ParsedRow] = []
-    invalid: list[ImportProblem] = []
-    count = 0
+        raw_rows, found = read_json(text) if fmt == "json" else read_csv(kind, text)
+        del text
+        problems += found
     for raw in raw_rows:
-        count += 1
         row, row_problems = _validate(kind, raw)
-        invalid += row_problems
         if row is not None:
-            parsed.append(row)
+            yield row
+        else:
+            problems += row_problems
+
+
+def _raise_if_any(filename: str, problems: list[ImportProblem], count: int) -> None:
     if not count and not problems:
         problems.append(ImportProblem(0, None, "no rows: the file holds no records"))
-    problems += invalid
     if problems:
         problems.sort(key=lambda p: p.line)
         raise ImportFailed(filename, problems)
-    return parsed
 
 
 def _validate(kind: ImportKind, raw: RawRow) -> tuple[ParsedRow | None, list[ImportProblem]]:

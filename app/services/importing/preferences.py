@@ -18,8 +18,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import PurePath
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -28,7 +30,7 @@ from app.models import Choice, Comparison, Judgment, JudgmentSource, Project, Ro
 from app.services.importing.parse import unstorable
 from app.services.importing.read import EXTENSIONS, RawRow, Source, decode, read_json, read_jsonl, read_whole
 from app.services.importing.schema import ImportFailed, ImportKind, ImportProblem, ImportReport, Problems
-from app.services.importing.store import chunks, import_file, insert_rows
+from app.services.importing.store import BATCH, HELD_BYTES, chunks, import_file, insert_rows
 
 IMPORT_RATER = "imported-labels"
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
@@ -106,12 +108,8 @@ def _import_rater(session: Session) -> int:
     return int(user_id)
 
 
-def import_preferences(session: Session, *, project: Project, filename: str, data: Source) -> ImportReport:
-    """Import TRL or HH-RLHF preference rows as pairs, each with its label as a judgment.
-
-    All or nothing, like `import_file`; rows whose pair is already in the project are skipped
-    (their label is not added again).
-    """
+def _raw_rows(filename: str, data: Source, problems: list[ImportProblem]) -> Iterator[RawRow]:
+    """The records of a preference file (a .jsonl one read line by line)."""
     suffix = PurePath(filename).suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -120,34 +118,60 @@ def import_preferences(session: Session, *, project: Project, filename: str, dat
             records = pq.read_table(io.BytesIO(data) if isinstance(data, bytes) else data).to_pylist()
         except Exception as error:  # noqa: BLE001 - any unreadable file
             raise ImportFailed(filename, [ImportProblem(0, None, f"not a Parquet file: {error}")]) from None
-        raw_rows = [RawRow(number, record, where="record") for number, record in enumerate(records, 1)]
-        problems: list[ImportProblem] = []
-    elif EXTENSIONS.get(suffix) in ("jsonl", "json"):
-        if EXTENSIONS[suffix] == "jsonl":
-            problems = []
-            raw_rows = list(read_jsonl(filename, data, problems))
-        else:
-            raw_rows, problems = read_json(decode(filename, read_whole(data)))
+        for number, record in enumerate(records, 1):
+            yield RawRow(number, record, where="record")
+    elif EXTENSIONS.get(suffix) == "jsonl":
+        yield from read_jsonl(filename, data, problems)
+    elif EXTENSIONS.get(suffix) == "json":
+        rows, found = read_json(decode(filename, read_whole(data)))
+        problems += found
+        yield from rows
     else:
         raise ImportFailed(filename, [ImportProblem(0, None, "use a .jsonl, .json or .parquet file")])
-    pairs: list[dict[str, Any]] = []
-    for raw in raw_rows:
-        row_problems = Problems(raw.line, raw.where)
-        pair = None if unstorable(raw.values, row_problems) else _preference_to_pair(raw.values, row_problems)
-        problems += row_problems.items
-        if pair is not None:
-            pairs.append(pair)
-    if not raw_rows and not problems:
-        problems.append(ImportProblem(0, None, "no rows: the file holds no records"))
-    if problems:
-        raise ImportFailed(filename, sorted(problems, key=lambda p: p.line))
 
+
+def _pairs_file(filename: str, data: Source) -> IO[bytes]:
+    """The preference rows as a pairs file (JSONL), spooled to disk when large; `ImportFailed`
+    listing every problem when any row is not a preference row."""
+    problems: list[ImportProblem] = []
+    out = tempfile.SpooledTemporaryFile(max_size=HELD_BYTES)  # noqa: SIM115 - closed by the caller
+    count = 0
+    try:
+        if not isinstance(data, bytes):
+            data.seek(0)
+        for raw in _raw_rows(filename, data, problems):
+            count += 1
+            row_problems = Problems(raw.line, raw.where)
+            pair = None
+            if not unstorable(raw.values, row_problems):
+                pair = _preference_to_pair(raw.values, row_problems)
+            problems += row_problems.items
+            if pair is not None and not problems:  # once a problem is found, only problems count
+                out.write(json.dumps(pair, ensure_ascii=False).encode() + b"\n")
+        if not count and not problems:
+            problems.append(ImportProblem(0, None, "no rows: the file holds no records"))
+        if problems:
+            raise ImportFailed(filename, sorted(problems, key=lambda p: p.line))
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
+
+
+def import_preferences(session: Session, *, project: Project, filename: str, data: Source) -> ImportReport:
+    """Import TRL or HH-RLHF preference rows as pairs, each with its label as a judgment.
+
+    All or nothing, like `import_file`; rows whose pair is already in the project are skipped
+    (their label is not added again).
+    """
+    pairs_file = _pairs_file(filename, data)
     before = session.scalar(select(func.coalesce(func.max(Comparison.id), 0))) or 0
-    pairs_file = "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs).encode()
-    report = import_file(
-        session, project=project, kind=ImportKind.pairs, filename=PurePath(filename).stem + ".jsonl",
-        data=pairs_file,
-    )  # fmt: skip
+    with pairs_file:
+        report = import_file(
+            session, project=project, kind=ImportKind.pairs, filename=PurePath(filename).stem + ".jsonl",
+            data=pairs_file,
+        )  # fmt: skip
     report.filename = filename
     new_ids = list(
         session.scalars(
@@ -155,26 +179,27 @@ def import_preferences(session: Session, *, project: Project, filename: str, dat
         )
     )
     rater_id = _import_rater(session)
-    insert_rows(
-        session,
-        Judgment,
-        [
-            {
-                "comparison_id": comparison_id,
-                "rater_id": rater_id,
-                "project_id": project.id,
-                "choice": Choice.A,
-                "strength": 1,
-                "both_bad": False,
-                "flags": [],
-                "rationale": "",
-                "time_spent_ms": 0,
-                "a_on_left": True,
-                "source": JudgmentSource.human,
-            }
-            for comparison_id in new_ids
-        ],
-    )
+    for batch in chunks(new_ids, BATCH):
+        insert_rows(
+            session,
+            Judgment,
+            [
+                {
+                    "comparison_id": comparison_id,
+                    "rater_id": rater_id,
+                    "project_id": project.id,
+                    "choice": Choice.A,
+                    "strength": 1,
+                    "both_bad": False,
+                    "flags": [],
+                    "rationale": "",
+                    "time_spent_ms": 0,
+                    "a_on_left": True,
+                    "source": JudgmentSource.human,
+                }
+                for comparison_id in batch
+            ],
+        )
     for chunk in chunks(new_ids):
         session.execute(update(Comparison).where(Comparison.id.in_(chunk)).values(judgment_count=1))
     return report

@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select
@@ -20,11 +21,13 @@ from sqlalchemy.orm import Session, aliased
 
 from app.models import Base, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
 from app.services.content import text_hash
-from app.services.importing.parse import ParsedRow, parse_rows
+from app.services.importing.parse import ParsedRow, check_rows, iter_rows, parse_rows
 from app.services.importing.read import Source
 from app.services.importing.schema import ImportKind, ImportProblem, ImportReport
 
 CHUNK = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
+BATCH = 2000  # rows looked up and written together: Python memory stays flat however long the file
+HELD_BYTES = 8 * 1024 * 1024  # a file up to this size is parsed once and its rows held
 
 _T = TypeVar("_T")
 
@@ -40,87 +43,129 @@ def import_file(
     """Import a whole file into ``project``, or nothing: raise `ImportFailed` on any problem.
 
     Rows are validated first (every problem is collected); only then are the new rows inserted,
-    in bulk, in the session's transaction. The caller commits; rolling back its transaction
-    leaves nothing behind. Rows already in the project or earlier in the file are skipped and
-    listed in the report's ``duplicates``. Two imports of the same new prompt racing each other
-    end with an IntegrityError in one of them (prompts are unique per project).
+    `BATCH` rows at a time, in the session's transaction. A file larger than `HELD_BYTES` is read
+    twice (validated, then read again to be written) so that its rows are never all held. The
+    caller commits; rolling back its transaction leaves nothing behind. Rows already in the
+    project or earlier in the file are skipped and listed in the report's ``duplicates``. Two
+    imports of the same new prompt racing each other end with an IntegrityError in one of them
+    (prompts are unique per project).
     """
     kind = ImportKind(kind)
-    rows = parse_rows(kind=kind, filename=filename, data=data)
-    report = ImportReport(kind=kind, filename=filename, rows=len(rows), created=0)
-
-    prompt_ids = _prompt_ids(session, project, {row.prompt_hash for row in rows})
-    existing_prompt_ids = sorted(prompt_ids.values())
-    if kind == ImportKind.prompts:
-        fresh = _fresh(rows, lambda row: row.prompt_hash, lambda row: row.prompt_hash in prompt_ids, report)
-    elif kind == ImportKind.pairs:
-        stored_pairs = _stored_pairs(session, project, existing_prompt_ids)
-
-        def pair_key(row: ParsedRow) -> tuple[str, str, str]:
-            return _pair_key(row.prompt_hash, row.completion_a or "", row.completion_b or "")
-
-        def pair_stored(row: ParsedRow) -> bool:
-            prompt_id = prompt_ids.get(row.prompt_hash)
-            key = _pair_key(prompt_id or 0, row.completion_a or "", row.completion_b or "")
-            return prompt_id is not None and key in stored_pairs
-
-        fresh = _fresh(rows, pair_key, pair_stored, report)
+    rows: Iterable[ParsedRow]
+    if _size(data) <= HELD_BYTES:
+        rows = parse_rows(kind=kind, filename=filename, data=data)
+        count = len(rows)
     else:
-        stored_demos = _stored_demos(session, project, existing_prompt_ids)
-
-        def demo_stored(row: ParsedRow) -> bool:
-            prompt_id = prompt_ids.get(row.prompt_hash)
-            return (prompt_id, text_hash(row.response or "")) in stored_demos
-
-        fresh = _fresh(rows, lambda row: (row.prompt_hash, row.response), demo_stored, report)
-
-    report.created_prompts = _create_prompts(session, project, fresh, prompt_ids)
-    if kind == ImportKind.pairs:
-        _create_pairs(session, project, fresh, prompt_ids, existing_prompt_ids)
-    elif kind == ImportKind.demos:
-        insert_rows(
-            session,
-            Demonstration,
-            [
-                {
-                    "project_id": project.id,
-                    "prompt_id": prompt_ids[row.prompt_hash],
-                    "response": row.response,
-                    "content_hash": text_hash(row.response or ""),
-                }
-                for row in fresh
-            ],
-        )
-    report.created = len(fresh)
+        count = check_rows(kind=kind, filename=filename, data=data)
+        rows = iter_rows(kind=kind, filename=filename, data=_rewound(data), problems=[])
+    report = ImportReport(kind=kind, filename=filename, rows=count, created=0)
+    writer = _Writer(session, project, kind, report)
+    for batch in chunks(rows, BATCH):
+        writer.write(batch)
     return report
 
 
-def _fresh(
-    rows: list[ParsedRow],
-    key: Callable[[ParsedRow], Hashable],
-    stored: Callable[[ParsedRow], bool],
-    report: ImportReport,
-) -> list[ParsedRow]:
-    """The rows to write: neither stored already nor (by ``key``) earlier in the file.
+def _size(data: Source) -> int:
+    if isinstance(data, bytes):
+        return len(data)
+    data.seek(0, 2)
+    size = data.tell()
+    data.seek(0)
+    return size
 
-    The others are appended to ``report.duplicates``.
-    """
-    first: dict[Hashable, ParsedRow] = {}
-    fresh: list[ParsedRow] = []
-    for row in rows:
-        row_key = key(row)
-        if stored(row):
-            report.duplicates.append(_duplicate(row, None))
-        elif row_key in first:
-            report.duplicates.append(_duplicate(row, first[row_key]))
+
+def _rewound(data: Source) -> Source:
+    if not isinstance(data, bytes):
+        data.seek(0)
+    return data
+
+
+def _digest(*parts: str) -> bytes:
+    """A 16-byte key standing for ``parts`` (texts are not held to find duplicates)."""
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Writer:
+    """Writes a file's valid rows batch by batch, in file order, remembering only a digest and
+    the line of each distinct row to name duplicates."""
+
+    def __init__(self, session: Session, project: Project, kind: ImportKind, report: ImportReport) -> None:
+        self.session, self.project, self.kind, self.report = session, project, kind, report
+        self.first: dict[bytes, int] = {}  # row key -> line of its first occurrence
+        self.stored: set[bytes] = set()  # keys already in the project before the import
+
+    def key(self, row: ParsedRow) -> bytes:
+        if self.kind == ImportKind.prompts:
+            return _digest(row.prompt_hash)
+        if self.kind == ImportKind.pairs:
+            return _digest(*_pair_key(row.prompt_hash, row.completion_a or "", row.completion_b or ""))
+        return _digest(row.prompt_hash, text_hash(row.response or ""))
+
+    def write(self, rows: list[ParsedRow]) -> None:
+        session, project, report = self.session, self.project, self.report
+        candidates: list[tuple[bytes, ParsedRow]] = []
+        later: list[tuple[bytes, ParsedRow]] = []
+        for row in rows:
+            row_key = self.key(row)
+            if row_key in self.first:
+                later.append((row_key, row))
+            else:
+                self.first[row_key] = row.line
+                candidates.append((row_key, row))
+
+        prompt_ids = _prompt_ids(session, project, {row.prompt_hash for _, row in candidates})
+        existing_prompt_ids = sorted(set(prompt_ids.values()))
+        if self.kind == ImportKind.prompts:
+            stored: Callable[[ParsedRow], bool] = lambda row: row.prompt_hash in prompt_ids  # noqa: E731
+        elif self.kind == ImportKind.pairs:
+            stored_pairs = _stored_pairs(session, project, existing_prompt_ids)
+
+            def stored(row: ParsedRow) -> bool:
+                prompt_id = prompt_ids.get(row.prompt_hash)
+                key = _pair_key(prompt_id or 0, row.completion_a or "", row.completion_b or "")
+                return prompt_id is not None and key in stored_pairs
         else:
-            first[row_key] = row
-            fresh.append(row)
-    return fresh
+            stored_demos = _stored_demos(session, project, existing_prompt_ids)
+
+            def stored(row: ParsedRow) -> bool:
+                prompt_id = prompt_ids.get(row.prompt_hash)
+                return (prompt_id, text_hash(row.response or "")) in stored_demos
+
+        fresh: list[ParsedRow] = []
+        skipped: list[ImportProblem] = []
+        for row_key, row in candidates:
+            if stored(row):
+                self.stored.add(row_key)
+                skipped.append(_duplicate(row, None))
+            else:
+                fresh.append(row)
+        for row_key, row in later:
+            earlier = None if row_key in self.stored else self.first[row_key]
+            skipped.append(_duplicate(row, earlier))
+        report.duplicates += sorted(skipped, key=lambda problem: problem.line)
+
+        report.created_prompts += _create_prompts(session, project, fresh, prompt_ids)
+        if self.kind == ImportKind.pairs:
+            _create_pairs(session, project, fresh, prompt_ids, existing_prompt_ids)
+        elif self.kind == ImportKind.demos:
+            insert_rows(
+                session,
+                Demonstration,
+                [
+                    {
+                        "project_id": project.id,
+                        "prompt_id": prompt_ids[row.prompt_hash],
+                        "response": row.response,
+                        "content_hash": text_hash(row.response or ""),
+                    }
+                    for row in fresh
+                ],
+            )
+        report.created += len(fresh)
 
 
-def _duplicate(row: ParsedRow, earlier: ParsedRow | None) -> ImportProblem:
-    message = "already in the project" if earlier is None else f"duplicate of {earlier.location}"
+def _duplicate(row: ParsedRow, earlier_line: int | None) -> ImportProblem:
+    message = "already in the project" if earlier_line is None else f"duplicate of {row.where} {earlier_line}"
     return ImportProblem(row.line, None, message, row.where)
 
 
