@@ -3,7 +3,7 @@
 SQLite (the embedded default) gets WAL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE``
 transactions: a writer takes the database lock when its transaction starts, so the
 read-then-claim step of rater assignment can never interleave with another writer's. PostgreSQL
-gets a connection pool; its assignment uses row locks with ``SKIP LOCKED`` (services/rating.py;
+gets a connection pool; its assignment uses row locks with ``SKIP LOCKED`` (services/rating/assignment.py;
 SQLAlchemy leaves ``FOR UPDATE`` out on SQLite by itself).
 
 The services ask this module rather than the dialect: `is_postgres`, `insert_ignoring_conflicts`,

@@ -1,0 +1,246 @@
+"""Assignment of pairs to raters: claims with leases, the gold draw, the pair as shown, and
+what is left for a rater.
+
+* A rater never gets the same comparison twice (assignments are unique per comparison and rater);
+  a rater who comes back while holding an unexpired lease gets the same pair again.
+* Leases expire, so abandoned pairs return to the pool; a rater's own expired lease is renewed
+  while the pair still has a free slot.
+* On PostgreSQL, claiming locks the comparison row with ``FOR UPDATE SKIP LOCKED``: concurrent
+  raters skip each other's candidate instead of queueing on it, and the slot count is re-read
+  under the lock, so a pair can never be handed out beyond its overlap. On SQLite every
+  transaction begins IMMEDIATE (app/db.py), which serialises claims.
+* Left/right order is drawn per assignment and stored (app/services/rating/judgments.py reads a
+  pick through it).
+* Gold pairs (a known answer) are mixed in: with probability ``project.gold_rate`` a claim first
+  draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
+  others, are never limited by the overlap (every rater may meet each once) and are offered only
+  through that draw.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from app.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    ComparisonKind,
+    Completion,
+    Judgment,
+    Project,
+    Prompt,
+)
+from app.models.types import utcnow
+from app.services.rating.common import active_leases, has_room, lock_comparison, max_overlap, require_rater
+
+# Candidate pairs to try per request before concluding that nothing is free right now.
+MAX_CLAIM_ATTEMPTS = 8
+# "Left for you" is counted up to this many pairs; beyond, the workbench shows "1000+".
+REMAINING_CAP = 1000
+
+
+@dataclass(frozen=True)
+class PairView:
+    """What the workbench shows: the sides are already in display order."""
+
+    assignment_id: int
+    comparison_id: int
+    messages: list[dict[str, str]]
+    left_text: str
+    right_text: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_today: int
+    done_total: int
+    remaining: int  # at most REMAINING_CAP + 1: counting further would scan the whole project
+
+    @property
+    def remaining_label(self) -> str:
+        return f"{REMAINING_CAP}+" if self.remaining > REMAINING_CAP else str(self.remaining)
+
+
+_seen_by_rater = aliased(Assignment)
+
+
+# The next free pair for a rater: not seen by them, judgments + active leases under the overlap.
+_CANDIDATES = (
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        # The index range: no pair needs more than the project's maximum overlap.
+        Comparison.judgment_count < bindparam("max_overlap"),
+        Comparison.kind == ComparisonKind.regular,
+        ~exists().where(
+            _seen_by_rater.comparison_id == Comparison.id,
+            _seen_by_rater.rater_id == bindparam("rater_id"),
+        ),
+        Comparison.judgment_count + active_leases(Comparison.id)
+        < bindparam("overlap") + Comparison.extra_raters,
+    )
+    # Finish pairs that already have votes before opening new ones, newest first (fresh
+    # generations reach raters first). Matches ix_comparisons_open read backwards.
+    .order_by(Comparison.judgment_count.desc(), Comparison.id.desc())
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Comparison)
+)
+
+
+# A gold pair the rater has not seen, drawn at random (gold sets are small).
+_GOLD_CANDIDATE = (
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        Comparison.kind == ComparisonKind.gold,
+        ~exists().where(
+            _seen_by_rater.comparison_id == Comparison.id,
+            _seen_by_rater.rater_id == bindparam("rater_id"),
+        ),
+    )
+    .order_by(func.random())
+    .limit(1)
+)
+
+
+def claim_next(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> Assignment | None:
+    """The rater's current pair, or a newly claimed one; None when nothing is left for them."""
+    require_rater(session, project, rater_id)
+    now = now or utcnow()
+    lease = timedelta(seconds=project.lease_seconds)
+
+    own = session.scalars(
+        select(Assignment)
+        .where(
+            Assignment.rater_id == rater_id,
+            Assignment.project_id == project.id,
+            Assignment.status == AssignmentStatus.active,
+        )
+        .order_by(Assignment.id)
+    ).all()
+    for assignment in own:
+        if assignment.lease_expires_at > now:
+            return assignment
+        # An expired lease of this rater's: renew it if the pair still has room.
+        lock_comparison(session, assignment.comparison_id)
+        if has_room(session, project, assignment.comparison_id, now, rater_id):
+            assignment.leased_at = now
+            assignment.lease_expires_at = now + lease
+            session.flush()
+            return assignment
+        assignment.status = AssignmentStatus.lapsed
+    session.flush()
+
+    def assign(comparison_id: int) -> Assignment:
+        assignment = Assignment(
+            comparison_id=comparison_id,
+            rater_id=rater_id,
+            project_id=project.id,
+            a_on_left=random.random() < 0.5,
+            status=AssignmentStatus.active,
+            leased_at=now,
+            lease_expires_at=now + lease,
+        )
+        session.add(assignment)
+        session.flush()
+        return assignment
+
+    if project.gold_rate > 0 and random.random() < project.gold_rate:
+        gold_id = session.execute(
+            _GOLD_CANDIDATE, {"project_id": project.id, "rater_id": rater_id}
+        ).scalar_one_or_none()
+        if gold_id is not None:
+            return assign(gold_id)
+
+    params = {
+        "project_id": project.id,
+        "overlap": project.overlap,
+        "max_overlap": max_overlap(project),
+        "rater_id": rater_id,
+        "now": now,
+    }
+    skipped: list[int] = []
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        query = _CANDIDATES.where(Comparison.id.not_in(skipped)) if skipped else _CANDIDATES
+        comparison_id = session.execute(query, params).scalar_one_or_none()
+        if comparison_id is None:
+            return None
+        # The candidate query's snapshot may predate another rater's claim: recount under lock.
+        if not has_room(session, project, comparison_id, now, rater_id):
+            skipped.append(comparison_id)
+            continue
+        return assign(comparison_id)
+    return None
+
+
+# The hot-path statements are built once, with bound parameters: building a statement costs
+# more CPU than PostgreSQL spends answering it.
+_comp_a, _comp_b = aliased(Completion), aliased(Completion)
+_PAIR_TEXTS = (
+    select(Prompt.messages, _comp_a.text, _comp_b.text)
+    .select_from(Comparison)
+    .join(Prompt, Prompt.id == Comparison.prompt_id)
+    .join(_comp_a, _comp_a.id == Comparison.completion_a_id)
+    .join(_comp_b, _comp_b.id == Comparison.completion_b_id)
+    .where(Comparison.id == bindparam("comparison_id"))
+)
+
+
+def pair_view(session: Session, assignment: Assignment) -> PairView:
+    messages, text_a, text_b = session.execute(_PAIR_TEXTS, {"comparison_id": assignment.comparison_id}).one()
+    left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
+    return PairView(
+        assignment_id=assignment.id,
+        comparison_id=assignment.comparison_id,
+        messages=messages,
+        left_text=left,
+        right_text=right,
+        lease_expires_at=assignment.lease_expires_at,
+    )
+
+
+_DONE_COUNTS = select(
+    func.count().filter(Judgment.created_at >= bindparam("midnight")),
+    func.count(),
+).where(Judgment.rater_id == bindparam("rater_id"), Judgment.project_id == bindparam("project_id"))
+_seen = aliased(Assignment)
+_REMAINING = select(func.count()).select_from(
+    select(Comparison.id)
+    .where(
+        Comparison.project_id == bindparam("project_id"),
+        Comparison.judgment_count < bindparam("max_overlap"),
+        Comparison.kind == ComparisonKind.regular,
+        Comparison.judgment_count < bindparam("overlap") + Comparison.extra_raters,
+        ~exists().where(
+            _seen.comparison_id == Comparison.id,
+            _seen.rater_id == bindparam("rater_id"),
+            _seen.status != AssignmentStatus.active,
+        ),
+    )
+    .limit(REMAINING_CAP + 1)
+    .subquery()
+)
+
+
+def progress(session: Session, *, project: Project, rater_id: int, now: datetime | None = None) -> Progress:
+    """Judgments today (UTC) and in total, and pairs this rater could still be given."""
+    now = now or utcnow()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    params = {
+        "project_id": project.id,
+        "rater_id": rater_id,
+        "overlap": project.overlap,
+        "max_overlap": max_overlap(project),
+    }
+    done_today, done_total = session.execute(_DONE_COUNTS, {**params, "midnight": midnight}).one()
+    remaining = session.execute(_REMAINING, params).scalar_one()
+    return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
