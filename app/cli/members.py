@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from app.cli._common import console, factory, fail
+from app.cli.projects import projects_cli
+from app.cli.users import users_cli
 from app.db import session_scope
 from app.models import Visibility
 
@@ -199,8 +201,6 @@ def researcher_projects(
 
 
 def register(cli: typer.Typer) -> None:
-    from app.cli import projects_cli, users_cli
-
     projects_cli.command("members")(members)
     users_cli.command("projects")(researcher_projects)
     cli.add_typer(groups_cli, name="groups")

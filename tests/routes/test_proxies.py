@@ -94,7 +94,7 @@ def test_rotating_forwarded_addresses_meet_the_per_username_throttle(proxied_app
 def test_serve_leaves_forwarding_headers_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    from app.cli import serve
+    from app.cli.serving import serve
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
