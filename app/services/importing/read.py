@@ -15,7 +15,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from app.services.importing.schema import (
     FIELDS,
@@ -38,7 +38,7 @@ _CSV_FIELD_LIMIT = 4 * MAX_MESSAGES * MAX_TEXT_CHARS
 MAX_LINE_BYTES = 2 * _CSV_FIELD_LIMIT
 # A file's content: bytes, or a binary file object read from its start (a JSONL file one line
 # at a time, so a large file is never held whole).
-Source = bytes | BinaryIO
+Source = bytes | IO[bytes]
 
 
 @dataclass
@@ -83,7 +83,7 @@ def decode(filename: str, data: bytes) -> str:
     raise ImportFailed(filename, problems)
 
 
-def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
     """The file's lines, numbered from 1, without their "\n"; None for a line longer than
     MAX_LINE_BYTES, which is skipped in pieces and never held whole."""
     number = 0
