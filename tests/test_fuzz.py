@@ -52,6 +52,10 @@ def fuzz_app(pg_url: str) -> Iterator[Any]:
     application.state.engine.dispose()
 
 
+# The API's description states one rule for every text parameter: no NUL, no unpaired surrogate.
+UNSTORABLE_TEXT = ("contains a NUL character", "contains an unpaired surrogate")
+
+
 def _assert_a_rule_across_parameters(body: dict[str, Any]) -> None:
     """A schema-valid request may still break a rule that joins several parameters (date_from
     before date_to, CSV without message lists) or names data that does not exist (an unknown
@@ -59,7 +63,9 @@ def _assert_a_rule_across_parameters(body: dict[str, Any]) -> None:
     schema admits a value the API does not, which is a bug of the schema or of the API."""
     detail = body["detail"]
     if isinstance(detail, list):
-        single = [p for p in detail if p["field"] not in ("query", "")]
+        single = [
+            p for p in detail if p["field"] not in ("query", "") and p["message"] not in UNSTORABLE_TEXT
+        ]
         assert single == [], f"a schema-valid parameter was refused: {single}"
 
 
@@ -73,6 +79,7 @@ def test_the_api_answers_as_documented(fuzz_app: Any, mode: str) -> None:
     """Valid parameters (positive) and invalid ones (negative) for every operation."""
     from schemathesis import GenerationMode
     from schemathesis.checks import positive_data_acceptance
+    from schemathesis.core.parameters import ParameterLocation
 
     headers = {"Authorization": f"Bearer {fuzz_app.state.fuzz_token}"}
     operations = _operations(fuzz_app)
@@ -97,6 +104,8 @@ def test_the_api_answers_as_documented(fuzz_app: Any, mode: str) -> None:
         )
         @given(case=strategy)
         def check(case: Any) -> None:
+            if case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER):
+                return  # its only header is the token, which every call below replaces with a valid one
             response = case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
             seen[case.operation.path].add(response.status_code)
             if mode == "positive" and response.status_code == 422:

@@ -138,6 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="RLHF Studio",
         summary="Collect human preference labels and turn them into better language models.",
+        description=(
+            "Every text parameter, in any place, is refused with 422 naming it when it contains a "
+            "NUL character or an unpaired surrogate (such text cannot be stored)."
+        ),
         version="0.1.0",
         # Swagger UI and ReDoc load their scripts from a CDN, which the Content-Security-Policy
         # forbids: the API is described by /openapi.json alone (load it into any OpenAPI viewer).
