@@ -5,15 +5,19 @@ Exports stream: the download starts with the first batch of rows, whatever the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
+from app.models import User
 from app.schemas.export import ComparisonExport, DemoExport, ProjectPublic, ProjectsPublic
 from app.services import audit, exporting, membership, stats
 from app.services.exporting.columns import ExportError
+from app.services.exporting.prepare import PreparedExport
 from app.web.deps import ApiProjects, ApiUser, SessionDep, SettingsDep
 from app.web.routes.export import builder, streaming_download
 
@@ -75,6 +79,22 @@ def _checked(call):  # type: ignore[no-untyped-def]
         raise HTTPException(422, str(error)) from None
 
 
+def _download(
+    request: Request,
+    session: Session,
+    user: User,
+    build: Callable[[Session], PreparedExport],
+    *,
+    archive: bool,
+    split: str = "all",
+) -> StreamingResponse:
+    """Stream an export to an API client, recorded as the token's use (actor kind `api`)."""
+    actor = audit.Actor.of(user, "api", request)
+    return _checked(
+        lambda: streaming_download(request, session, build, archive=archive, split=split, actor=actor)
+    )
+
+
 @router.get("/projects", response_model=ProjectsPublic, summary="List projects")
 def read_projects(session: SessionDep, user: ApiUser, scope: ApiProjects) -> ProjectsPublic:
     """The projects this token may read."""
@@ -112,16 +132,7 @@ def export_comparisons(
     """Preference rows (prompt, chosen, rejected, margin, agreement, metadata) under the
     aggregation rules given; see the dataset card (`/card`) for the rules in words."""
     build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
-    return _checked(
-        lambda: streaming_download(
-            request,
-            session,
-            build,
-            archive=False,
-            split=spec.split,
-            actor=audit.Actor.of(user, "api", request),
-        )
-    )
+    return _download(request, session, user, build, archive=False, split=spec.split)
 
 
 @router.get(
@@ -140,11 +151,7 @@ def export_comparisons_archive(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("comparisons", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
-    return _checked(
-        lambda: streaming_download(
-            request, session, build, archive=True, actor=audit.Actor.of(user, "api", request)
-        )
-    )
+    return _download(request, session, user, build, archive=True)
 
 
 # The card is text, its errors JSON: declared one by one (a `model` would take the text type).
@@ -192,16 +199,7 @@ def export_demos(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
-    return _checked(
-        lambda: streaming_download(
-            request,
-            session,
-            build,
-            archive=False,
-            split=spec.split,
-            actor=audit.Actor.of(user, "api", request),
-        )
-    )
+    return _download(request, session, user, build, archive=False, split=spec.split)
 
 
 @router.get(
@@ -219,8 +217,4 @@ def export_demos_archive(
     scope: ApiProjects,
 ) -> StreamingResponse:
     build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
-    return _checked(
-        lambda: streaming_download(
-            request, session, build, archive=True, actor=audit.Actor.of(user, "api", request)
-        )
-    )
+    return _download(request, session, user, build, archive=True)
