@@ -67,8 +67,12 @@ def set_active(session: Session, *, user: User, active: bool) -> None:
     session.flush()
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.role, User.username)))
+def list_users(session: Session, role: Role | None = None) -> list[User]:
+    """Every user (by role, then name), or those of one role by name."""
+    query = select(User).order_by(User.role, User.username)
+    if role is not None:
+        query = query.where(User.role == role)
+    return list(session.scalars(query))
 
 
 def authenticate(session: Session, *, username: str, password: str) -> User | None:

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import RaterGroup, Role, User
-from app.services import audit, membership
+from app.services import audit, membership, users
 from app.web.deps import AdminUser, SessionDep, verify_csrf
 from app.web.forms import AllProjectsForm, GroupForm, MembersForm
 from app.web.input_guard import IdPath
@@ -24,9 +23,7 @@ _BACK = "/admin/users/groups"
 def _page(
     request: Request, session: Session, *, error: str | None = None, status_code: int = 200
 ) -> Response:
-    researchers = session.scalars(
-        select(User).where(User.role == Role.researcher).order_by(User.username)
-    ).all()
+    researchers = users.list_users(session, Role.researcher)
     context = {"groups": membership.list_groups(session), "researchers": researchers, "error": error}
     return render(request, "admin/groups.html", context, status_code=status_code)
 
@@ -60,6 +57,26 @@ def create_group(
     return RedirectResponse(_BACK, status_code=303)
 
 
+def _change_members(
+    request: Request, session: Session, user: User, group_id: int, usernames: str, *, add: bool
+) -> Response:
+    group = _group_or_404(session, group_id)
+    try:
+        names = membership.split_names(usernames)
+        (membership.add_to_group if add else membership.remove_from_group)(session, group, names)
+        audit.record(
+            session,
+            audit.Actor.of(user, "web", request),
+            "group.add" if add else "group.remove",
+            target=("group", group.name),
+            users=names,
+        )
+    except membership.MembershipError as error:
+        session.rollback()
+        return _page(request, session, error=str(error), status_code=422)
+    return RedirectResponse(_BACK, status_code=303)
+
+
 @router.post("/{group_id}/members", include_in_schema=False)
 def add_to_group(
     request: Request,
@@ -68,21 +85,7 @@ def add_to_group(
     user: AdminUser,
     form: Annotated[MembersForm, Form()],
 ) -> Response:
-    group = _group_or_404(session, group_id)
-    try:
-        usernames = membership.split_names(form.usernames)
-        membership.add_to_group(session, group, usernames)
-        audit.record(
-            session,
-            audit.Actor.of(user, "web", request),
-            "group.add",
-            target=("group", group.name),
-            users=usernames,
-        )
-    except membership.MembershipError as error:
-        session.rollback()
-        return _page(request, session, error=str(error), status_code=422)
-    return RedirectResponse(_BACK, status_code=303)
+    return _change_members(request, session, user, group_id, form.usernames, add=True)
 
 
 @router.post("/{group_id}/members/remove", include_in_schema=False)
@@ -94,21 +97,7 @@ def remove_from_group(
     form: Annotated[MembersForm, Form()],
 ) -> Response:
     """Take raters out of the group; their leases in its projects end unless still members."""
-    group = _group_or_404(session, group_id)
-    try:
-        usernames = membership.split_names(form.usernames)
-        membership.remove_from_group(session, group, usernames)
-        audit.record(
-            session,
-            audit.Actor.of(user, "web", request),
-            "group.remove",
-            target=("group", group.name),
-            users=usernames,
-        )
-    except membership.MembershipError as error:
-        session.rollback()
-        return _page(request, session, error=str(error), status_code=422)
-    return RedirectResponse(_BACK, status_code=303)
+    return _change_members(request, session, user, group_id, form.usernames, add=False)
 
 
 @router.post("/{group_id}/delete", include_in_schema=False)
