@@ -16,6 +16,7 @@ from app.models.demonstration import Demonstration
 from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, RaterGroupMember
 from app.models.project import Project, Scale, Visibility
 from app.models.prompt import Completion, Prompt
+from app.models.ranking import Ranking, RankingAssignment, RankingJudgment
 from app.models.training import (
     ModelKind,
     ModelStatus,
@@ -65,6 +66,9 @@ __all__ = [
     "Prompt",
     "RaterGroup",
     "RaterGroupMember",
+    "Ranking",
+    "RankingAssignment",
+    "RankingJudgment",
     "Role",
     "Scale",
     "User",
