@@ -14,7 +14,7 @@ from app.models.comparison import (
 )
 from app.models.demonstration import Demonstration
 from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, RaterGroupMember
-from app.models.project import Project, Scale, Visibility
+from app.models.project import Project, Scale, SelectionStrategy, Visibility
 from app.models.prompt import Completion, Prompt
 from app.models.ranking import Ranking, RankingAssignment, RankingJudgment
 from app.models.training import (
@@ -71,6 +71,7 @@ __all__ = [
     "RankingJudgment",
     "Role",
     "Scale",
+    "SelectionStrategy",
     "User",
     "Visibility",
     "Worker",

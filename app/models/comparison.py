@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import enum
+import random
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -52,6 +54,10 @@ class Comparison(Base):
         # The next-pair query walks this index backwards (judgment_count DESC, id DESC) and stops
         # at the first free pair instead of sorting the project's pairs.
         Index("ix_comparisons_open", "project_id", "judgment_count", "id"),
+        # The uncertainty walk (priority DESC) and the random walk (from a random key), read the
+        # same way: pairs with votes first, then by the key.
+        Index("ix_comparisons_priority", "project_id", "judgment_count", "priority", "id"),
+        Index("ix_comparisons_random", "project_id", "judgment_count", "random_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -74,6 +80,14 @@ class Comparison(Base):
     )
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolution_note: Mapped[str] = mapped_column(Text, default="")
+    # Written by the latest `score` run: the probability that A is preferred over B, the
+    # uncertainty of that prediction, and the priority the uncertainty strategy serves first.
+    predicted_preference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    uncertainty: Mapped[float | None] = mapped_column(Float, nullable=True)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Uniform in [0, 1), drawn when the pair is created: the random strategy walks from a random point.
+    random_key: Mapped[float] = mapped_column(Float, default=random.random)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -28,6 +28,15 @@ class Visibility(enum.StrEnum):
     members = "members"  # its members only: raters added one by one or through their groups
 
 
+class SelectionStrategy(enum.StrEnum):
+    """Which open pair a rater is served next (app/services/rating/assignment.py)."""
+
+    arrival = "arrival"  # pairs with votes first, then the newest
+    random = "random"  # a uniformly random open pair
+    uncertainty = "uncertainty"  # the highest priority first (set by the latest `score` run)
+    mix = "mix"  # uncertainty, except a `random_share` of claims served at random
+
+
 class Project(Base):
     __tablename__ = "projects"
 
@@ -51,5 +60,10 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_LEASE_SECONDS)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     visibility: Mapped[Visibility] = mapped_column(enum_column(Visibility), default=Visibility.open)
+    selection_strategy: Mapped[SelectionStrategy] = mapped_column(
+        enum_column(SelectionStrategy), default=SelectionStrategy.arrival
+    )
+    # Under `mix`: the share of claims served a random open pair (an unbiased sample to measure on).
+    random_share: Mapped[float] = mapped_column(Float, default=0.2)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
