@@ -12,7 +12,7 @@ from app.models.comparison import (
     Judgment,
     JudgmentSource,
 )
-from app.models.demonstration import Demonstration
+from app.models.demonstration import Demonstration, DemonstrationSource, ReviewStatus
 from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, RaterGroupMember
 from app.models.project import Project, Scale, SelectionStrategy, Visibility
 from app.models.prompt import Completion, Prompt
@@ -33,6 +33,7 @@ from app.models.training import (
 )
 from app.models.user import LoginFailure, Role, User
 from app.models.worker import Worker
+from app.models.writing import DemonstrationReview, Draft, WritingAssignment, WritingKind, WritingTask
 
 __all__ = [
     "ModelKind",
@@ -58,12 +59,16 @@ __all__ = [
     "ComparisonKind",
     "Completion",
     "Demonstration",
+    "DemonstrationReview",
+    "DemonstrationSource",
+    "Draft",
     "Judgment",
     "JudgmentSource",
     "LoginFailure",
     "Project",
     "ProjectMember",
     "Prompt",
+    "ReviewStatus",
     "RaterGroup",
     "RaterGroupMember",
     "Ranking",
@@ -75,4 +80,7 @@ __all__ = [
     "User",
     "Visibility",
     "Worker",
+    "WritingAssignment",
+    "WritingKind",
+    "WritingTask",
 ]

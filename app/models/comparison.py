@@ -42,6 +42,7 @@ class AssignmentStatus(enum.StrEnum):
 class JudgmentSource(enum.StrEnum):
     human = "human"
     ai = "ai"
+    edit = "edit"  # a rater improved the original: the edit beats it (app/services/writing/)
 
 
 class Comparison(Base):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.models.types import UTCDateTime, utcnow
+from app.models.types import JSONType, UTCDateTime, utcnow
 
 
 class RaterGroup(Base):
@@ -54,6 +55,10 @@ class ProjectMember(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The task kinds this member is given (a list of app/task_kinds.py names); None: every kind
+    # of the project's mix. A rater who is a member several times (in person, through groups)
+    # gets the union.
+    task_kinds: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
 
 
 class ApiTokenProject(Base):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -11,6 +12,8 @@ from app.models.types import JSONType, UTCDateTime, enum_column, utcnow
 
 # How long a shown pair stays reserved for its rater unless the project says otherwise.
 DEFAULT_LEASE_SECONDS = 15 * 60
+# The longest answer a writer may submit unless the project says otherwise.
+DEFAULT_MAX_ANSWER_CHARS = 20_000
 
 
 class Scale(enum.StrEnum):
@@ -60,6 +63,17 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_LEASE_SECONDS)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     visibility: Mapped[Visibility] = mapped_column(enum_column(Visibility), default=Visibility.open)
+    # The task kinds raters get here and their weights ({kind: weight}, app/task_kinds.py).
+    task_mix: Mapped[dict[str, Any]] = mapped_column(JSONType, default=lambda: {"compare": 1.0})
+    # Writing: raters per writing task, reviewers per written demonstration, the length guidance
+    # shown to writers (words; None: none) and the hard limit on an answer (characters).
+    writing_overlap: Mapped[int] = mapped_column(Integer, default=1)
+    review_overlap: Mapped[int] = mapped_column(Integer, default=1)
+    min_words: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_words: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_answer_chars: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_ANSWER_CHARS)
+    # Ranking: completions per ranking task (3..9).
+    rank_k: Mapped[int] = mapped_column(Integer, default=4)
     selection_strategy: Mapped[SelectionStrategy] = mapped_column(
         enum_column(SelectionStrategy), default=SelectionStrategy.arrival
     )
