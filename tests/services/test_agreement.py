@@ -15,7 +15,9 @@ from app.services.quality.agreement import (
     alpha_from_histograms,
     binomial_test,
     coincidences,
+    competition_ranks,
     histograms,
+    kendall_tau_b,
     krippendorff_alpha,
     pair_counts,
     percent_agreement,
@@ -188,3 +190,45 @@ def test_binomial_is_fast_on_large_counts() -> None:
     value = binomial_test(500_300, 1_000_000)
     assert 0.5 < value < 0.6
     assert binomial_test(520_000, 1_000_000) < 1e-50
+
+
+def test_kendall_tau_b_on_hand_made_rankings() -> None:
+    assert kendall_tau_b([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
+    assert kendall_tau_b([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # one swap: C 5, D 1
+    # ties on both sides: C 4, D 0, one pair tied by each rater: 4 / sqrt(5 * 5)
+    assert kendall_tau_b([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
+    assert kendall_tau_b([1, 1, 1], [1, 2, 3]) is None  # a rater who tied everything
+    with pytest.raises(ValueError, match="same items"):
+        kendall_tau_b([1, 2], [1, 2, 3])
+
+
+def test_kendall_tau_b_matches_its_definition_through_sign_matrices() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        k = int(rng.integers(3, 10))
+        x, y = rng.integers(1, k + 1, size=k), rng.integers(1, k + 1, size=k)
+        sx, sy = np.sign(np.subtract.outer(x, x)), np.sign(np.subtract.outer(y, y))
+        denominator = math.sqrt(float((sx**2).sum() * (sy**2).sum()))
+        expected = None if denominator == 0 else float((sx * sy).sum()) / denominator
+        ours = kendall_tau_b(x.tolist(), y.tolist())
+        assert (ours is None) == (expected is None)
+        if expected is not None:
+            assert ours == pytest.approx(expected)
+
+
+def test_ordinal_alpha_over_ranks_matches_the_package() -> None:
+    assert competition_ranks([1, 1, 2, 3]) == (1, 1, 3, 4) == competition_ranks([1, 1, 3, 4])
+    # three raters rank the 4 completions of each of two rankings; units are completions
+    raters = [
+        [[1, 2, 3, 4], [2, 1, 1, 4]],
+        [[1, 3, 2, 4], [2, 1, 2, 3]],
+        [[2, 1, 3, 4], None],
+    ]
+    table = [
+        [v for ranking in rater for v in (competition_ranks(ranking) if ranking else [None] * 4)]
+        for rater in raters
+    ]
+    ours = krippendorff_alpha(_units(table), "ordinal")
+    assert ours == pytest.approx(_reference(table, "ordinal"))
+    assert 0.3 < ours < 1.0

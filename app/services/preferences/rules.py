@@ -131,6 +131,8 @@ class PreferenceStats:
 
     judgments_read: int = 0
     comparisons_read: int = 0
+    rankings_read: int = 0
+    implied_pairs: int = 0  # pairs of rankings given to `decide` (rankings.py)
     rows: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 
@@ -191,6 +193,10 @@ class PreferenceRow:
     messages: list[dict[str, str]] = field(default_factory=list)
     chosen_side: Side | None = None
     rejected_side: Side | None = None
+    # A row implied by a ranking (rankings.py): comparison_id is 0, these name the pair.
+    ranking_id: int | None = None
+    pair: tuple[int, int] | None = None  # positions (A, B) in the ranking's completion_ids
+    completion_ids: tuple[int, int] | None = None  # (A, B)
 
     @property
     def chosen(self) -> str:
@@ -201,6 +207,13 @@ class PreferenceRow:
     def rejected(self) -> str:
         assert self.rejected_side is not None
         return self.rejected_side.text
+
+    @property
+    def unit(self) -> tuple[int, int, int]:
+        """What its votes were cast on: (comparison id, 0, 0), or (0, ranking id, pair index)."""
+        if self.ranking_id is None or self.pair is None:
+            return (self.comparison_id, 0, 0)
+        return (0, self.ranking_id, self.pair[0] * 64 + self.pair[1])
 
     @property
     def judgment_ids(self) -> list[int]:

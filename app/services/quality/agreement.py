@@ -28,6 +28,13 @@ Everything is computed from *histograms*: a unit is reduced to the counts of its
 equal histograms are counted once with a multiplicity. A database can therefore return the few
 distinct histograms of a million votes (``GROUP BY`` the counts) instead of the votes.
 
+**Rankings.** A unit of a ranking is one of its completions, its values the ranks raters gave
+it; ranks are first put in competition form (`competition_ranks`: 1 + the number of completions
+ranked strictly better, so 1, 1, 2 and 1, 1, 3 are the same order) and alpha is ordinal over
+them. Between two raters of the same ranking, `kendall_tau_b` is Kendall's tau-b: ``(C - D) /
+sqrt((P - T_x) (P - T_y))`` over the P = K(K-1)/2 pairs of completions, C concordant, D
+discordant, T_x and T_y the pairs tied by each rater (None when either rater tied everything).
+
 The exact binomial test (`binomial_test`) follows the usual two-sided definition: the p-value is
 the total probability of all outcomes no more likely than the one observed.
 """
@@ -213,6 +220,31 @@ def collapse(hist: Histogram, mapping: Mapping[Hashable, Hashable]) -> Histogram
 def nominal_of_signed(value: int) -> str:
     """The choice of a signed vote: A for positive, B for negative, tie for 0."""
     return "A" if value > 0 else "B" if value < 0 else "tie"
+
+
+def competition_ranks(ranks: Sequence[int]) -> tuple[int, ...]:
+    """Ranks in competition form: 1 + the number of positions ranked strictly better."""
+    return tuple(1 + sum(other < rank for other in ranks) for rank in ranks)
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two rankings of the same items (None: either has no untied pair)."""
+    if len(x) != len(y):
+        raise ValueError("kendall_tau_b needs two rankings of the same items")
+    concordant = discordant = tied_x = tied_y = pairs = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            pairs += 1
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            tied_x += dx == 0
+            tied_y += dy == 0
+            product = dx * dy
+            concordant += product > 0
+            discordant += product < 0
+    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
+    if denominator == 0:
+        return None
+    return (concordant - discordant) / denominator
 
 
 # --- the exact binomial test ----------------------------------------------------------------

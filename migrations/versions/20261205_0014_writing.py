@@ -1,8 +1,8 @@
 """writing: task mix per project, task kinds per member, writing tasks, their assignments and
 drafts, demonstrations written/improved by raters and their reviews; rank_k for ranking tasks
 
-Revision ID: 0013_writing
-Revises: 0012_rankings
+Revision ID: 0014_writing
+Revises: 0013_selection
 Create Date: 2026-12-05 10:00:00
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 import app.models.types
 
-revision: str = "0013_writing"
-down_revision: str | None = "0012_rankings"
+revision: str = "0014_writing"
+down_revision: str | None = "0013_selection"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
