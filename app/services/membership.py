@@ -32,6 +32,7 @@ from app.models import (
     AssignmentStatus,
     Project,
     ProjectMember,
+    RankingAssignment,
     RaterGroup,
     RaterGroupMember,
     Role,
@@ -139,19 +140,22 @@ def release_outsiders(session: Session, project_ids: Iterable[int] | None = None
     members_only = select(Project.id).where(Project.visibility == Visibility.members)
     if project_ids is not None:
         members_only = members_only.where(Project.id.in_(list(project_ids)))
-    result = session.execute(
-        update(Assignment)
-        .where(
-            Assignment.status == AssignmentStatus.active,
-            Assignment.project_id.in_(members_only),
-            Assignment.rater_id.not_in(admins),
-            ~_member_of(Assignment.project_id, Assignment.rater_id),
+    released = 0
+    for table in (Assignment, RankingAssignment):
+        result = session.execute(
+            update(table)
+            .where(
+                table.status == AssignmentStatus.active,
+                table.project_id.in_(members_only),
+                table.rater_id.not_in(admins),
+                ~_member_of(table.project_id, table.rater_id),
+            )
+            .values(status=AssignmentStatus.lapsed)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=AssignmentStatus.lapsed)
-        .execution_options(synchronize_session=False)
-    )
+        released += int(result.rowcount or 0)  # type: ignore[attr-defined]
     session.expire_all()  # loaded assignments may have changed underneath
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return released
 
 
 # --- members of a project ----------------------------------------------------------------------
