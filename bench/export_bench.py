@@ -22,11 +22,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/rlhf_bench"
+from _seeding import copy_rows  # noqa: E402
+
+# BENCH_POSTGRES: the PostgreSQL server the benches use (scripts/bench_smoke points it at its own).
+DEFAULT_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432") + "/rlhf_bench"
 RATERS_PER_PAIR = 3
 N_RATERS = 60
 FLAGS = ["unsafe", "off-topic"]
@@ -52,10 +58,13 @@ def _psycopg_url(url: str) -> str:
 
 
 def seed(url: str, judgments: int) -> None:
+    """Migrates a fresh database, adds the project and raters through the models, and COPYs the
+    pairs and judgments (columns not named here take the models' defaults)."""
     import psycopg
-    from sqlalchemy.engine import make_url
 
     from app import migrations
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.models import Comparison, Completion, Judgment, Project, Prompt, Role, User
 
     parsed = make_url(url)
     admin = parsed.set(database="postgres").render_as_string(False)
@@ -71,52 +80,46 @@ def seed(url: str, judgments: int) -> None:
         return " ".join(rng.choice(words) for _ in range(n))
 
     started = time.perf_counter()
+    engine = make_engine(url, pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as session:
+        session.add(Project(id=1, slug="bench", name="Bench", overlap=RATERS_PER_PAIR, flags=FLAGS))
+        session.add_all(User(id=i, username=f"rater{i}", password_hash="!", role=Role.rater)
+                        for i in range(1, N_RATERS + 1))  # fmt: skip
+    engine.dispose()
+    created = "2026-01-01T00:00:00Z"
     with psycopg.connect(_psycopg_url(url)) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO projects (id, slug, name, instructions, overlap, scale, flags, rationale_required,"
-            " lease_seconds, is_active, split_threshold, gold_rate, judge_rubric, created_at, updated_at)"
-            " VALUES (1, 'bench', 'Bench', '', 3, 'five', %s, false, 900, true, 0.66, 0, '', now(), now())",
-            (json.dumps(FLAGS),),
-        )
-        with cur.copy("COPY users (id, username, password_hash, role, is_active, is_paused,"
-                      " must_change_password, created_at) FROM STDIN") as copy:  # fmt: skip
-            for i in range(1, N_RATERS + 1):
-                copy.write_row((i, f"rater{i}", "!", "rater", True, False, False, "2026-01-01T00:00:00Z"))
-        with cur.copy("COPY prompts (id, project_id, messages, content_hash, created_at) FROM STDIN") as copy:
-            for i in range(1, pairs + 1):
-                messages = [{"role": "user", "content": f"question {i}: {text(12)}"}]
-                copy.write_row((i, 1, json.dumps(messages), f"{i:064x}", "2026-01-01T00:00:00Z"))
-        with cur.copy("COPY completions (id, prompt_id, text, content_hash, model_name, sampling, created_at)"
-                      " FROM STDIN") as copy:  # fmt: skip
-            sampling = json.dumps({"temperature": 0.8, "top_p": 0.95})
-            for i in range(1, pairs + 1):
-                for side in (0, 1):
-                    copy.write_row((2 * i - 1 + side, i, text(40 + 20 * side), f"{2 * i + side:064x}",
-                                    f"policy-v{side}", sampling, "2026-01-01T00:00:00Z"))  # fmt: skip
-        comparison_columns = (
-            "id, project_id, prompt_id, completion_a_id, completion_b_id, kind,"
-            " judgment_count, extra_raters, resolution_note, created_at"
-        )
-        with cur.copy(f"COPY comparisons ({comparison_columns}) FROM STDIN") as copy:
-            for i in range(1, pairs + 1):
-                copy.write_row(
-                    (i, 1, i, 2 * i - 1, 2 * i, "regular", RATERS_PER_PAIR, 0, "", "2026-01-01T00:00:00Z")
-                )
-        with cur.copy("COPY judgments (id, comparison_id, rater_id, project_id, choice, strength, both_bad,"
-                      " flags, rationale, time_spent_ms, a_on_left, source, created_at)"
-                      " FROM STDIN") as copy:  # fmt: skip
-            for i in range(1, judgments + 1):
-                comparison = (i - 1) // RATERS_PER_PAIR + 1
-                if comparison > pairs:
-                    break
-                roll = rng.random()
-                choice, strength = (
-                    ("A", 1 + (roll < 0.3)) if roll < 0.65 else (("B", 1) if roll < 0.92 else ("tie", 0))
-                )
-                rater = ((comparison * 7 + (i % RATERS_PER_PAIR) * 13) % N_RATERS) + 1
-                copy.write_row((i, comparison, rater, 1, choice, strength, roll > 0.97,
-                                json.dumps(["unsafe"] if roll > 0.99 else []), "clear" if roll < 0.1 else "",
-                                int(roll * 20000), roll < 0.5, "human", "2026-01-02T00:00:00Z"))  # fmt: skip
+        copy_rows(cur, Prompt.__table__, (
+            {"id": i, "project_id": 1, "content_hash": f"{i:064x}", "created_at": created,
+             "messages": [{"role": "user", "content": f"question {i}: {text(12)}"}]}
+            for i in range(1, pairs + 1)
+        ))  # fmt: skip
+        sampling = {"temperature": 0.8, "top_p": 0.95}
+        copy_rows(cur, Completion.__table__, (
+            {"id": 2 * i - 1 + side, "prompt_id": i, "text": text(40 + 20 * side),
+             "content_hash": f"{2 * i + side:064x}", "model_name": f"policy-v{side}", "sampling": sampling,
+             "created_at": created}
+            for i in range(1, pairs + 1) for side in (0, 1)
+        ))  # fmt: skip
+        copy_rows(cur, Comparison.__table__, (
+            {"id": i, "project_id": 1, "prompt_id": i, "completion_a_id": 2 * i - 1, "completion_b_id": 2 * i,
+             "kind": "regular", "judgment_count": RATERS_PER_PAIR, "created_at": created}
+            for i in range(1, pairs + 1)
+        ))  # fmt: skip
+
+        def judgment(i: int) -> dict[str, Any]:
+            comparison = (i - 1) // RATERS_PER_PAIR + 1
+            roll = rng.random()
+            choice, strength = (
+                ("A", 1 + (roll < 0.3)) if roll < 0.65 else (("B", 1) if roll < 0.92 else ("tie", 0))
+            )
+            return {"id": i, "comparison_id": comparison, "project_id": 1,
+                    "rater_id": ((comparison * 7 + (i % RATERS_PER_PAIR) * 13) % N_RATERS) + 1,
+                    "choice": choice, "strength": strength, "both_bad": roll > 0.97,
+                    "flags": ["unsafe"] if roll > 0.99 else [], "rationale": "clear" if roll < 0.1 else "",
+                    "time_spent_ms": int(roll * 20000), "a_on_left": roll < 0.5, "source": "human",
+                    "created_at": "2026-01-02T00:00:00Z"}  # fmt: skip
+
+        copy_rows(cur, Judgment.__table__, (judgment(i) for i in range(1, pairs * RATERS_PER_PAIR + 1)))
         for table in ("users", "prompts", "completions", "comparisons", "judgments", "projects"):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
@@ -172,11 +175,14 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--judgments", type=int, default=1_000_000)
     parser.add_argument("--skip-seed", action="store_true", help="Reuse the database of an earlier run.")
+    parser.add_argument("--smoke", action="store_true", help="3,000 judgments: checks that the bench runs.")
     parser.add_argument("--child", nargs=3, metavar=("FORMAT", "AGGREGATION", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from app.db import normalize_url
 
     url = normalize_url(args.url)
+    if args.smoke:
+        args.judgments = 3_000
     if args.child:
         export_child(url, *args.child)
         return

@@ -66,10 +66,14 @@ from sqlalchemy.engine import URL, make_url
 
 from app.db import normalize_url
 
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/rlhf_bench_faults"
+# BENCH_POSTGRES: the PostgreSQL server of the benches, BENCH_PG_RESTART_COMMAND the command that
+# restarts it (scripts/bench_smoke sets both for its own cluster).
+DEFAULT_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432") + "/rlhf_bench_faults"
 
 
 def _default_pg_restart() -> str:
+    if command := os.environ.get("BENCH_PG_RESTART_COMMAND"):
+        return command
     versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
     version = versions[-1] if versions else "15"
     return f"pg_ctlcluster --skip-systemctl-redirect {version} main restart"
@@ -116,7 +120,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="Seed of the data and of the picks.")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="Also write the figures here.")
     p.add_argument("--keep", action="store_true", help="Keep the scratch database afterwards.")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="A tiny run (4 raters, 12 s, one kill, and one PostgreSQL restart when "
+        "BENCH_PG_RESTART_COMMAND is set): checks that the bench runs.",
+    )
     args = p.parse_args(argv)
+    if args.smoke:
+        args.raters, args.duration, args.kills, args.pairs, args.completion_chars = 4, 12.0, 1, 1000, 120
+        args.pg_restarts = 1 if os.environ.get("BENCH_PG_RESTART_COMMAND") else 0
     if min(args.raters, args.pairs, args.overlap, args.workers) < 1:
         p.error("--raters, --pairs, --overlap and --workers must be at least 1")
     if args.duration <= 0 or args.kills < 0 or args.pg_restarts < 0:

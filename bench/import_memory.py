@@ -43,7 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--database-url", help="an empty database to use instead of a throwaway SQLite one")
+    parser.add_argument("--smoke", action="store_true", help="a 1 MB file: checks that the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.mb = 1
     size = args.mb * 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MAX_UPLOAD_BYTES")}

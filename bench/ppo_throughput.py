@@ -227,8 +227,18 @@ def main() -> None:
         type=Path,
         help="a directory with SmolLM2's config.json and tokenizer: random weights instead of the GGUF",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one tiny step of a tiny random model: checks that the bench runs",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.smoke:
+        from tests.utils.tiny_models import make_tiny_causal_lm
+
+        args.steps, args.batch, args.new_tokens, args.epochs, args.device = 1, 2, 4, 1, "cpu"
+        args.random_init = make_tiny_causal_lm(Path(tempfile.mkdtemp()) / "tiny")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.random_init:

@@ -17,6 +17,8 @@ Prints the seeded counts, then per call and per page: min, median and max in ms.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import sys
 import time
@@ -26,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _seeding import default_columns_sql  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -33,7 +36,8 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 
 console = Console(highlight=False)
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/rlhf_bench_quality"
+# BENCH_POSTGRES: the PostgreSQL server of the benches (scripts/bench_smoke points it at its own).
+DEFAULT_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432") + "/rlhf_bench_quality"
 DB_COMMENT = "scratch database of bench/quality_pages.py (dropped after each run)"
 SLUG = "quality-bench"
 ADMIN = "bench-admin"
@@ -59,7 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ai-share", type=float, default=0.3, help="Share of pairs an AI judge also labels.")
     p.add_argument("--repeat", type=int, default=3, help="Rounds of timing per call and page.")
     p.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    p.add_argument("--smoke", action="store_true", help="300 pairs, one round: checks that the bench runs.")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.pairs, args.raters, args.gold, args.repeat = 300, 8, 20, 1
     if args.overlap > args.raters:
         p.error("--overlap cannot exceed --raters")
     if not 0 <= args.biased <= args.raters:
@@ -184,7 +191,7 @@ def seed(url: str, args: argparse.Namespace) -> dict[str, int]:
         task = progress.add_task("seeding", total=len(SEED_SQL))
         with engine.begin() as conn:
             for statement in SEED_SQL:
-                conn.execute(text(statement), params)
+                conn.execute(text(with_model_defaults(statement)), params)
                 progress.advance(task)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
@@ -201,6 +208,19 @@ def seed(url: str, args: argparse.Namespace) -> dict[str, int]:
         }
     engine.dispose()
     return counts
+
+
+def with_model_defaults(statement: str) -> str:
+    """An `INSERT INTO t (cols) SELECT …` of SEED_SQL with every column it leaves out that needs a
+    value added, set to the model's default (see bench/_seeding.py); other statements unchanged."""
+    from app.models import Base
+
+    match = re.match(r"\s*INSERT INTO (\w+) \(([^)]*)\)(.*?)(\s+FROM .*)", statement, re.S)
+    if match is None:
+        return statement
+    table, columns, select, rest = match.groups()
+    names, values = default_columns_sql(Base.metadata.tables[table], [c.strip() for c in columns.split(",")])
+    return f"INSERT INTO {table} ({columns}{names}){select}{values}{rest}"
 
 
 # --- timing ---------------------------------------------------------------------------------
@@ -247,7 +267,6 @@ def time_services(url: str, project_id: int, repeat: int) -> list[tuple[str, lis
 
 
 def time_pages(url: str, repeat: int) -> list[tuple[str, list[float]]]:
-    import re
 
     from fastapi.testclient import TestClient
 

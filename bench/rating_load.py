@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import random
@@ -53,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +60,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from _seeding import copy_rows
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -75,13 +76,14 @@ from sqlalchemy.engine import URL, make_url
 
 from app.auth import hash_password
 from app.db import normalize_url
-from app.models import Project, Role, User
+from app.models import Comparison, Completion, Project, Prompt, Role, User
 from app.services.content import messages_hash, text_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 RLHF = ROOT / ".venv" / "bin" / "rlhf"
 # Not plain `rlhf_bench`: bench/export_bench.py drops and recreates that one unconditionally.
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/rlhf_bench_rating"
+# BENCH_POSTGRES: the PostgreSQL server of the benches (scripts/bench_smoke points it at its own).
+DEFAULT_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432") + "/rlhf_bench_rating"
 DB_COMMENT = "scratch database of bench/rating_load.py (dropped after each run)"
 SLUG = "bench"
 PASSWORD = "bench-rater-password"  # one password for every bench account: hashed once
@@ -222,11 +224,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=1, help="Seed of the data and of the picks.")
     p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="A tiny run (4 raters, 2 workers, 600 pairs, seconds) that fails (exit 1) on a server "
+        "traceback or no judgment stored too: checks that the bench runs.",
+    )
+    p.add_argument(
         "--keep",
         action="store_true",
         help="Keep the scratch database afterwards (a later run drops and recreates it).",
     )
     args = p.parse_args(argv)
+    if args.smoke:
+        args.raters, args.workers, args.pairs, args.completion_chars = 4, 2, 600, 200
+        args.warmup, args.duration, args.raw_seconds, args.single_user = 1.0, 3.0, 1.0, 5
     if args.raters < 1 or args.pairs < 1 or args.overlap < 1 or args.workers < 1:
         p.error("--raters, --pairs, --overlap and --workers must be at least 1")
     if args.duration <= 0:
@@ -403,30 +414,35 @@ def seed(url: URL, args: argparse.Namespace) -> Seeded:
         t_prompts = progress.add_task("prompts", total=n)
         t_completions = progress.add_task("completions", total=2 * n)
         t_pairs = progress.add_task("pairs", total=n)
+
         # Explicit ids (1..n, 1..2n) in a fresh database: the sequences are set afterwards.
-        with cur.copy("COPY prompts (id, project_id, messages, content_hash, created_at) FROM STDIN") as copy:
+        def prompts() -> Iterator[dict[str, Any]]:
             for i in range(1, n + 1):
                 messages = _messages(rng, i)
-                copy.write_row((i, project_id, json.dumps(messages), messages_hash(messages), now))
+                yield {"id": i, "project_id": project_id, "messages": messages,
+                       "content_hash": messages_hash(messages), "created_at": now}  # fmt: skip
                 if i % chunk == 0 or i == n:
                     progress.update(t_prompts, completed=i)
-        with cur.copy(
-            "COPY completions (id, prompt_id, text, content_hash, model_name, created_at) FROM STDIN"
-        ) as copy:
+
+        def completions() -> Iterator[dict[str, Any]]:
             for i in range(1, n + 1):
                 for k, side in ((0, "a"), (1, "b")):
                     body = _completion(rng, i, side, args.completion_chars)
-                    copy.write_row((2 * i - 1 + k, i, body, text_hash(body), f"bench-model-{side}", now))
+                    yield {"id": 2 * i - 1 + k, "prompt_id": i, "text": body, "content_hash": text_hash(body),
+                           "model_name": f"bench-model-{side}", "created_at": now}  # fmt: skip
                 if i % chunk == 0 or i == n:
                     progress.update(t_completions, completed=2 * i)
-        with cur.copy(
-            "COPY comparisons (id, project_id, prompt_id, completion_a_id, completion_b_id, "
-            "kind, judgment_count, extra_raters, resolution_note, created_at) FROM STDIN"
-        ) as copy:
+
+        def pairs() -> Iterator[dict[str, Any]]:
             for i in range(1, n + 1):
-                copy.write_row((i, project_id, i, 2 * i - 1, 2 * i, "regular", 0, 0, "", now))
+                yield {"id": i, "project_id": project_id, "prompt_id": i, "completion_a_id": 2 * i - 1,
+                       "completion_b_id": 2 * i, "kind": "regular", "created_at": now}  # fmt: skip
                 if i % chunk == 0 or i == n:
                     progress.update(t_pairs, completed=i)
+
+        copy_rows(cur, Prompt.__table__, prompts())
+        copy_rows(cur, Completion.__table__, completions())
+        copy_rows(cur, Comparison.__table__, pairs())
         for table in ("prompts", "completions", "comparisons"):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
@@ -1565,6 +1581,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem, count in problems.most_common(10):
             console.print(f"  {count:>6}  server: {problem}")
         rate = report_load(args, stats, cpu)
+        if args.smoke and (stats.acknowledged == 0 or problems):
+            console.print("[red]smoke run: no judgment acknowledged, or the server logged tracebacks[/red]")
+            exit_code = 1
         if stats.out_of_pairs:
             console.print(
                 f"[yellow]{stats.out_of_pairs} raters ran out of pairs: seed more with --pairs "

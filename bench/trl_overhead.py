@@ -141,7 +141,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per variant; the best is kept")
     parser.add_argument("--lora-r", type=int, default=0)
     parser.add_argument("--only", choices=["sft", "reward", "dpo"], action="append")
+    parser.add_argument("--smoke", action="store_true", help="one step of batch 2, once: checks that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.batch_size, args.repeats = 1, 2, 1
     datasets.disable_progress_bars()
 
     with tempfile.TemporaryDirectory(prefix="trl-overhead-") as tmp:
