@@ -52,13 +52,17 @@ class Demonstration(Base):
         ForeignKey("completions.id", ondelete="SET NULL"), nullable=True
     )
     edited_from_model_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_demonstrations_edited_from_model_version_id"),
+        ForeignKey(
+            "model_versions.id", ondelete="SET NULL", name="fk_demonstrations_edited_from_model_version_id"
+        ),
         nullable=True,
     )
     diff: Mapped[str] = mapped_column(Text, default="")
     edit_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
-    review_status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), default=ReviewStatus.accepted)
+    review_status: Mapped[ReviewStatus] = mapped_column(
+        enum_column(ReviewStatus), default=ReviewStatus.accepted
+    )
     review_count: Mapped[int] = mapped_column(Integer, default=0)
     lazy_flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

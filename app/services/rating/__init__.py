@@ -7,6 +7,7 @@ from app.services.rating.assignment import (
     PairView,
     Progress,
     claim_next,
+    current_lease,
     pair_view,
     progress,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "RatingError",
     "choice_to_pick",
     "claim_next",
+    "current_lease",
     "max_overlap",
     "pair_view",
     "pick_to_choice",

@@ -110,6 +110,24 @@ _GOLD_CANDIDATE = (
 )
 
 
+def current_lease(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> Assignment | None:
+    """The rater's unexpired pair in this project, if they hold one."""
+    now = now or utcnow()
+    return session.scalars(
+        select(Assignment)
+        .where(
+            Assignment.rater_id == rater_id,
+            Assignment.project_id == project.id,
+            Assignment.status == AssignmentStatus.active,
+            Assignment.lease_expires_at > now,
+        )
+        .order_by(Assignment.id)
+        .limit(1)
+    ).first()
+
+
 def claim_next(
     session: Session, *, project: Project, rater_id: int, now: datetime | None = None
 ) -> Assignment | None:

@@ -1,4 +1,5 @@
-"""The rater workbench: one pair at a time, judged by mouse or keyboard, swapped in by htmx."""
+"""The rater workbench: one task at a time (a pair to judge, or another kind from
+app/task_kinds.py, drawn by app/services/rating/tasks.py), by mouse or keyboard, swapped in by htmx."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session
 from app.models import Project, User
 from app.services import membership, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
+from app.services.rating.tasks import Task, has_work, next_task
+from app.task_kinds import TASK_KINDS, TaskKind
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
 from app.web.templating import is_htmx, render
@@ -39,20 +42,27 @@ def _workbench(
     full_page: bool = False,
     assignment: Any = None,
 ) -> Response:
-    """Claim (or keep) the rater's current pair and render it with their progress."""
+    """Claim (or keep) the rater's current task and render it with their progress: a pair
+    here, another kind through its table entry's view and template."""
     rater = session.get(User, rater_id)  # already in the session's identity map: no query
     paused = bool(rater is not None and rater.is_paused)
-    if assignment is None and not paused:
+    task = Task(TASK_KINDS[TaskKind.compare], assignment) if assignment is not None else None
+    if task is None and not paused:
         try:
-            assignment = rating.claim_next(session, project=project, rater_id=rater_id)
+            task = next_task(session, project, rater_id)
         except rating.NotAMember:
             raise _not_found() from None
-    pair = rating.pair_view(session, assignment) if assignment is not None else None
+    spec = task.spec if task is not None else TASK_KINDS[TaskKind.compare]
+    view = spec.view(session, task.lease) if task is not None else None
     picks = SCALE_PICKS[project.scale]
     context = {
         "project": project,
-        "pair": pair,
-        "progress": rating.progress(session, project=project, rater_id=rater_id),
+        "task": task,
+        "task_template": spec.template,
+        "keys": spec.keys,
+        "view": view,
+        "pair": view if spec.kind == TaskKind.compare else None,
+        "progress": spec.progress(session, project=project, rater_id=rater_id),
         "picks": [(key, pick, PICK_LABELS[pick]) for key, pick in enumerate(picks, start=1)],
         "flags": list(zip(FLAG_KEYS, project.flags, strict=False)),
         "notice": notice,
@@ -60,7 +70,7 @@ def _workbench(
         "previous": previous,
         "paused": paused,
     }
-    template = "rate/page.html" if full_page else "rate/_workbench.html"
+    template = "rate/page.html" if full_page else spec.template
     return render(request, template, context, status_code=status_code)
 
 
@@ -77,7 +87,7 @@ def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Res
         (p, rating.progress(session, project=p, rater_id=user.id))
         for p in membership.rateable_projects(session, user)
     ]
-    open_rows = [row for row in rows if row[1].remaining > 0]
+    open_rows = [row for row in rows if row[1].remaining > 0 or has_work(session, row[0], user.id)]
     if len(open_rows) == 1 and len(rows) == 1:
         return RedirectResponse(f"/rate/{open_rows[0][0].slug}", status_code=303)
     return render(request, "rate/index.html", {"rows": rows})
