@@ -11,6 +11,7 @@ from app.models.comparison import (
     ComparisonKind,
     Judgment,
     JudgmentSource,
+    TriageState,
 )
 from app.models.demonstration import Demonstration, DemonstrationSource, ReviewStatus
 from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, RaterGroupMember
@@ -77,6 +78,7 @@ __all__ = [
     "Role",
     "Scale",
     "SelectionStrategy",
+    "TriageState",
     "User",
     "Visibility",
     "Worker",

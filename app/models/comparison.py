@@ -45,6 +45,15 @@ class JudgmentSource(enum.StrEnum):
     edit = "edit"  # a rater improved the original: the edit beats it (app/services/writing/)
 
 
+class TriageState(enum.StrEnum):
+    """What AI triage decided for a pair (app/services/triage/)."""
+
+    untriaged = "untriaged"  # not looked at by the project's triage judge
+    judge = "judge"  # the judge was confident: its label stands and the pair skips the human queue
+    audit = "audit"  # the judge was confident, and the pair still goes to humans (the audit share)
+    human = "human"  # the judge was not confident: raters label it as usual
+
+
 class Comparison(Base):
     """A prompt and two of its completions, to be judged by `project.overlap` raters."""
 
@@ -87,6 +96,13 @@ class Comparison(Base):
     uncertainty: Mapped[float | None] = mapped_column(Float, nullable=True)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # AI triage: what the triage judge decided, and the judge's user (whose judgment is the
+    # pair's label when the state is `judge`).
+    triage: Mapped[TriageState] = mapped_column(enum_column(TriageState), default=TriageState.untriaged)
+    triage_judge_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL", name="fk_comparisons_triage_judge_id_users"),
+        nullable=True,
+    )
     # Uniform in [0, 1), drawn when the pair is created: the random strategy walks from a random point.
     random_key: Mapped[float] = mapped_column(Float, default=random.random)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -57,6 +57,20 @@ class Project(Base):
     gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
     # The rubric or constitution an AI judge is prompted with (markdown); the instructions if empty.
     judge_rubric: Mapped[str] = mapped_column(Text, default="")
+    # AI triage (app/services/triage/): the judge (a model version; None: off), the margin above
+    # which its verdict, agreed in both orders, stands without humans, and the share of such
+    # pairs still sent to humans as an audit of the judge.
+    triage_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "model_versions.id",
+            ondelete="SET NULL",
+            use_alter=True,  # model versions belong to projects: the cycle is closed after both exist
+            name="fk_projects_triage_model_id_model_versions",
+        ),
+        nullable=True,
+    )
+    triage_margin: Mapped[float] = mapped_column(Float, default=2.0)
+    triage_audit_share: Mapped[float] = mapped_column(Float, default=0.1)
     scale: Mapped[Scale] = mapped_column(enum_column(Scale), default=Scale.five)
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     rationale_required: Mapped[bool] = mapped_column(Boolean, default=False)
