@@ -13,13 +13,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from app.models import Project
-from app.services import rating
+from app.models import Project, WritingKind
+from app.services import rating, writing
+from app.services.writing import reviews
 
 
 class TaskKind(enum.StrEnum):
@@ -73,6 +75,30 @@ def _compare_has_work(session: Session, *, project: Project, rater_id: int, now:
     return rating.progress(session, project=project, rater_id=rater_id, now=now).remaining > 0
 
 
+_WRITING_KEYS = (
+    ("Ctrl+Enter", "Submit the answer"),
+    ("Esc", "Leave the editor (then s skips, u undoes)"),
+    ("e", "Back to the editor"),
+    ("s", "Skip this task"),
+    ("u", "Undo your last submission"),
+)
+_REVIEW_KEYS = (
+    ("a / r", "Accept or reject"),
+    ("1-5", "Quality score"),
+    ("/", "Write a note"),
+    ("Enter", "Submit (Ctrl+Enter from the note)"),
+)
+
+
+def _writing(kind: WritingKind, title: str, description: str) -> TaskSpec:
+    return TaskSpec(
+        TaskKind(kind.value), title, description, _WRITING_KEYS, "rate/_writing.html",
+        claim=partial(writing.claim, kind=kind), current=partial(writing.current, kind=kind),
+        view=writing.view, progress=partial(writing.progress, kind=kind),
+        has_work=partial(writing.has_work, kind=kind),
+    )  # fmt: skip
+
+
 _COMPARE_KEYS = (
     ("1-5", "Which response is better (on the project's scale)"),
     ("x", "Both responses are bad"),
@@ -91,6 +117,17 @@ TASK_KINDS: dict[TaskKind, TaskSpec] = {
             _COMPARE_KEYS, "rate/_workbench.html",
             claim=rating.claim_next, current=_compare_current, view=rating.pair_view,
             progress=rating.progress, has_work=_compare_has_work,
+        ),
+        _writing(WritingKind.write, "Write a response",
+                 "Raters write the ideal next assistant turn of a conversation (a demonstration)."),
+        _writing(WritingKind.improve, "Improve a response",
+                 "Raters edit a model's completion into the ideal response (a demonstration and an edit preference)."),
+        TaskSpec(
+            TaskKind.review, "Review demonstrations",
+            "Raters accept or reject other raters' written and improved demonstrations, with a 1-5 score.",
+            _REVIEW_KEYS, "rate/_review.html",
+            claim=reviews.claim, current=reviews.current, view=reviews.view,
+            progress=reviews.progress, has_work=reviews.has_work,
         ),
     )
 }  # fmt: skip
