@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from app.config import get_settings
 from app.models import (
     Comparison,
     Completion,
-    Demonstration,
     Judgment,
     ModelKind,
     ModelVersion,
@@ -21,7 +21,9 @@ from app.models import (
     Prompt,
     Run,
 )
+from app.services.exporting.columns import Pseudonyms
 from app.services.preferences import preference_rows
+from app.services.provenance import WritingFigures, demonstration_rows
 from app.services.runs.judges import judge_identity, run_judge_identity
 
 
@@ -45,13 +47,13 @@ def pairs_note(session: Session, judgment_ids: list[int], pairs: int) -> str:
 
 
 def demonstrations(session: Session, run: Run, ids: list[int]) -> Built:
-    rows = session.execute(
-        select(Prompt.messages, Demonstration.response)
-        .join(Prompt, Prompt.id == Demonstration.prompt_id)
-        .where(Demonstration.id.in_(ids))
-        .order_by(Demonstration.id)
-    ).all()
-    return Built([{"messages": m, "response": r} for m, r in rows])
+    """The snapshot's demonstrations, each with its provenance (app/services/provenance.py:
+    source, pseudonymous author, review, what an improved one was edited from)."""
+    rows = demonstration_rows(session, ids, Pseudonyms(get_settings().secret_key))
+    figures = WritingFigures()
+    for row in rows:
+        figures.add(row)
+    return Built(rows, note=figures.summary())
 
 
 def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:

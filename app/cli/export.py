@@ -121,7 +121,7 @@ def export_comparisons(
     aggregation: Annotated[str, typer.Option(help="majority, mean_strength or per_rater.")] = "majority",
     ties: Annotated[str, typer.Option(help="drop or ignore.")] = "drop",
     include_both_bad: Annotated[bool, typer.Option(help="Keep both-bad judgments as votes.")] = False,
-    label_source: Annotated[str, typer.Option(help="human, ai or both.")] = "human",
+    label_source: Annotated[str, typer.Option(help="human, ai, both, edit, human_edit or all.")] = "human",
     min_agreement: Annotated[float, typer.Option(help="Drop rows below this agreement.")] = 0.0,
     rater: Annotated[list[str] | None, typer.Option(help="Only this rater (repeatable).")] = None,
     exclude_flag: Annotated[list[str] | None, typer.Option(help="Drop judgments with this flag.")] = None,

@@ -75,7 +75,11 @@ class ComparisonExport(_ExportBase):
         "ignore: tie votes are not counted at all.",
     )
     include_both_bad: bool = Field(False, description="Keep judgments marked both bad as ordinary votes.")
-    label_source: Literal["human", "ai", "both"] = Field("human", description="Whose labels.")
+    label_source: Literal["human", "ai", "both", "edit", "human_edit", "all"] = Field(
+        "human",
+        description="Whose labels: human votes, ai judges', both of those, edit (an improved "
+        "completion beats its original), human_edit, or all.",
+    )
     min_agreement: float = Field(0.0, ge=0, le=1, description="Drop rows whose agreement is below this.")
     raters: list[str] = Field(default_factory=list, description="Only these raters (usernames).")
     exclude_flags: list[str] = Field(

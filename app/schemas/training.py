@@ -83,7 +83,11 @@ class _PreferenceData(BaseModel):
         description="majority: one row per comparison from the votes (split votes dropped); "
         "per_rater: one row per judgment.",
     )
-    label_source: Literal["human", "ai", "both"] = Field("human", description="Which judgments to train on.")
+    label_source: Literal["human", "ai", "both", "edit", "human_edit", "all"] = Field(
+        "human",
+        description="Which judgments to train on: human votes, ai judges', both of those, edit "
+        "(an improved completion beats its original), human_edit, or all.",
+    )
     ai_judge: str | None = Field(
         None,
         max_length=64,
@@ -102,6 +106,15 @@ class SFTConfig(_Config):
     learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate (AdamW).")
     epochs: float = _epochs("Passes over the demonstrations.")
     max_steps: int = _max_steps()
+    demonstration_source: Literal["all", "imported", "written", "improved", "raters"] = Field(
+        "all",
+        description="Which demonstrations: all, imported, written by raters, improved by raters, "
+        "or raters (written and improved).",
+    )
+    include_pending: bool = Field(
+        False,
+        description="Also train on demonstrations not yet reviewed (rejected ones never train).",
+    )
 
 
 class RewardConfig(_Config, _PreferenceData):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Comparison, ComparisonKind, Judgment, ModelVersion
 from app.services.preferences.rules import (
+    LABEL_SOURCES,
     RESOLVED,
     JudgmentFilter,
     PreferenceRow,
@@ -52,8 +53,7 @@ def judgments_query(project_id: int, selection: JudgmentFilter) -> Select[Any]:
         .where(j.project_id == project_id)
         .order_by(j.comparison_id, j.id)
     )
-    if selection.label_source != "both":
-        query = query.where(j.source == selection.label_source)
+    query = query.where(type_coerce(j.source, String).in_(LABEL_SOURCES[selection.label_source]))
     if selection.date_from is not None:
         query = query.where(Judgment.created_at >= selection.date_from)
     if selection.date_to is not None:

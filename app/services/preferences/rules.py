@@ -54,11 +54,21 @@ from typing import Any, Literal
 from app.models import ComparisonKind
 
 Aggregation = Literal["majority", "mean_strength", "per_rater"]
-LabelSource = Literal["human", "ai", "both"]
+LabelSource = Literal["human", "ai", "both", "edit", "human_edit", "all"]
 Ties = Literal["drop", "ignore"]
 Gold = Literal["include", "exclude", "only"]
 
 AGGREGATIONS: tuple[str, ...] = ("majority", "mean_strength", "per_rater")
+# The judgment sources each label_source reads: a rater's vote (human), an AI judge's (ai), and
+# an improved completion beating the one it was edited from (edit, app/services/writing/).
+LABEL_SOURCES: dict[str, tuple[str, ...]] = {
+    "human": ("human",),
+    "ai": ("ai",),
+    "both": ("human", "ai"),
+    "edit": ("edit",),
+    "human_edit": ("human", "edit"),
+    "all": ("human", "ai", "edit"),
+}
 # Row kinds: regular, gold (a known answer) and resolved (an admin settled a disputed pair).
 RESOLVED = "resolved"
 LABELLED_KINDS = frozenset({ComparisonKind.gold.value, RESOLVED})

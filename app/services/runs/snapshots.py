@@ -15,18 +15,21 @@ from sqlalchemy.orm import Session
 from app.models import (
     Comparison,
     Demonstration,
+    DemonstrationSource,
     Judgment,
     JudgmentSource,
     ModelKind,
     ModelVersion,
     Project,
     Prompt,
+    ReviewStatus,
     Role,
     RunItem,
     SnapshotItemKind,
     User,
 )
 from app.run_kinds import Selects
+from app.services.preferences.rules import LABEL_SOURCES
 from app.services.runs.judges import run_judge_identity
 from app.services.runs.records import RunError, any_model, model_of_kind
 
@@ -38,35 +41,53 @@ class Snapshot:
     what: str | None = None  # for the run's first log line; the kind's name when None
 
 
+# The demonstration sources each SFT `demonstration_source` trains on.
+DEMONSTRATION_SOURCES: dict[str, tuple[DemonstrationSource, ...]] = {
+    "all": tuple(DemonstrationSource),
+    "imported": (DemonstrationSource.imported,),
+    "written": (DemonstrationSource.written,),
+    "improved": (DemonstrationSource.improved,),
+    "raters": (DemonstrationSource.written, DemonstrationSource.improved),
+}
+
+
 def _demonstrations(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    """Accepted demonstrations of the config's sources (and pending ones with `include_pending`;
+    rejected ones never)."""
+    source = config.get("demonstration_source", "all")
+    statuses = [ReviewStatus.accepted]
+    if config.get("include_pending"):
+        statuses.append(ReviewStatus.pending)
     ids = session.scalars(
-        select(Demonstration.id).where(Demonstration.project_id == project.id).order_by(Demonstration.id)
+        select(Demonstration.id)
+        .where(
+            Demonstration.project_id == project.id,
+            Demonstration.source.in_(DEMONSTRATION_SOURCES[source]),
+            Demonstration.review_status.in_(statuses),
+        )
+        .order_by(Demonstration.id)
     ).all()
     if not ids:
-        raise RunError("the project has no demonstrations to fine-tune on; import some first")
-    return Snapshot(SnapshotItemKind.demonstration, list(ids))
-
-
-def _sources(label_source: str) -> list[JudgmentSource]:
-    return {
-        "human": [JudgmentSource.human],
-        "ai": [JudgmentSource.ai],
-        "both": [JudgmentSource.human, JudgmentSource.ai],
-    }[label_source]
+        which = "" if source == "all" else f" of source {source}"
+        reviewed = "accepted or pending" if config.get("include_pending") else "accepted"
+        raise RunError(
+            f"the project has no {reviewed} demonstrations{which} to fine-tune on; import or "
+            "write some (written and improved ones train once a reviewer accepts them)"
+        )
+    return Snapshot(SnapshotItemKind.demonstration, list(ids), f"sft on {len(ids)} demonstrations ({source})")
 
 
 def _judgments(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
-    which: ColumnElement[bool] = Judgment.source.in_(_sources(config["label_source"]))
-    if config.get("ai_judge") and config["label_source"] != "human":
+    sources = LABEL_SOURCES[config["label_source"]]
+    which: ColumnElement[bool] = Judgment.source.in_(sources)
+    if config.get("ai_judge") and "ai" in sources:
         judge_id = session.scalar(
             select(User.id).where(User.username == config["ai_judge"], User.role == Role.judge)
         )
         if judge_id is None:
             raise RunError(f"ai_judge: no AI judge named {config['ai_judge']!r}")
         only_judge = and_(Judgment.source == JudgmentSource.ai, Judgment.rater_id == judge_id)
-        which = or_(Judgment.source == JudgmentSource.human, only_judge)
-        if config["label_source"] == "ai":
-            which = only_judge
+        which = or_(Judgment.source.in_([s for s in sources if s != "ai"]), only_judge)
     ids = session.scalars(
         select(Judgment.id).where(Judgment.project_id == project.id, which).order_by(Judgment.id)
     ).all()
