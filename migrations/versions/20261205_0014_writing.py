@@ -59,7 +59,9 @@ def upgrade() -> None:
         sa.Column("completion_id", sa.Integer(), nullable=True),
         sa.Column("submission_count", sa.Integer(), nullable=False),
         sa.Column("created_at", app.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("(kind = 'improve') = (completion_id IS NOT NULL)", name="ck_writing_tasks_origin"),
+        sa.CheckConstraint(
+            "(kind = 'improve') = (completion_id IS NOT NULL)", name="ck_writing_tasks_origin"
+        ),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["prompt_id"], ["prompts.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["completion_id"], ["completions.id"], ondelete="CASCADE"),
