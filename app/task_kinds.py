@@ -13,14 +13,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.models import Project, WritingKind
 from app.services import rating, writing
+from app.services.rating import ranking
 from app.services.writing import reviews
 
 
@@ -32,15 +33,6 @@ class TaskKind(enum.StrEnum):
     review = "review"  # accept or reject another rater's demonstration, with a score
 
 
-class ProgressLike(Protocol):
-    done_today: int
-    done_total: int
-    remaining: int
-
-    @property
-    def remaining_label(self) -> str: ...
-
-
 # claim(session, *, project, rater_id, now) -> the rater's lease of this kind (kept, renewed or new), or None
 Claim = Callable[..., Any]
 # current(session, *, project, rater_id, now) -> the rater's unexpired lease of this kind, or None
@@ -48,7 +40,7 @@ Current = Callable[..., Any]
 # view(session, lease) -> what the template shows
 View = Callable[[Session, Any], Any]
 # progress(session, *, project, rater_id) -> done today, in total, and what is left
-ProgressOf = Callable[..., ProgressLike]
+ProgressOf = Callable[..., rating.Progress]
 # has_work(session, *, project, rater_id, now) -> whether a claim could give the rater something
 HasWork = Callable[..., bool]
 
@@ -108,6 +100,18 @@ _COMPARE_KEYS = (
     ("u", "Undo your last judgment"),
 )
 
+_RANK_KEYS = (
+    ("A-I", "Select a response by its letter (the first time also places it next in the order)"),
+    ("↑ ↓", "Move the selected response (or the all-bad line) up or down"),
+    ("1-9", "Put the selected response at that place"),
+    ("=", "Tie the selected response with the one above it (again: untie)"),
+    ("x", "Draw the all-bad line below the selected response, or select it (again: remove it)"),
+    ("/", "Type the whole order, e.g. CADB (C=A ties, | the line); Esc leaves the box"),
+    ("Enter", "Submit the order"),
+    ("s", "Skip this ranking"),
+    ("u", "Undo your last ranking"),
+)
+
 TASK_KINDS: dict[TaskKind, TaskSpec] = {
     spec.kind: spec
     for spec in (
@@ -118,10 +122,18 @@ TASK_KINDS: dict[TaskKind, TaskSpec] = {
             claim=rating.claim_next, current=_compare_current, view=rating.pair_view,
             progress=rating.progress, has_work=_compare_has_work,
         ),
+        TaskSpec(
+            TaskKind.rank, "Rank responses",
+            "Raters put K completions of a prompt in order, ties and an all-bad line allowed (K: the project's rank_k).",
+            _RANK_KEYS, "rate/_ranking.html",
+            claim=ranking.claim_next_ranking, current=ranking.current_ranking_lease,
+            view=ranking.ranking_view, progress=ranking.ranking_progress,
+            has_work=ranking.has_ranking_work,
+        ),
         _writing(WritingKind.write, "Write a response",
                  "Raters write the ideal next assistant turn of a conversation (a demonstration)."),
         _writing(WritingKind.improve, "Improve a response",
-                 "Raters edit a model's completion into the ideal response (a demonstration and an edit preference)."),
+                 "Raters edit a model's completion into the ideal response (also an edit preference)."),
         TaskSpec(
             TaskKind.review, "Review demonstrations",
             "Raters accept or reject other raters' written and improved demonstrations, with a 1-5 score.",
