@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.models import Project, WritingKind
 from app.services import rating, writing
 from app.services.rating import ranking
+from app.services.rating import ranking
 from app.services.writing import reviews
 
 
@@ -112,6 +113,18 @@ _RANK_KEYS = (
     ("u", "Undo your last ranking"),
 )
 
+_RANK_KEYS = (
+    ("A-I", "Select a response by its letter (the first time also places it next in the order)"),
+    ("↑ ↓", "Move the selected response (or the all-bad line) up or down"),
+    ("1-9", "Put the selected response at that place"),
+    ("=", "Tie the selected response with the one above it (again: untie)"),
+    ("x", "Draw the all-bad line below the selected response, or select it (again: remove it)"),
+    ("/", "Type the whole order, e.g. CADB (C=A ties, | the line); Esc leaves the box"),
+    ("Enter", "Submit the order"),
+    ("s", "Skip this ranking"),
+    ("u", "Undo your last ranking"),
+)
+
 TASK_KINDS: dict[TaskKind, TaskSpec] = {
     spec.kind: spec
     for spec in (
@@ -125,6 +138,14 @@ TASK_KINDS: dict[TaskKind, TaskSpec] = {
         TaskSpec(
             TaskKind.rank, "Rank responses",
             "Raters put K completions of a prompt in order, ties and an all-bad line allowed (K: the project's rank_k).",
+            _RANK_KEYS, "rate/_ranking.html",
+            claim=ranking.claim_next_ranking, current=ranking.current_ranking_lease,
+            view=ranking.ranking_view, progress=ranking.ranking_progress,
+            has_work=ranking.has_ranking_work,
+        ),
+        TaskSpec(
+            TaskKind.rank, "Rank responses",
+            "Raters put the K completions of a prompt in order (K: rank_k), with ties and an all-bad line.",
             _RANK_KEYS, "rate/_ranking.html",
             claim=ranking.claim_next_ranking, current=ranking.current_ranking_lease,
             view=ranking.ranking_view, progress=ranking.ranking_progress,

@@ -174,3 +174,9 @@ def int_or_none(value: str | None) -> int | None:
         return None
     number = int(value)
     return number if number <= DB_ID_MAX else None
+
+
+class RankingForm(BaseModel):
+    assignment_id: int = Field(ge=1, le=DB_ID_MAX)
+    # The order notation (app/services/rating/ranking_judgments.py: parse_order), e.g. "C=A D | B".
+    order: str = Field("", max_length=200)

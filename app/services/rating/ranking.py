@@ -132,6 +132,24 @@ _GOLD_CANDIDATE = (
 )
 
 
+def current_ranking_lease(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> RankingAssignment | None:
+    """The rater's unexpired ranking lease in this project (what a reload shows again), or None."""
+    now = now or utcnow()
+    return session.scalars(
+        select(RankingAssignment)
+        .where(
+            RankingAssignment.rater_id == rater_id,
+            RankingAssignment.project_id == project.id,
+            RankingAssignment.status == AssignmentStatus.active,
+            RankingAssignment.lease_expires_at > now,
+        )
+        .order_by(RankingAssignment.id)
+        .limit(1)
+    ).one_or_none()
+
+
 def claim_next_ranking(
     session: Session, *, project: Project, rater_id: int, now: datetime | None = None
 ) -> RankingAssignment | None:
@@ -277,6 +295,8 @@ def ranking_progress(
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
 
 
-def has_ranking_work(session: Session, *, project: Project, rater_id: int) -> bool:
+def has_ranking_work(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> bool:
     """Whether a claim could give this rater a ranking now (or they hold one)."""
-    return ranking_progress(session, project=project, rater_id=rater_id).remaining > 0
+    return ranking_progress(session, project=project, rater_id=rater_id, now=now).remaining > 0

@@ -39,7 +39,7 @@ from app.models import (
 from app.models.types import utcnow
 from app.services.rating.common import InvalidJudgment, NotAssigned, PairFilled, max_overlap, require_rater
 from app.services.rating.judgments import MAX_TIME_SPENT_MS
-from app.services.rating.ranking import has_room, lock_ranking
+from app.services.rating.ranking import LETTERS, has_room, lock_ranking
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,66 @@ def validate_ranks(ranks: tuple[int, ...] | list[int], cutoff_rank: int | None, 
         raise InvalidJudgment("ranks", "ranks run 1, 2, 3 ... without gaps; equal ranks are ties")
     if cutoff_rank is not None and not 0 <= cutoff_rank <= max(ranks):
         raise InvalidJudgment("cutoff_rank", f"the all-bad line sits after a rank from 0 to {max(ranks)}")
+
+
+ORDER_SEPARATORS = " ,>"
+
+
+def parse_order(text: str, size: int) -> tuple[tuple[int, ...], int | None]:
+    """The order notation -> (rank of each response as shown, cut-off rank).
+
+    Letters name the responses as shown (A, B, ...), best first; ``=`` between two letters ties
+    them; ``|`` marks the "all bad" line (what follows it is unacceptable); spaces, commas and
+    ``>`` separate. ``C=A D | B``: C and A tie for rank 1, D is rank 2, then the line (cut-off
+    rank 2), B is rank 3 and unacceptable. Raises `InvalidJudgment` on the field ``order``."""
+    letters = LETTERS[:size]
+    ranks: dict[str, int] = {}
+    cutoff: int | None = None
+    rank = 0
+    tie_next = False
+    for char in text.strip().upper():
+        if char in ORDER_SEPARATORS:
+            continue
+        if char == "=":
+            if rank == 0 or tie_next:
+                raise InvalidJudgment("order", "'=' goes between two letters (C=A ties C and A)")
+            tie_next = True
+        elif char == "|":
+            if cutoff is not None:
+                raise InvalidJudgment("order", "draw the all-bad line '|' once")
+            if tie_next:
+                raise InvalidJudgment("order", "the all-bad line cannot split a tie")
+            cutoff = rank
+        elif char in letters:
+            if char in ranks:
+                raise InvalidJudgment("order", f"{char} appears twice")
+            if not tie_next:
+                rank += 1
+            ranks[char] = rank
+            tie_next = False
+        else:
+            raise InvalidJudgment(
+                "order",
+                f"{char!r} is not one of the responses {', '.join(letters)} (or = for a tie, | for the line)",
+            )
+    if tie_next:
+        raise InvalidJudgment("order", "'=' goes between two letters (C=A ties C and A)")
+    missing = [letter for letter in letters if letter not in ranks]
+    if missing:
+        raise InvalidJudgment("order", f"put every response in the order; missing: {', '.join(missing)}")
+    return tuple(ranks[letter] for letter in letters), cutoff
+
+
+def format_order(ranks: tuple[int, ...] | list[int], cutoff_rank: int | None) -> str:
+    """Ranks of the responses as shown -> the order notation (`parse_order`'s inverse)."""
+    parts: list[str] = []
+    for rank in range(1, max(ranks, default=0) + 1):
+        if cutoff_rank is not None and rank == cutoff_rank + 1:
+            parts.append("|")
+        parts.append("=".join(LETTERS[shown] for shown, r in enumerate(ranks) if r == rank))
+    if cutoff_rank is not None and cutoff_rank >= max(ranks, default=0):
+        parts.append("|")
+    return " ".join(parts)
 
 
 def to_stored(display_ranks: tuple[int, ...] | list[int], display_order: list[int]) -> list[int]:
@@ -155,6 +215,26 @@ def submit_ranking(
     judgment = session.get(RankingJudgment, judgment_id)
     assert judgment is not None
     return judgment, True
+
+
+def submit_order(
+    session: Session,
+    *,
+    project: Project,
+    rater_id: int,
+    assignment_id: int,
+    order: str,
+    now: datetime | None = None,
+) -> tuple[RankingJudgment, bool]:
+    """Store an order typed in the notation of `parse_order` (what the workbench posts); a
+    repeat returns the stored order without reading the text again."""
+    require_rater(session, project, rater_id)
+    assignment = _own_assignment(session, project, rater_id, assignment_id)
+    if assignment.status == AssignmentStatus.done:
+        return _stored_judgment(session, assignment.ranking_id, rater_id), False
+    ranks, cutoff = parse_order(order, len(assignment.display_order))
+    data = RankingInput(assignment_id=assignment_id, ranks=ranks, cutoff_rank=cutoff)
+    return submit_ranking(session, project=project, rater_id=rater_id, data=data, now=now)
 
 
 def pairwise_agreement(orders: list[list[int]]) -> float:

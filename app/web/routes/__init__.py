@@ -12,6 +12,7 @@ from app.web.routes import (
     models,
     projects,
     quality,
+    ranking,
     rate,
     runs,
     schedules,
@@ -22,6 +23,7 @@ from app.web.routes import (
 routers = [
     auth.router,
     rate.router,
+    ranking.router,
     projects.router,
     groups.router,
     users.router,

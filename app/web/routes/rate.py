@@ -22,6 +22,8 @@ from app.web.templating import is_htmx, render
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
 
 FLAG_KEYS = "qwertyio"  # flag n is toggled by FLAG_KEYS[n]
+# The session key of a ranking withdrawn by a plain (no-JavaScript) undo: its order, shown again.
+UNDONE_ORDER = "undone_order"
 
 
 def _not_found() -> HTTPException:
@@ -41,12 +43,15 @@ def _workbench(
     status_code: int = 200,
     full_page: bool = False,
     assignment: Any = None,
+    task: Task | None = None,
+    answer: str | None = None,
 ) -> Response:
     """Claim (or keep) the rater's current task and render it with their progress: a pair
     here, another kind through its table entry's view and template."""
     rater = session.get(User, rater_id)  # already in the session's identity map: no query
     paused = bool(rater is not None and rater.is_paused)
-    task = Task(TASK_KINDS[TaskKind.compare], assignment) if assignment is not None else None
+    if task is None and assignment is not None:
+        task = Task(TASK_KINDS[TaskKind.compare], assignment)
     if task is None and not paused:
         try:
             task = next_task(session, project, rater_id)
@@ -68,6 +73,7 @@ def _workbench(
         "notice": notice,
         "error": error,
         "previous": previous,
+        "answer": answer,  # an order (a ranking) that was refused or withdrawn, shown again
         "paused": paused,
     }
     template = "rate/page.html" if full_page else spec.template
@@ -101,6 +107,12 @@ def rate_page(request: Request, session: SessionDep, user: RaterUser, project: A
         return _workbench(
             request, session, project, user.id, full_page=not is_htmx(request), previous=previous,
             notice="Your last judgment was withdrawn. Change it and submit again.",
+        )  # fmt: skip
+    order = request.session.pop(UNDONE_ORDER, None)
+    if order:
+        return _workbench(
+            request, session, project, user.id, full_page=not is_htmx(request), answer=order,
+            notice="Your last ranking was withdrawn. Change it and submit again.",
         )  # fmt: skip
     return _workbench(request, session, project, user.id, full_page=not is_htmx(request))
 
