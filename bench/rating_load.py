@@ -21,6 +21,14 @@ What one run does, in order (``--help`` documents every option):
    asyncio psycopg loop when pgbench is missing) and prints judgments/s divided by it;
 7. drops the scratch database (unless ``--keep``).
 
+Ranking mode (``--mode rankings``, or ``both``, the default: pairs first, then rankings, in the
+same run and on the same server): a second project whose task mix is ``rank`` holds
+``--rankings`` rankings of ``--rank-k`` completions (K=4 by default); fresh clients of the same
+raters loop "submit an order -> receive the next ranking" (an order in the workbench's notation,
+shuffled, sometimes with a tie or an all-bad line) for the same warm-up and window, and the
+rankings/s are printed with the pairs they imply (K(K-1)/2 each) next to the pair mode's
+judgments/s, followed by the same kind of count check on the ranking tables.
+
 The client runs on the same machine as the server and PostgreSQL, so the three share its cores:
 the CPU use of each is measured over the timed window and printed with the results.
 
@@ -76,7 +84,7 @@ from sqlalchemy.engine import URL, make_url
 
 from app.auth import hash_password
 from app.db import normalize_url
-from app.models import Comparison, Completion, Project, Prompt, Role, User
+from app.models import Comparison, Completion, Project, Prompt, Ranking, Role, User
 from app.services.content import messages_hash, text_hash
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +94,7 @@ RLHF = ROOT / ".venv" / "bin" / "rlhf"
 DEFAULT_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432") + "/rlhf_bench_rating"
 DB_COMMENT = "scratch database of bench/rating_load.py (dropped after each run)"
 SLUG = "bench"
+RANK_SLUG = "bench-rank"  # the ranking mode's project (task mix: rank)
 PASSWORD = "bench-rater-password"  # one password for every bench account: hashed once
 PROBE = "bench-probe"  # the account the query count logs in as (not one of the load raters)
 PICKS = (-2, -1, 0, 1, 2)
@@ -94,6 +103,8 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _ASSIGNMENT = re.compile(r'name="assignment_id" value="(\d+)"')
 _EMPTY = 'data-testid="empty"'
 _ALREADY_SAVED = "That answer was already saved."
+_ORDER_SAVED = "That order was already saved."
+LETTERS = "ABCDEFGHI"
 
 # Wide enough for the statement listing when the output goes to a file or a pipe.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -118,7 +129,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--raters", type=int, default=64, help="Concurrent simulated raters.")
     p.add_argument("--pairs", type=int, default=200_000, help="Pairs (comparisons) to seed in the project.")
-    p.add_argument("--overlap", type=int, default=2, help="Distinct raters wanted per pair.")
+    p.add_argument("--overlap", type=int, default=2, help="Distinct raters wanted per pair (and ranking).")
+    p.add_argument(
+        "--mode",
+        choices=("pairs", "rankings", "both"),
+        default="both",
+        help="What the raters do: judge pairs, order rankings, or both one after the other (the "
+        "rankings' figures printed next to the pairs').",
+    )
+    p.add_argument("--rankings", type=int, default=50_000, help="Rankings to seed for the ranking mode.")
+    p.add_argument("--rank-k", type=int, default=4, help="Completions per ranking (3 to 9).")
     p.add_argument(
         "--completion-chars",
         type=int,
@@ -226,8 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--smoke",
         action="store_true",
-        help="A tiny run (4 raters, 2 workers, 600 pairs, seconds) that fails (exit 1) on a server "
-        "traceback or no judgment stored too: checks that the bench runs.",
+        help="A tiny run (4 raters, 2 workers, 600 pairs, 300 rankings, seconds) that fails (exit 1) "
+        "on a server traceback or no judgment or order stored too: checks that the bench runs.",
     )
     p.add_argument(
         "--keep",
@@ -237,11 +257,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.raters, args.workers, args.pairs, args.completion_chars = 4, 2, 600, 200
+        args.rankings = 300
         args.warmup, args.duration, args.raw_seconds, args.single_user = 1.0, 3.0, 1.0, 5
     if args.raters < 1 or args.pairs < 1 or args.overlap < 1 or args.workers < 1:
         p.error("--raters, --pairs, --overlap and --workers must be at least 1")
     if args.duration <= 0:
         p.error("--duration must be positive")
+    if not 3 <= args.rank_k <= 9 or args.rankings < 1:
+        p.error("--rank-k must be from 3 to 9 and --rankings at least 1")
     return args
 
 
@@ -354,6 +377,7 @@ class Seeded:
     project_id: int
     rater_names: list[str]
     rater_ids: list[int]
+    rank_project_id: int | None = None
 
 
 def seed(url: URL, args: argparse.Namespace) -> Seeded:
@@ -448,20 +472,76 @@ def seed(url: URL, args: argparse.Namespace) -> Seeded:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
         pg.commit()
+    console.print(
+        f"Seeded {n:,} pairs ({2 * n:,} completions of ~{args.completion_chars} chars), "
+        f"{args.raters} raters + 1 probe in {time.perf_counter() - started:.1f} s."
+    )
+    rank_project_id = seed_rankings(url, args, rng, now) if args.mode != "pairs" else None
     with (
         console.status("VACUUM ANALYZE (fresh planner statistics)…"),
         psycopg.connect(_libpq_uri(url), autocommit=True) as pg,
     ):
         pg.execute("VACUUM (ANALYZE)")
-    console.print(
-        f"Seeded {n:,} pairs ({2 * n:,} completions of ~{args.completion_chars} chars), "
-        f"{args.raters} raters + 1 probe in {time.perf_counter() - started:.1f} s."
-    )
     return Seeded(
         project_id=project_id,
         rater_names=rater_names,
         rater_ids=[ids[name] for name in rater_names],
+        rank_project_id=rank_project_id,
     )
+
+
+def seed_rankings(url: URL, args: argparse.Namespace, rng: random.Random, now: datetime) -> int:
+    """The ranking mode's project: `--rankings` rankings of `--rank-k` new completions each."""
+    import psycopg
+
+    engine = create_engine(url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        project_id = conn.execute(
+            insert(Project.__table__).returning(Project.__table__.c.id),
+            {"slug": RANK_SLUG, "name": "Bench: ranking load", "instructions": "Order the answers.",
+             "overlap": args.overlap, "scale": "five", "flags": [], "task_mix": {"rank": 1.0},
+             "rank_k": args.rank_k, "created_at": now, "updated_at": now},
+        ).scalar_one()  # fmt: skip
+    engine.dispose()
+    k, count = args.rank_k, args.rankings
+    started = time.perf_counter()
+    with psycopg.connect(_libpq_uri(url)) as pg, pg.cursor() as cur:
+        first_prompt = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM prompts").fetchone()[0])
+        first_completion = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM completions").fetchone()[0])
+
+        def prompts() -> Iterator[dict[str, Any]]:
+            for i in range(count):
+                messages = _messages(rng, 1_000_000 + i)
+                yield {"id": first_prompt + i, "project_id": project_id, "messages": messages,
+                       "content_hash": messages_hash(messages), "created_at": now}  # fmt: skip
+
+        def completions() -> Iterator[dict[str, Any]]:
+            for i in range(count):
+                for j in range(k):
+                    body = _completion(rng, i, LETTERS[j].lower(), args.completion_chars)
+                    yield {"id": first_completion + i * k + j, "prompt_id": first_prompt + i, "text": body,
+                           "content_hash": text_hash(body), "model_name": f"bench-model-{j}",
+                           "created_at": now}  # fmt: skip
+
+        def rankings() -> Iterator[dict[str, Any]]:
+            for i in range(count):
+                ids = [first_completion + i * k + j for j in range(k)]
+                yield {"id": i + 1, "project_id": project_id, "prompt_id": first_prompt + i,
+                       "kind": "regular", "completion_ids": ids, "created_at": now}  # fmt: skip
+
+        copy_rows(cur, Prompt.__table__, prompts())
+        copy_rows(cur, Completion.__table__, completions())
+        copy_rows(cur, Ranking.__table__, rankings())
+        for table in ("prompts", "completions", "rankings"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        pg.commit()
+    console.print(
+        f"Seeded {count:,} rankings of K={k} ({count * k:,} completions) in "
+        f"{time.perf_counter() - started:.1f} s."
+    )
+    return int(project_id)
 
 
 def run_setup_sql(url: URL, statements: list[str]) -> None:
@@ -787,6 +867,19 @@ class LoadStats:
     logged_in: int = 0
 
 
+def random_order(rng: random.Random, k: int) -> str:
+    """A rater's order of K responses in the workbench's notation: shuffled, a tie in a third of
+    them, the all-bad line in another third."""
+    letters = list(LETTERS[:k])
+    rng.shuffle(letters)
+    parts = letters[:]
+    if rng.random() < 1 / 3:
+        parts[0:2] = [f"{letters[0]}={letters[1]}"]
+    if rng.random() < 0.5:
+        parts.insert(rng.randint(0, len(parts)), "|")
+    return " ".join(parts)
+
+
 class Rater:
     def __init__(
         self,
@@ -796,8 +889,13 @@ class Rater:
         stats: LoadStats,
         clock: Clock,
         rng: random.Random,
+        mode: str = "pairs",
     ) -> None:
         self.name = name
+        self.mode = mode
+        self.slug = RANK_SLUG if mode == "rankings" else SLUG
+        self.post_path = f"/rate/{self.slug}/rankings" if mode == "rankings" else f"/rate/{SLUG}/judgments"
+        self.post_kind = "POST ranking" if mode == "rankings" else "POST judgment"
         self.args = args
         self.stats = stats
         self.clock = clock
@@ -848,7 +946,7 @@ class Rater:
                 self.stats.retries += 1
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             try:
-                page = await self.client.get(f"/rate/{SLUG}", headers={"Accept": "text/html"})
+                page = await self.client.get(f"/rate/{self.slug}", headers={"Accept": "text/html"})
             except httpx.TransportError as error:
                 self.stats.errors[f"GET {type(error).__name__}"] += 1
                 continue
@@ -875,7 +973,7 @@ class Rater:
                 self.stats.retries += 1
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             try:
-                answer = await self.client.post(f"/rate/{SLUG}/judgments", data=data, headers=headers)
+                answer = await self.client.post(self.post_path, data=data, headers=headers)
             except httpx.TransportError as error:
                 self.stats.errors[f"POST {type(error).__name__}"] += 1
                 continue
@@ -897,26 +995,25 @@ class Rater:
                 return
             assignment = self.assignment
             assert assignment is not None
-            data = {
-                "assignment_id": str(assignment),
-                "pick": str(self.rng.choice(PICKS)),
-                "rationale": "",
-                "csrf_token": self.csrf,
-            }
+            data = {"assignment_id": str(assignment), "csrf_token": self.csrf}
+            if self.mode == "rankings":
+                data["order"] = random_order(self.rng, self.args.rank_k)
+            else:
+                data.update(pick=str(self.rng.choice(PICKS)), rationale="")
             answer = await self._post_with_retries(data)
             done = time.perf_counter()
             if answer is None:
                 self.stats.gave_up += 1
                 return
             if self.clock.in_window(started):
-                self.stats.latency["POST judgment"].append(done - started)
+                self.stats.latency[self.post_kind].append(done - started)
             if answer.status_code == 200:
                 if assignment not in self.acked:
                     self.acked.add(assignment)
                     self.stats.acknowledged += 1
                     if self.clock.in_window(done):
                         self.stats.acknowledged_in_window += 1
-                if _ALREADY_SAVED in answer.text:
+                if _ALREADY_SAVED in answer.text or _ORDER_SAVED in answer.text:
                     self.stats.already_saved += 1
             else:
                 self.stats.errors[f"POST HTTP {answer.status_code}"] += 1
@@ -936,14 +1033,15 @@ class Rater:
 
 
 async def run_load(
-    args: argparse.Namespace, server: Server, seeded: Seeded, profile_dir: Path | None
+    args: argparse.Namespace, server: Server, seeded: Seeded, profile_dir: Path | None, mode: str = "pairs"
 ) -> tuple[LoadStats, CpuUse, list[Path]]:
     stats = LoadStats()
     clock = Clock()
     raters = [
-        Rater(name, args, server.base_url, stats, clock, random.Random(args.seed * 7919 + n))
+        Rater(name, args, server.base_url, stats, clock, random.Random(args.seed * 7919 + n), mode)
         for n, name in enumerate(seeded.rater_names)
     ]
+    unit = "rankings" if mode == "rankings" else "judgments"
     gate = asyncio.Semaphore(args.login_concurrency)
 
     async def login(rater: Rater) -> Rater | None:
@@ -997,7 +1095,7 @@ async def run_load(
                 bar,
                 description=phase,
                 completed=min(now - clock.start, args.warmup + args.duration),
-                info=f"{stats.acknowledged:>7} judgments  {rate:>7.0f}/s",
+                info=f"{stats.acknowledged:>7} {unit}  {rate:>7.0f}/s",
             )
             if now >= clock.end and first is not None and window_cpu is None:
                 now_pids = sorted(set(worker_pids) | set(server.worker_pids()))
@@ -1410,12 +1508,15 @@ def _ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}"
 
 
-def report_load(args: argparse.Namespace, stats: LoadStats, cpu: CpuUse) -> float:
+def report_load(args: argparse.Namespace, stats: LoadStats, cpu: CpuUse, mode: str = "pairs") -> float:
     rate = stats.acknowledged_in_window / args.duration
-    table = Table(title="Latency per call (timed window; login excluded)", title_justify="left")
+    ranking = mode == "rankings"
+    unit = "ranking" if ranking else "judgment"
+    title = f"{'Rankings' if ranking else 'Pairs'}: latency per call (timed window; login excluded)"
+    table = Table(title=title, title_justify="left")
     for column in ("call", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "call" else "right")
-    for kind in ("POST judgment", "GET page", "GET page (first)"):
+    for kind in (f"POST {unit}", "GET page", "GET page (first)"):
         values = stats.latency.get(kind, [])
         table.add_row(
             kind + (" [warm-up]" if kind.endswith("(first)") else ""),
@@ -1423,9 +1524,12 @@ def report_load(args: argparse.Namespace, stats: LoadStats, cpu: CpuUse) -> floa
             *(_ms(_pct(values, q)) for q in (50, 95, 99, 100)),
         )
     console.print(table)
-    post = stats.latency.get("POST judgment", [])
+    post = stats.latency.get(f"POST {unit}", [])
+    implied = (
+        f" = {rate * implied_pairs(args.rank_k):,.0f} implied pairs/s (K={args.rank_k})" if ranking else ""
+    )
     console.print(
-        f"[bold]judgments/s: {rate:,.0f}[/bold]  ({stats.acknowledged_in_window:,} acknowledged "
+        f"[bold]{unit}s/s: {rate:,.0f}{implied}[/bold]  ({stats.acknowledged_in_window:,} acknowledged "
         f"in {args.duration:g} s; {stats.acknowledged:,} in all incl. warm-up and drain)"
     )
     errors = sum(stats.errors.values())
@@ -1436,20 +1540,21 @@ def report_load(args: argparse.Namespace, stats: LoadStats, cpu: CpuUse) -> floa
     )
     for kind, count in stats.errors.most_common():
         console.print(f"  {count:>6}  {kind}")
-    verdict_rate = "met" if rate >= 1500 else "NOT met"
     p99 = _pct(post, 99)
-    verdict_p99 = "met" if p99 < 0.1 else "NOT met"
-    console.print(
-        f"target (64 raters): >= 1,500 judgments/s {verdict_rate}; "
-        f"p99 < 100 ms {verdict_p99} (POST p99 {_ms(p99)} ms)"
-    )
+    if not ranking:
+        verdict_rate = "met" if rate >= 1500 else "NOT met"
+        verdict_p99 = "met" if p99 < 0.1 else "NOT met"
+        console.print(
+            f"target (64 raters): >= 1,500 judgments/s {verdict_rate}; "
+            f"p99 < 100 ms {verdict_p99} (POST p99 {_ms(p99)} ms)"
+        )
     cores = os.cpu_count() or 1
     per = max(1, stats.acknowledged_in_window)
 
     def share(seconds: float) -> str:
         return (
             f"{seconds / cpu.wall:4.2f} cores ({100 * seconds / (cpu.wall * cores):3.0f}% of "
-            f"machine), {1000 * seconds / per:5.2f} ms CPU/judgment"
+            f"machine), {1000 * seconds / per:5.2f} ms CPU/{unit}"
         )
 
     console.print(
@@ -1470,6 +1575,82 @@ def report_load(args: argparse.Namespace, stats: LoadStats, cpu: CpuUse) -> floa
     idle = 1 - cpu.machine / (cpu.wall * cores)
     console.print(f"  machine busy         {share(cpu.machine)}; idle {100 * idle:.0f}%")
     return rate
+
+
+def implied_pairs(k: int) -> int:
+    """The pairs one full order of K responses implies (ties included, as ties)."""
+    return k * (k - 1) // 2
+
+
+@dataclass
+class RankingCheck:
+    stored: int
+    doubled: int  # (ranking, rater) stored twice
+    over_overlap: int  # rankings with more orders than the overlap
+    over_with_leases: int  # orders + active leases over the overlap
+    counter_drift: int  # rankings.judgment_count differing from the orders
+    bad_ranks: int  # orders whose ranks are not one per completion
+
+    def ok(self, acknowledged: int, gave_up: int) -> bool:
+        stored_ok = acknowledged <= self.stored <= acknowledged + gave_up
+        return stored_ok and not (
+            self.doubled or self.over_overlap or self.over_with_leases or self.counter_drift or self.bad_ranks
+        )
+
+
+def check_rankings(url: URL, project_id: int, overlap: int) -> RankingCheck:
+    engine = create_engine(url)
+    p = {"p": project_id, "o": overlap}
+    try:
+        with engine.connect() as conn:
+
+            def one(sql: str) -> int:
+                return int(conn.execute(text(sql), p).scalar_one())
+
+            return RankingCheck(
+                stored=one("SELECT count(*) FROM ranking_judgments WHERE project_id = :p"),
+                doubled=one(
+                    "SELECT count(*) FROM (SELECT ranking_id, rater_id FROM ranking_judgments "
+                    "GROUP BY ranking_id, rater_id HAVING count(*) > 1) d"
+                ),
+                over_overlap=one(
+                    "SELECT count(*) FROM (SELECT ranking_id FROM ranking_judgments WHERE project_id = :p "
+                    "GROUP BY ranking_id HAVING count(*) > :o) d"
+                ),
+                over_with_leases=one(
+                    "SELECT count(*) FROM (SELECT r.id FROM rankings r "
+                    "LEFT JOIN ranking_judgments j ON j.ranking_id = r.id "
+                    "LEFT JOIN ranking_assignments a ON a.ranking_id = r.id AND a.status = 'active' "
+                    "  AND a.lease_expires_at > now() "
+                    "WHERE r.project_id = :p GROUP BY r.id "
+                    "HAVING count(DISTINCT j.id) + count(DISTINCT a.id) > :o) d"
+                ),
+                counter_drift=one(
+                    "SELECT count(*) FROM rankings r WHERE r.project_id = :p AND r.judgment_count "
+                    "<> (SELECT count(*) FROM ranking_judgments j WHERE j.ranking_id = r.id)"
+                ),
+                bad_ranks=one(
+                    "SELECT count(*) FROM ranking_judgments j JOIN rankings r ON r.id = j.ranking_id "
+                    "WHERE j.project_id = :p AND jsonb_array_length(j.ranks) "
+                    "<> jsonb_array_length(r.completion_ids)"
+                ),
+            )
+    finally:
+        engine.dispose()
+
+
+def report_ranking_checks(check: RankingCheck, stats: LoadStats) -> bool:
+    ok = check.ok(stats.acknowledged, stats.gave_up)
+    state = "[green]ok[/green]" if ok else "[red]FAIL[/red]"
+    console.print(
+        f"\n[bold]Count check, rankings[/bold]: orders stored {check.stored:,} vs acknowledged "
+        f"{stats.acknowledged:,}"
+        + (f" (+ {stats.gave_up} unknown)" if stats.gave_up else "")
+        + f"; (ranking, rater) twice {check.doubled}; over the overlap {check.over_overlap} "
+        f"(with leases {check.over_with_leases}); judgment_count drift {check.counter_drift}; "
+        f"ranks not one per completion {check.bad_ranks}  {state}"
+    )
+    return ok
 
 
 def report_checks(check: CheckResult, stats: LoadStats) -> bool:
@@ -1546,7 +1727,8 @@ def main(argv: list[str] | None = None) -> int:
     secret_key = secrets.token_urlsafe(36)  # 48 characters
     console.print(
         f"[bold]rating load bench[/bold]: {args.raters} raters, {args.workers} workers, "
-        f"{args.pairs:,} pairs, overlap {args.overlap}, {args.warmup:g} s warm-up + "
+        f"{args.pairs:,} pairs, overlap {args.overlap}, mode {args.mode} (K={args.rank_k}), "
+        f"{args.warmup:g} s warm-up + "
         f"{args.duration:g} s, database {url.render_as_string(hide_password=True)}"
     )
     per_pair = args.overlap
@@ -1572,7 +1754,14 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[red]{error}[/red]\n{server.log_tail()}")
                 return 2
         console.print(f"Server up: {server.command} (workers {server.worker_pids()})")
-        stats, cpu, profiles = asyncio.run(run_load(args, server, seeded, args.profile))
+        stats, cpu, profiles = LoadStats(), None, []
+        if args.mode != "rankings":
+            stats, cpu, profiles = asyncio.run(run_load(args, server, seeded, args.profile))
+        rank_stats: LoadStats | None = None
+        rank_cpu: CpuUse | None = None
+        if seeded.rank_project_id is not None:
+            console.print(f"[bold]Ranking mode[/bold]: the same raters order rankings of K={args.rank_k}.")
+            rank_stats, rank_cpu, _ = asyncio.run(run_load(args, server, seeded, None, mode="rankings"))
         server.stop()
         if server.proc.returncode not in (0, -signal.SIGTERM):
             console.print(f"[yellow]server exit status {server.proc.returncode}[/yellow]")
@@ -1580,17 +1769,33 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"Server stopped (log: {server.log_path}; {sum(problems.values())} tracebacks).")
         for problem, count in problems.most_common(10):
             console.print(f"  {count:>6}  server: {problem}")
-        rate = report_load(args, stats, cpu)
-        if args.smoke and (stats.acknowledged == 0 or problems):
+        rate = report_load(args, stats, cpu) if cpu is not None else 0.0
+        if args.smoke and (problems or (cpu is not None and stats.acknowledged == 0)):
             console.print("[red]smoke run: no judgment acknowledged, or the server logged tracebacks[/red]")
             exit_code = 1
+        if rank_stats is not None and rank_cpu is not None and seeded.rank_project_id is not None:
+            console.print()
+            rankings = report_load(args, rank_stats, rank_cpu, mode="rankings")
+            pairs = rankings * implied_pairs(args.rank_k)
+            versus = f" = {pairs / rate:.2f} x the pair mode's judgments/s" if rate else ""
+            console.print(
+                f"[bold]{args.raters} raters: pairs {rate:,.0f} judgments/s; rankings (K={args.rank_k}) "
+                f"{rankings:,.0f} rankings/s -> {pairs:,.0f} implied pairs/s{versus}[/bold]"
+            )
+            if args.smoke and rank_stats.acknowledged == 0:
+                console.print("[red]smoke run: no ranking acknowledged[/red]")
+                exit_code = 1
+            if not report_ranking_checks(
+                check_rankings(url, seeded.rank_project_id, args.overlap), rank_stats
+            ):
+                exit_code = 1
         if stats.out_of_pairs:
             console.print(
                 f"[yellow]{stats.out_of_pairs} raters ran out of pairs: seed more with --pairs "
                 f"(the run used about {stats.acknowledged // per_pair + 1:,}).[/yellow]"
             )
         check = check_database(url, seeded.project_id, args.overlap)
-        if not report_checks(check, stats):
+        if cpu is not None and not report_checks(check, stats):
             exit_code = 1
         if profiles:
             summarize_profiles(profiles, args.profile_threads == "gil")
@@ -1599,7 +1804,7 @@ def main(argv: list[str] | None = None) -> int:
             results, single = count_queries(url, secret_key, args.single_user)
             report_statements(results, args.show_sql)
             report_single_user(single)
-        if args.raw_seconds > 0:
+        if args.raw_seconds > 0 and rate:
             with console.status(f"Raw PostgreSQL inserts, {args.raters} clients…"):
                 raw, how = raw_inserts(url, args.raters, args.raw_seconds, args.raw_method)
             console.print(
