@@ -62,7 +62,9 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
             raise typer.Exit(1)
         try:
             if isinstance(spec, DemoExport):
-                export = exporting.prepare_demos(session, project=project, spec=spec)
+                export = exporting.prepare_demos(
+                    session, project=project, spec=spec, secret_key=settings.secret_key
+                )
                 table: Any = Demonstration
             else:
                 export = exporting.prepare_comparisons(
@@ -165,6 +167,11 @@ def export_demos(
     output: Output,
     format: Fmt = "jsonl",
     layout: Layout = None,
+    source: Annotated[
+        str, typer.Option(help="all, imported, written, improved or raters (written and improved).")
+    ] = "all",
+    include_pending: Annotated[bool, typer.Option(help="Also demonstrations not yet reviewed.")] = False,
+    include_rejected: Annotated[bool, typer.Option(help="Also rejected demonstrations.")] = False,
     date_from: DateOpt = None,
     date_to: DateOpt = None,
     test_fraction: Annotated[float, typer.Option(help="Share of prompts in test.")] = 0.1,
@@ -172,7 +179,8 @@ def export_demos(
     license: Annotated[str, typer.Option(help="License id for the card.")] = "other",
     metadata: Annotated[bool, typer.Option(help="Metadata columns.")] = True,
 ) -> None:
-    """Demonstrations as SFT messages (or prompt/response text)."""
+    """Demonstrations as SFT messages (or prompt/response text), accepted ones unless told
+    otherwise, each with its source, pseudonymous author and review."""
     _run(
         "demos",
         project,
@@ -180,6 +188,9 @@ def export_demos(
         {
             "format": format,
             "layout": layout,
+            "demonstration_source": source,
+            "include_pending": include_pending,
+            "include_rejected": include_rejected,
             "date_from": date_from,
             "date_to": date_to,
             "test_fraction": test_fraction,

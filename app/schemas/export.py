@@ -109,6 +109,14 @@ class DemoExport(_ExportBase):
         "SFT); text: prompt and response strings. Default: messages, text for CSV.",
     )
 
+    demonstration_source: Literal["all", "imported", "written", "improved", "raters"] = Field(
+        "all",
+        description="Which demonstrations: all, imported, written by raters, improved by raters, "
+        "or raters (written and improved).",
+    )
+    include_pending: bool = Field(False, description="Also export demonstrations not yet reviewed.")
+    include_rejected: bool = Field(False, description="Also export demonstrations their reviewers rejected.")
+
     @model_validator(mode="after")
     def _check_layout(self) -> DemoExport:
         if self.format == "csv" and self.layout == "messages":

@@ -2,7 +2,9 @@
 source (imported, written, improved), its author (as a pseudonym: an HMAC of the user id under the
 server's secret key, the same one the comparison exports use), its review (status, number of
 reviews, how many accepted, the mean 1-5 score) and, for an improved one, the completion and model
-version it was edited from and the edit distance."""
+version it was edited from and the edit distance. Which demonstrations an SFT run or an export
+reads: `DEMONSTRATION_SOURCES` by source, `review_statuses` by review (accepted ones, and pending
+or rejected ones only when asked)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,27 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from app.models import Demonstration, DemonstrationReview, Prompt
+from app.models import Demonstration, DemonstrationReview, DemonstrationSource, Prompt, ReviewStatus
+
+# The demonstration sources each `demonstration_source` (of an SFT run or an export) reads.
+DEMONSTRATION_SOURCES: dict[str, tuple[DemonstrationSource, ...]] = {
+    "all": tuple(DemonstrationSource),
+    "imported": (DemonstrationSource.imported,),
+    "written": (DemonstrationSource.written,),
+    "improved": (DemonstrationSource.improved,),
+    "raters": (DemonstrationSource.written, DemonstrationSource.improved),
+}
+
+
+def review_statuses(*, include_pending: bool = False, include_rejected: bool = False) -> list[ReviewStatus]:
+    """Accepted, and pending or rejected ones when asked (imported rows are accepted)."""
+    statuses = [ReviewStatus.accepted]
+    if include_pending:
+        statuses.append(ReviewStatus.pending)
+    if include_rejected:
+        statuses.append(ReviewStatus.rejected)
+    return statuses
+
 
 # The provenance columns, in the order `provenance_select` returns them after its first four
 # (id, messages, response, prompt_id).
@@ -107,8 +129,9 @@ def demonstration_rows(
 
 @dataclass
 class WritingFigures:
-    """Counts by source and review status, mean review score and mean edit distance of a set of
-    demonstrations (the dataset card's and a run log's writing figures)."""
+    """Counts by source and review status, mean review score and mean edit distance, authors and
+    lazy-writer flags of a set of demonstrations (the dataset card's and a run log's writing
+    figures)."""
 
     sources: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
@@ -116,10 +139,15 @@ class WritingFigures:
     scored: int = 0
     edit_sum: int = 0
     edited: int = 0
+    authors: set[str] = field(default_factory=set)  # pseudonyms
+    lazy_flags: Counter[str] = field(default_factory=Counter)
 
     def add(self, values: dict[str, Any]) -> None:
         self.sources[values["source"]] += 1
         self.statuses[values["review_status"]] += 1
+        if values["author"]:
+            self.authors.add(values["author"])
+        self.lazy_flags.update(values["lazy_flags"])
         if values["review_score"] is not None:
             self.score_sum += values["review_score"]
             self.scored += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 
@@ -68,6 +69,35 @@ def test_bad_options_are_explained(app, client) -> None:  # type: ignore[no-unty
     known = client.get("/export/preview", params=FORM | {"raters": "rex"})
     assert unknown.status_code == known.status_code == 200
     assert unknown.text.replace("ghost", "rex") == known.text
+
+
+def test_demonstrations_from_the_form_by_source_and_review(app, client) -> None:  # type: ignore[no-untyped-def]
+    from tests.utils.writing_data import seed_demonstrations
+
+    seed(app)
+    with app.state.sessionmaker() as session:
+        project = make_project(session, "writers")
+        writer, editor, reviewer = (make_user(session, name) for name in ("wendy", "eddie", "rhea"))
+        seeded = seed_demonstrations(session, project, writer=writer, editor=editor, reviewer=reviewer, n=4)
+        session.commit()
+    login(client, "rex")
+    # the whole form, the comparison fields included, as a browser sends it
+    form = FORM | {
+        "project": "writers",
+        "what": "demos",
+        "demonstration_source": "written",
+        "metadata": "true",
+    }
+    preview = client.get("/export/preview", params=form)
+    assert preview.status_code == 200, preview.text
+    assert f"Preview: {len(seeded.written)} rows" in preview.text and "<h2>Writing</h2>" in preview.text
+    assert "wendy" not in preview.text and "Review status: accepted." in preview.text
+    download = client.get("/export/download", params=form | {"archive": "0", "include_rejected": "true"})
+    lines = [json.loads(line) for line in download.content.splitlines()]
+    assert sorted(row["demonstration_id"] for row in lines) == sorted(seeded.written + seeded.rejected)
+    assert {row["review_status"] for row in lines} == {"accepted", "rejected"}
+    # and a comparisons export from the same form leaves the demonstration fields aside
+    assert client.get("/export/preview", params=FORM | {"demonstration_source": "written"}).status_code == 200
 
 
 def test_raters_cannot_export(app, client) -> None:  # type: ignore[no-untyped-def]

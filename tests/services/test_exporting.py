@@ -193,7 +193,9 @@ def test_filters_and_unknown_raters(session: Session) -> None:
 
 def test_demonstrations_export_as_messages(session: Session, tmp_path: Path) -> None:
     project = seed(session)
-    export = exporting.prepare_demos(session, project=project, spec=DemoExport(test_fraction=0))
+    export = exporting.prepare_demos(
+        session, project=project, spec=DemoExport(test_fraction=0), secret_key="k"
+    )
     exporting.write_directory(export, tmp_path / "out")
     train = load(tmp_path / "out", tmp_path / "cache")["train"]
     assert len(train) == 1

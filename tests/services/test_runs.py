@@ -60,7 +60,7 @@ def test_config_is_resolved_and_validated(session: Session) -> None:
 def test_inputs_are_checked(session: Session) -> None:
     project = make_project(session)
     policy, reward = _model(session, "p"), _model(session, "r", ModelKind.reward)
-    with pytest.raises(runs.RunError, match="no demonstrations"):
+    with pytest.raises(runs.RunError, match="no accepted demonstrations"):
         runs.create_run(session, project=project, kind=RunKind.sft, base_model_id=policy.id)
     with pytest.raises(runs.RunError, match="is a reward model"):
         runs.create_run(session, project=project, kind=RunKind.dpo, base_model_id=reward.id)

@@ -67,10 +67,13 @@ def test_sft_on_written_demonstrations_only(
         assert trained is not None
         uri = trained.uri
 
-    # its loss on them fell, and the model learned the written responses, not the imported ones
+    # its loss on them fell (measured: 5.0 -> 2.1), and the model learned the written responses
+    # (their NLL fell from 28.8 to 11.8) but not the imported ones it was not given, though they
+    # answer the same prompts (18.4 -> 19.7): each text compared with itself before training
     assert len(losses) == config["max_steps"] and losses[-1] < 0.5 * losses[0], losses
     messages, responses = [row["messages"] for row in rows], [row["response"] for row in rows]
     before, after = _nll(str(base), messages, responses), _nll(uri, messages, responses)
     assert after < 0.5 * before, (before, after)
-    imported_after = _nll(uri, messages, [IMPORTED] * len(messages))
-    assert after < 0.75 * imported_after, (after, imported_after)
+    imported = [IMPORTED] * len(messages)
+    imported_before, imported_after = _nll(str(base), messages, imported), _nll(uri, messages, imported)
+    assert imported_after > 0.9 * imported_before, (imported_before, imported_after)

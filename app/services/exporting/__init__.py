@@ -1,9 +1,11 @@
 """Exports of comparisons and demonstrations as JSONL, Parquet or CSV, with a dataset card:
-columns, writers (formats), prepare (rows, split, stats), card (README.md), outputs (streams, files).
+columns, writers (formats), prepare (rows, split, stats), demos (SFT rows with their provenance),
+card (README.md), outputs (streams, files).
 """
 
 from app.services.exporting.card import render_card
 from app.services.exporting.columns import Column, ExportError, Pseudonyms, prompt_as_text, transcript
+from app.services.exporting.demos import DemoStats, prepare_demos
 from app.services.exporting.outputs import (
     SPLITS,
     data_path,
@@ -19,7 +21,6 @@ from app.services.exporting.prepare import (
     CardStats,
     PreparedExport,
     prepare_comparisons,
-    prepare_demos,
     split_of,
 )
 from app.services.exporting.writers import WRITERS
@@ -29,6 +30,7 @@ __all__ = [
     "WRITERS",
     "CardStats",
     "Column",
+    "DemoStats",
     "ExportError",
     "PreparedExport",
     "Pseudonyms",

@@ -3,7 +3,8 @@
 Its YAML header names the license and the data files of each split, so that
 ``datasets.load_dataset("<unpacked archive>")`` finds the splits by itself; the body states the
 counts, raters, agreement, the length of chosen vs rejected responses, the model versions that
-sampled the completions, the aggregation rules and the filters that made the rows.
+sampled the completions, the aggregation rules and the filters that made the rows; a
+demonstrations card, the writing figures of its rows (sources, reviews, edits, authors).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import object_session
+
+from app.services.exporting.demos import DemoStats
+from app.services.provenance import WritingFigures
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -146,6 +150,36 @@ def label_quality_section(session: Session, project: Project) -> list[str]:
     return lines
 
 
+def writing_section(writing: WritingFigures) -> list[str]:
+    """The demonstrations card's "Writing" section: the rows by source and review status, their
+    reviews' mean score, the improvements' mean edit distance, authors and lazy-writer flags."""
+    total = sum(writing.sources.values())
+    lines = ["## Writing", ""]
+    if not total:
+        return [*lines, "No rows.", ""]
+    score = "n/a" if writing.mean_score is None else f"{writing.mean_score:.2f}"
+    edit = "n/a" if writing.mean_edit_distance is None else f"{writing.mean_edit_distance:.1f}"
+    lines += [
+        "| measure | value |",
+        "|---|---:|",
+        *[f"| source: {name} | {writing.sources[name]:,} |" for name in ("imported", "written", "improved")],
+        *[f"| review: {name} | {writing.statuses[name]:,} |" for name in ("accepted", "pending", "rejected")],
+        f"| mean review score (1-5) | {score} ({writing.scored:,} reviewed) |",
+        f"| mean edit distance of improvements (characters) | {edit} ({writing.edited:,} improved) |",
+        f"| authors (pseudonymous) | {len(writing.authors):,} |",
+        *[f"| lazy-writer flag: {flag} | {n:,} |" for flag, n in sorted(writing.lazy_flags.items())],
+        "",
+        "`author` is a pseudonym (the same HMAC as the raters of the comparison exports; empty for "
+        "imported rows); `review_score` is the mean of the 1-5 review scores (0.0: not reviewed); "
+        "`edit_distance` is -1 for rows that are not improvements; an improved row names the completion "
+        "and model version it was edited from. Lazy-writer flags: `copies_completion` (a written answer "
+        "nearly identical to a model completion of the prompt), `unchanged` (an improvement left as "
+        "it was), `duplicate` (nearly identical to another writer's answer).",
+        "",
+    ]  # fmt: skip
+    return lines
+
+
 def model_versions_section(session: Session, versions: Counter[int]) -> list[str]:
     """The card's "Model versions" section: the registered versions that sampled the rows'
     completions, with their kind, parent and the run that trained them."""
@@ -268,6 +302,8 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
     else:
         body += [f"- Mean response length: {stats.chosen_chars / total if total else 0:.1f} characters", ""]
         body += ["## Rules", "", *[f"- {line}" for line in export.rules], ""]
+        if isinstance(stats, DemoStats):
+            body += writing_section(stats.writing)
     body += ["## Filters", "", *([f"- {line}" for line in export.filters] or ["- none"]), ""]
     body += [
         "## Split",

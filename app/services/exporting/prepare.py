@@ -18,17 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Demonstration, Project, Prompt
+from app.models import Project
 from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport
 from app.services.exporting.columns import (
     Column,
     Pseudonyms,
-    assistant,
     comparison_columns,
-    prompt_as_text,
 )
 from app.services.preferences.rows import iter_preference_rows, rater_ids_for
 from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet
@@ -263,66 +260,3 @@ def _describe_filters(spec: ComparisonExport | DemoExport) -> list[str]:
     if spec.date_to:
         lines.append(f"Created before {spec.date_to.isoformat()}.")
     return lines
-
-
-def prepare_demos(session: Session, *, project: Project, spec: DemoExport) -> PreparedExport:
-    layout = spec.resolved_layout
-    if layout == "messages":
-        columns = [Column("messages", "messages", lambda r: [*r[1], *assistant(r[2])])]
-    else:
-        columns = [
-            Column("prompt", "str", lambda r: prompt_as_text(r[1])),
-            Column("response", "str", lambda r: r[2]),
-        ]
-    if spec.metadata:
-        columns += [
-            Column("demonstration_id", "int", lambda r: r[0]),
-            Column("prompt_id", "int", lambda r: r[3]),
-            Column("created_at", "timestamp", lambda r: r[5]),
-        ]
-    getters = [c.get for c in columns]
-    if spec.metadata:
-        columns.append(Column("split", "str", lambda r: r))
-    stats = CardStats()
-    d, p = Demonstration.__table__.c, Prompt.__table__.c
-    query = (
-        select(d.id, Prompt.messages, d.response, d.prompt_id, p.content_hash, Demonstration.created_at)
-        .join(Prompt.__table__, p.id == d.prompt_id)
-        .where(d.project_id == project.id)
-        .order_by(d.id)
-    )
-    if spec.date_from:
-        query = query.where(Demonstration.created_at >= spec.date_from)
-    if spec.date_to:
-        query = query.where(Demonstration.created_at < spec.date_to)
-
-    def batches() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
-        batch: list[tuple[str, tuple[Any, ...]]] = []
-        result = session.execute(query.execution_options(yield_per=WRITE_BATCH))
-        try:
-            for record in result:
-                split = split_of(record[4], test_fraction=spec.test_fraction, seed=spec.split_seed)
-                stats.rows[split] += 1
-                stats.chosen_chars += len(record[2])
-                values = [get(record) for get in getters]
-                if spec.metadata:
-                    values.append(split)
-                batch.append((split, tuple(values)))
-                if len(batch) >= WRITE_BATCH:
-                    yield batch
-                    batch = []
-        finally:
-            result.close()
-        if batch:
-            yield batch
-
-    return PreparedExport(
-        kind="demos",
-        project=project,
-        spec=spec,
-        columns=columns,
-        batches=batches,
-        stats=stats,
-        rules=["Each demonstration is one row: the prompt's conversation and the written response."],
-        filters=_describe_filters(spec),
-    )

@@ -1,5 +1,6 @@
 """Label quality of a project: the report (agreement, gold, AI judges), per-rater statistics
-and outlier rules, disputed comparisons and their resolution, and the agreement arithmetic."""
+and outlier rules, per-writer statistics of written demonstrations and their outlier rules,
+disputed comparisons and their resolution, and the agreement arithmetic."""
 
 from app.services.quality.common import (
     SIGNED_VALUES,
@@ -38,8 +39,26 @@ from app.services.quality.report import (
     agreement_summary,
     project_quality,
 )
+from app.services.quality.writers import (
+    ACCEPTANCE_GAP,
+    LAZY_GAP,
+    SCORE_GAP,
+    WRITER_MIN_DECIDED,
+    WRITER_MIN_DEMONSTRATIONS,
+    WRITER_MIN_REVIEWS,
+    WriterQuality,
+    writer_report,
+)
 
 __all__ = [
+    "ACCEPTANCE_GAP",
+    "LAZY_GAP",
+    "SCORE_GAP",
+    "WRITER_MIN_DECIDED",
+    "WRITER_MIN_DEMONSTRATIONS",
+    "WRITER_MIN_REVIEWS",
+    "WriterQuality",
+    "writer_report",
     "AGREEMENT_GAP",
     "AGREEMENT_MIN_PAIRS",
     "DISPUTES_PER_PAGE",

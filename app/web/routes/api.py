@@ -195,10 +195,11 @@ def export_demos(
     slug: str,
     spec: Annotated[DemoFileExport, Query()],
     session: SessionDep,
+    settings: SettingsDep,
     user: ApiUser,
     scope: ApiProjects,
 ) -> StreamingResponse:
-    build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
+    build = builder("demos", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
     return _download(request, session, user, build, archive=False, split=spec.split)
 
 
@@ -213,8 +214,9 @@ def export_demos_archive(
     slug: str,
     spec: Annotated[DemoExport, Query()],
     session: SessionDep,
+    settings: SettingsDep,
     user: ApiUser,
     scope: ApiProjects,
 ) -> StreamingResponse:
-    build = builder("demos", spec, slug, "", user_id=user.id, token_projects=scope)
+    build = builder("demos", spec, slug, settings.secret_key, user_id=user.id, token_projects=scope)
     return _download(request, session, user, build, archive=True)

@@ -22,6 +22,7 @@ from app.web.templating import render
 router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])
 
 _LIST_FIELDS = ("raters", "exclude_flags")
+_DEMOS_ONLY = ("demonstration_source", "include_pending", "include_rejected")
 _MEDIA = {
     ".jsonl": "application/x-ndjson",
     ".csv": "text/csv; charset=utf-8",
@@ -53,7 +54,7 @@ def builder(
             raise HTTPException(404, "No project with this name.")
         if kind == "demos":
             assert isinstance(spec, DemoExport)
-            return exporting.prepare_demos(session, project=project, spec=spec)
+            return exporting.prepare_demos(session, project=project, spec=spec, secret_key=secret_key)
         assert isinstance(spec, ComparisonExport)
         return exporting.prepare_comparisons(session, project=project, spec=spec, secret_key=secret_key)
 
@@ -108,6 +109,10 @@ def _form_spec(request: Request) -> tuple[str, ComparisonExport | DemoExport, st
     for key, value in query.multi_items():
         if key in ("what", "project", "archive", "split") or value.strip() == "":
             continue
+        if (kind == "demos" and key not in DemoExport.model_fields) or (
+            kind != "demos" and key in _DEMOS_ONLY
+        ):
+            continue  # the form's fields of the other kind of export
         if key in _LIST_FIELDS:
             values.setdefault(key, []).append(value)
         else:

@@ -119,6 +119,50 @@ def raters_page(request: Request, session: SessionDep, user: AdminUser, project:
     )
 
 
+def _writer_figures(writers: list[quality.WriterQuality]) -> list[Markup]:
+    def per_writer(value: str, flagged: str | None, **options: object) -> Markup:
+        highlight = {i for i, w in enumerate(writers) if flagged and getattr(w, flagged)}
+        return bar_chart(
+            [w.username for w in writers], [getattr(w, value) for w in writers], highlight=highlight,
+            **options,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    return [
+        per_writer("acceptance_rate", "acceptance_outlier", title="Acceptance rate per writer",
+                   y_label="share", y_max=1.0),
+        per_writer("mean_score", "score_outlier", title="Mean review score per writer", y_label="score",
+                   y_max=5.0),
+        per_writer("median_seconds", None, title="Median time per demonstration", y_label="seconds"),
+        per_writer("mean_chars", None, title="Mean length per demonstration", y_label="characters"),
+        per_writer("mean_edit_distance", None, title="Mean edit distance of improvements",
+                   y_label="characters"),
+        per_writer("lazy_share", "lazy_outlier", title="Answers with a lazy-writer flag", y_label="share",
+                   y_max=1.0),
+    ]  # fmt: skip
+
+
+@router.get("/projects/{slug}/writers", include_in_schema=False)
+def writers_page(request: Request, session: SessionDep, user: AdminUser, project: ProjectDep) -> Response:
+    writers = quality.writer_report(session, project)
+    return render(
+        request,
+        "quality/writers.html",
+        {
+            "project": project,
+            "writers": writers,
+            "figures": _writer_figures(writers) if writers else [],
+            "rules": {
+                "min_decided": quality.WRITER_MIN_DECIDED,
+                "acceptance_gap": quality.ACCEPTANCE_GAP,
+                "min_reviews": quality.WRITER_MIN_REVIEWS,
+                "score_gap": quality.SCORE_GAP,
+                "min_demonstrations": quality.WRITER_MIN_DEMONSTRATIONS,
+                "lazy_gap": quality.LAZY_GAP,
+            },
+        },
+    )
+
+
 @router.get("/projects/{slug}/disputes", include_in_schema=False)
 def disputes_page(
     request: Request,
