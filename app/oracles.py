@@ -13,6 +13,12 @@ Shipped here:
 * `prefers_polite`: counts polite phrases (please, thanks, thank you, ...).
 
 Your own: put a function in any importable module and pass `my_module:my_score`.
+
+Edit rules: how a simulated writer edits a text (`rlhf simulate --edit-rule MODULE:FUNCTION`, any
+callable `edit(prompt: str, text: str) -> str`). A write task's answer is the rule applied to the
+best of the prompt's model samples by the oracle; an improve task's, the rule applied to the
+completion shown. Shipped: `add_target_word` (appends `TARGET_WORD` where the text lacks it, so
+that `prefers_word` scores the edit higher), `keep` (returns the text as it is: a lazy writer).
 """
 
 from __future__ import annotations
@@ -94,6 +100,39 @@ ORACLES: dict[str, Oracle] = {
     "prefers_longer": prefers_longer,
     "prefers_polite": prefers_polite,
 }
+
+
+EditRule = Callable[[str, str], str]
+
+
+def add_target_word(prompt: str, text: str) -> str:
+    """The text with `TARGET_WORD` appended where it does not say it yet."""
+    text = text.strip()
+    if count_word(text, TARGET_WORD):
+        return text
+    return f"{text} {TARGET_WORD}".strip()
+
+
+def keep(prompt: str, text: str) -> str:
+    """The text unchanged (a lazy writer, for the lazy-writer checks)."""
+    return text
+
+
+EDIT_RULES: dict[str, EditRule] = {"add_target_word": add_target_word, "keep": keep}
+
+
+def load_edit_rule(spec: str) -> EditRule:
+    """Resolve `module:function` (or a shipped rule's bare name) to an edit rule."""
+    name = (spec or "").strip()
+    if ":" not in name and name in EDIT_RULES:
+        return EDIT_RULES[name]
+    if ":" not in name:
+        shipped = ", ".join(f"app.oracles:{rule}" for rule in EDIT_RULES)
+        raise OracleError(f"edit rule {spec!r} is not of the form MODULE:FUNCTION (shipped: {shipped})")
+    try:
+        return load_oracle(name)  # type: ignore[return-value]  # the same (prompt, text) call
+    except OracleError as error:
+        raise OracleError(str(error).replace("oracle", "edit rule", 1)) from None
 
 
 def load_oracle(spec: str) -> Oracle:

@@ -1,5 +1,7 @@
 """The rating workbench's HTML fragment read back as plain data (the CSRF token, the conversation,
-the two responses, what the form asks), as the simulated raters of app/simulate.py see it."""
+the two responses, what the form asks; on a writing task the editor's text and the completion
+being improved, on a review the reviewed response, its original and the lazy-writer warning), as
+the simulated raters of app/simulate.py see it."""
 
 from __future__ import annotations
 
@@ -32,6 +34,13 @@ class Workbench:
     has_workbench: bool = False
     notice: str | None = None
     error: str | None = None
+    task: str = "compare"  # compare, write, improve or review (the form on the page)
+    task_id: int | None = None  # a writing task's id
+    answer: str | None = None  # the editor's text as sent (a draft, or the completion to improve)
+    original: str | None = None  # improve: the model's completion; review: what it was edited from
+    demonstration_id: int | None = None  # review: the demonstration under review
+    reviewed: str | None = None  # review: the response under review
+    lazy_flagged: bool = False  # review: the automatic checks flagged the answer
 
     @property
     def prompt(self) -> str:
@@ -53,6 +62,7 @@ class _WorkbenchParser(HTMLParser):
         self.page = Workbench()
         self._captures: list[list] = []  # [key, depth, parts]
         self._pending_role: str | None = None
+        self._in_original = False  # inside <details class="original"> until its text is read
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
@@ -65,6 +75,13 @@ class _WorkbenchParser(HTMLParser):
         testid = a.get("data-testid")
         if tag == "section" and a.get("id") == "workbench":
             self.page.has_workbench = True
+        if tag == "form" and a.get("id") == "write-form":
+            self.page.task = "improve" if self.page.original is not None else "write"
+            self.page.task_id = int(a["data-task"]) if a.get("data-task", "").isdigit() else None
+        elif tag == "form" and a.get("id") == "review-form":
+            self.page.task = "review"
+        elif testid == "lazy-flags":
+            self.page.lazy_flagged = True
         if testid == "empty":
             self.page.empty = True
         elif testid == "waiting":
@@ -75,21 +92,32 @@ class _WorkbenchParser(HTMLParser):
                 self.page.csrf_token = value
             elif name == "assignment_id" and self.page.assignment_id is None and value.isdigit():
                 self.page.assignment_id = int(value)
+            elif name == "demonstration_id" and value.isdigit():
+                self.page.demonstration_id = int(value)
             elif name == "pick" and re.fullmatch(r"-?\d+", value):
                 self.page.picks.append(int(value))
             return
         if tag == "textarea" and a.get("name") == "rationale":
             self.page.rationale_required = "required" in a
+        if tag == "textarea" and a.get("name") == "text":
+            self._captures.append(["answer", 1, []])
+            return
+        if tag == "details" and "original" in classes:
+            self._in_original = True
         if tag == "div" and "message" in classes:
             roles = [c.removeprefix("role-") for c in classes if c.startswith("role-")]
             self._pending_role = roles[0] if roles else "user"
         key: object = None
-        if testid in ("left-text", "right-text"):
+        if testid in ("left-text", "right-text", "original-text", "reviewed-text"):
             key = testid
+        elif tag == "div" and "markdown" in classes and self._in_original:
+            key = "original-text"
         elif tag == "div" and "markdown" in classes and self._pending_role is not None:
             key, self._pending_role = ("message", self._pending_role), None
         elif tag == "p" and ("notice" in classes or "error" in classes):
             key = "notice" if "notice" in classes else "error"
+        if key == "original-text":
+            self._in_original = False
         if key is not None and tag not in _VOID:
             self._captures.append([key, 1, []])
 
@@ -105,7 +133,8 @@ class _WorkbenchParser(HTMLParser):
                 finished.append(capture)
         for capture in finished:
             self._captures.remove(capture)
-            self._store(capture[0], _clean_text(capture[2]))
+            raw = "".join(capture[2])
+            self._store(capture[0], raw if capture[0] == "answer" else _clean_text(capture[2]))
 
     def handle_data(self, data: str) -> None:
         self._text(data)
@@ -115,7 +144,13 @@ class _WorkbenchParser(HTMLParser):
             capture[2].append(data)
 
     def _store(self, key: object, text: str) -> None:
-        if key == "left-text":
+        if key == "answer":
+            self.page.answer = text
+        elif key == "original-text":
+            self.page.original = text
+        elif key == "reviewed-text":
+            self.page.reviewed = text
+        elif key == "left-text":
             self.page.left = text
         elif key == "right-text":
             self.page.right = text

@@ -57,10 +57,26 @@ def simulate_command(
             "need its vote next), before it stops.",
         ),
     ] = 120.0,
+    edit_rule: Annotated[
+        str,
+        typer.Option(
+            help="MODULE:FUNCTION editing (prompt, text) -> text for write and improve tasks; shipped: "
+            "app.oracles:add_target_word, app.oracles:keep.",
+        ),
+    ] = "app.oracles:add_target_word",
+    samples: Annotated[
+        int, typer.Option(min=1, help="A write task's answer edits the best of this many model samples.")
+    ] = 4,
+    accept_above: Annotated[
+        float, typer.Option(help="A review accepts answers the oracle scores above this (and not lazy).")
+    ] = 0.0,
 ) -> None:
     """Label a project with simulated raters, over HTTP, through the pages people use.
 
     Each rater logs in at --base-url, scores both responses with the oracle and submits the better one.
+    Where the project's task mix asks for writing, a rater answers a write task with the best of the
+    prompt's model samples edited by --edit-rule, an improve task with the completion so edited, and
+    reviews others' answers by the oracle (accepted when above --accept-above and not flagged lazy).
     Accounts are made in DATABASE_URL's database (the server's), with passwords that are never shown.
     """
     from app.oracles import OracleError
@@ -79,6 +95,9 @@ def simulate_command(
             left_bias=left_bias,
             biased_raters=biased_raters,
             patience_s=patience,
+            edit_rule=edit_rule,
+            samples=samples,
+            accept_above=accept_above,
         )
     except SimulationError as error:
         _fail(str(error))
@@ -139,6 +158,16 @@ def simulate_command(
         f"in {result.seconds:.1f} s ({rate:.1f}/s).",
         highlight=False,
     )
+    written = sum(r.written for r in result.raters)
+    improved = sum(r.improved for r in result.raters)
+    reviews = sum(r.reviews for r in result.raters)
+    if written or improved or reviews:
+        accepted = sum(r.accepted for r in result.raters)
+        console.print(
+            f"{written} answers written, {improved} completions improved, {reviews} reviews "
+            f"({accepted} accepted).",
+            highlight=False,
+        )
     waiting = [r.username for r in result.raters if r.gave_up_waiting]
     if waiting:
         err.print(
