@@ -43,6 +43,8 @@ class ProjectForm(BaseModel):
     max_overlap: str = Field("", max_length=5)
     split_threshold: str = Field("0.66", max_length=6)
     judge_rubric: str = Field("", max_length=50_000)
+    selection_strategy: str = Field("arrival", max_length=16)
+    random_percent: str = Field("20", max_length=6)
 
     def project_fields(self) -> dict[str, object]:
         """The values for ProjectCreate/ProjectUpdate: minutes and percents converted where they
@@ -53,8 +55,13 @@ class ProjectForm(BaseModel):
         gold: object = self.gold_percent
         with contextlib.suppress(ValueError):
             gold = float(self.gold_percent or 0) / 100
+        share: object = self.random_percent
+        with contextlib.suppress(ValueError):
+            share = float(self.random_percent or 0) / 100
         return {
             "gold_rate": gold,
+            "selection_strategy": self.selection_strategy,
+            "random_share": share,
             "max_overlap": self.max_overlap.strip() or None,
             "split_threshold": self.split_threshold,
             "judge_rubric": self.judge_rubric,
@@ -165,6 +172,7 @@ class ScheduleForm(BaseModel):
     base_model_id: str = ""
     judge_model_id: str = ""
     enabled: str = ""
+    score: str = ""
 
 
 def int_or_none(value: str | None) -> int | None:
