@@ -16,14 +16,12 @@ from app.models import (
     Comparison,
     ComparisonKind,
     Demonstration,
-    DemonstrationSource,
     Judgment,
     JudgmentSource,
     ModelKind,
     ModelVersion,
     Project,
     Prompt,
-    ReviewStatus,
     Role,
     RunItem,
     SnapshotItemKind,
@@ -31,6 +29,7 @@ from app.models import (
 )
 from app.run_kinds import Selects
 from app.services.preferences.rules import LABEL_SOURCES
+from app.services.provenance import DEMONSTRATION_SOURCES, review_statuses
 from app.services.runs.judges import run_judge_identity
 from app.services.runs.records import RunError, any_model, model_of_kind
 
@@ -42,23 +41,11 @@ class Snapshot:
     what: str | None = None  # for the run's first log line; the kind's name when None
 
 
-# The demonstration sources each SFT `demonstration_source` trains on.
-DEMONSTRATION_SOURCES: dict[str, tuple[DemonstrationSource, ...]] = {
-    "all": tuple(DemonstrationSource),
-    "imported": (DemonstrationSource.imported,),
-    "written": (DemonstrationSource.written,),
-    "improved": (DemonstrationSource.improved,),
-    "raters": (DemonstrationSource.written, DemonstrationSource.improved),
-}
-
-
 def _demonstrations(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
     """Accepted demonstrations of the config's sources (and pending ones with `include_pending`;
     rejected ones never)."""
     source = config.get("demonstration_source", "all")
-    statuses = [ReviewStatus.accepted]
-    if config.get("include_pending"):
-        statuses.append(ReviewStatus.pending)
+    statuses = review_statuses(include_pending=bool(config.get("include_pending")))
     ids = session.scalars(
         select(Demonstration.id)
         .where(
