@@ -32,9 +32,6 @@ class ProjectBase(BaseModel):
     judge_rubric: str = Field(
         "", max_length=50_000, description="Rubric or constitution for AI judges (markdown)."
     )
-    rank_k: int = Field(
-        4, ge=3, le=9, description="Ranking tasks: the completions of one prompt a rater puts in order."
-    )
 
     @model_validator(mode="after")
     def _check_overlap(self) -> ProjectBase:

@@ -43,7 +43,6 @@ class ProjectForm(BaseModel):
     max_overlap: str = Field("", max_length=5)
     split_threshold: str = Field("0.66", max_length=6)
     judge_rubric: str = Field("", max_length=50_000)
-    rank_k: str = Field("4", max_length=4)
 
     def project_fields(self) -> dict[str, object]:
         """The values for ProjectCreate/ProjectUpdate: minutes and percents converted where they
@@ -59,7 +58,6 @@ class ProjectForm(BaseModel):
             "max_overlap": self.max_overlap.strip() or None,
             "split_threshold": self.split_threshold,
             "judge_rubric": self.judge_rubric,
-            "rank_k": self.rank_k,
             "name": self.name,
             "instructions": self.instructions,
             "overlap": self.overlap,
@@ -79,7 +77,7 @@ class ProjectUpdateForm(ProjectForm):
 
 
 class ImportForm(BaseModel):
-    kind: str = Field(pattern="^(prompts|pairs|demos|rankings|preferences)$")
+    kind: str = Field(pattern="^(prompts|pairs|demos|preferences)$")
 
 
 class UserForm(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.services.exporting.card import render_card
 from app.services.exporting.prepare import PreparedExport
-from app.services.exporting.writers import WRITERS
+from app.services.exporting.writers import WRITERS, Writer
 
 SPLITS = ("train", "test")
 
@@ -46,12 +46,24 @@ class _Chunks(io.RawIOBase):
         return data
 
 
+def _batches(export: PreparedExport) -> Iterator[list[tuple[str, Any]]]:
+    """The rows in batches of (split, row): JSON lines where PostgreSQL writes them, else tuples."""
+    return export.lines() if export.lines is not None else export.batches()
+
+
+def _write(export: PreparedExport, writer: Writer, rows: list[Any]) -> None:
+    if export.lines is not None:
+        writer.write_lines(rows)
+    else:
+        writer.write(rows)
+
+
 def stream_file(export: PreparedExport, *, split: str = "all") -> Iterator[bytes]:
     """One data file (the rows of ``split``, or all of them with the ``split`` column), in chunks."""
     sink = _Chunks()
     writer = WRITERS[export.spec.format](sink, export.columns)  # type: ignore[arg-type]
-    for batch in export.batches():
-        writer.write([values for row_split, values in batch if split in ("all", row_split)])
+    for batch in _batches(export):
+        _write(export, writer, [values for row_split, values in batch if split in ("all", row_split)])
         chunk = sink.take()
         if chunk:
             yield chunk
@@ -78,9 +90,9 @@ def stream_archive(export: PreparedExport) -> Iterator[bytes]:
         train = WRITERS[fmt](train_entry, export.columns)
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spill:
             test = WRITERS[fmt](spill, export.columns)  # type: ignore[arg-type]
-            for batch in export.batches():
-                train.write([values for split, values in batch if split == "train"])
-                test.write([values for split, values in batch if split == "test"])
+            for batch in _batches(export):
+                _write(export, train, [values for split, values in batch if split == "train"])
+                _write(export, test, [values for split, values in batch if split == "test"])
                 chunk = sink.take()
                 if chunk:
                     yield chunk
@@ -110,9 +122,9 @@ def write_directory(
     handles = {split: (root / data_path(export, split)).open("wb") for split in SPLITS}
     try:
         writers = {split: WRITERS[fmt](handles[split], export.columns) for split in SPLITS}
-        for batch in export.batches():
+        for batch in _batches(export):
             for split in SPLITS:
-                writers[split].write([values for s, values in batch if s == split])
+                _write(export, writers[split], [values for s, values in batch if s == split])
             if progress is not None:
                 progress(len(batch))
         for writer in writers.values():
@@ -134,8 +146,8 @@ def write_file(export: PreparedExport, path: Any, *, progress: Callable[[int], N
     """All rows in one file (with the ``split`` column when metadata is on)."""
     with open(path, "wb") as handle:
         writer = WRITERS[export.spec.format](handle, export.columns)
-        for batch in export.batches():
-            writer.write([values for _, values in batch])
+        for batch in _batches(export):
+            _write(export, writer, [values for _, values in batch])
             if progress is not None:
                 progress(len(batch))
         writer.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.db import is_postgres
 from app.models import Project
 from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport
 from app.services.exporting.columns import (
@@ -27,6 +28,7 @@ from app.services.exporting.columns import (
     Pseudonyms,
     comparison_columns,
 )
+from app.services.exporting.postgres import LineStats, Summary, sql_export
 from app.services.preferences.rows import iter_preference_rows, rater_ids_for
 from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet
 
@@ -115,6 +117,52 @@ class CardStats:
             if slot < self.SAMPLE:
                 self._chosen_sample[slot], self._rejected_sample[slot] = chosen, rejected
 
+    def add_lines(self, lines: LineStats) -> None:
+        """`add` for a batch of rows of the PostgreSQL path, from their figures alone (the votes'
+        figures come with `add_summary`)."""
+        rows, buckets, versions = self.rows, self.agreement_buckets, self.versions
+        agreement_sum, margin_sum = self.agreement_sum, self.margin_sum
+        chosen_sample, rejected_sample, sample, randrange = (
+            self._chosen_sample,
+            self._rejected_sample,
+            self.SAMPLE,
+            self._random.randrange,
+        )
+        n = self._n
+        for split, agreement, margin, chosen, rejected, first, second in zip(
+            lines.splits, lines.agreements, lines.margins, lines.chosen_chars, lines.rejected_chars,
+            lines.chosen_versions, lines.rejected_versions, strict=True,
+        ):  # fmt: skip
+            rows[split] += 1
+            agreement_sum += agreement
+            margin_sum += margin
+            buckets[_bucket(agreement)] += 1
+            if first:
+                versions[first] += 1
+            if second and second != first:
+                versions[second] += 1
+            self.chosen_chars += chosen
+            self.rejected_chars += rejected
+            self.chosen_longer += chosen > rejected
+            self.same_length += chosen == rejected
+            n += 1
+            if n <= sample:
+                chosen_sample.append(chosen)
+                rejected_sample.append(rejected)
+            else:
+                slot = randrange(n)
+                if slot < sample:
+                    chosen_sample[slot], rejected_sample[slot] = chosen, rejected
+        self._n = n
+        self.agreement_sum, self.margin_sum = agreement_sum, margin_sum
+
+    def add_summary(self, summary: Summary) -> None:
+        self.comparisons = summary.comparisons
+        self.judgments = summary.judgments
+        self.raters = summary.raters
+        self.sources = Counter(summary.sources)
+        self.preference = summary.preference
+
     def median_chars(self) -> tuple[float, float]:
         return _median(self._chosen_sample), _median(self._rejected_sample)
 
@@ -149,6 +197,9 @@ class PreparedExport:
     stats: CardStats
     rules: list[str]
     filters: list[str]
+    # On PostgreSQL, for JSONL and Parquet: batches of (split, JSON line), the same rows as
+    # `batches` written by PostgreSQL (exporting/postgres.py); the outputs prefer it.
+    lines: Callable[[], Iterator[list[tuple[str, bytes]]]] | None = None
 
     @property
     def extension(self) -> str:
@@ -172,11 +223,12 @@ def prepare_comparisons(
         exclude_flags=frozenset(spec.exclude_flags),
         gold=spec.gold,
     )
+    pseudonyms = Pseudonyms(secret_key)
     columns = comparison_columns(
         spec.resolved_layout,
         aggregated=spec.aggregation != "per_rater",
         metadata=spec.metadata,
-        rater=Pseudonyms(secret_key),
+        rater=pseudonyms,
     )
     stats = CardStats()
     getters = [c.get for c in columns]
@@ -241,7 +293,43 @@ def prepare_comparisons(
         stats=stats,
         rules=rules.describe(),
         filters=_describe_filters(spec),
+        lines=_sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats),
     )
+
+
+def _sql_lines(
+    session: Session,
+    project: Project,
+    spec: ComparisonExport,
+    columns: list[Column],
+    rules: RuleSet,
+    selection: JudgmentFilter,
+    pseudonyms: Pseudonyms,
+    stats: CardStats,
+) -> Callable[[], Iterator[list[tuple[str, bytes]]]] | None:
+    """The rows as JSON lines written by PostgreSQL (exporting/postgres.py), where it can."""
+    if not is_postgres(session):
+        return None
+    sql = sql_export(
+        session,
+        project=project,
+        spec=spec,
+        columns=columns,
+        rules=rules,
+        selection=selection,
+        rater=pseudonyms,
+    )
+    if sql is None:
+        return None
+    found = sql
+
+    def lines() -> Iterator[list[tuple[str, bytes]]]:
+        for batch, figures in found.lines():
+            stats.add_lines(figures)
+            yield batch
+        stats.add_summary(found.summary())
+
+    return lines
 
 
 def _describe_filters(spec: ComparisonExport | DemoExport) -> list[str]:

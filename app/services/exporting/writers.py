@@ -28,6 +28,7 @@ def _arrow_type(kind: str) -> Any:
         "float": pa.float64(),
         "bool": pa.bool_(),
         "int_list": pa.list_(pa.int64()),
+        "int_list_list": pa.list_(pa.list_(pa.int64())),
         "str_list": pa.list_(pa.string()),
         "bool_list": pa.list_(pa.bool_()),
         "timestamp": pa.timestamp("us", tz="UTC"),
@@ -42,6 +43,10 @@ class Writer:
         self.rows = 0
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Rows given as the JSON lines `JsonlWriter` writes (the PostgreSQL path's)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -140,6 +145,10 @@ class JsonlWriter(Writer):
         self.fp.write("".join(lines).encode("utf-8"))
         self.rows += len(rows)
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        self.fp.write(b"".join(lines))
+        self.rows += len(lines)
+
 
 _dumps_csv: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -209,12 +218,44 @@ class ParquetWriter(Writer):
         self._types = [f.type for f in self.schema]
         self._nested = [c.kind == "messages" or c.kind.endswith("list") for c in columns]
         self._pending: list[tuple[Any, ...]] = []
+        self._pending_tables: list[Any] = []  # from write_lines
+        self._pending_rows = 0
         self._writer = pq.ParquetWriter(_Position(fp), self.schema, compression="zstd")
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
         self._pending += rows
         if len(self._pending) >= PARQUET_ROW_GROUP:
             self._write_pending()
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """JSON lines parsed by Arrow's reader into the columns; the same row groups as `write`."""
+        if lines:
+            import pyarrow.json as pj
+
+            data = b"".join(lines)
+            table = pj.read_json(
+                self._pa.BufferReader(data),
+                read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
+                parse_options=pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error"),
+            )
+            self._pending_tables.append(table)
+            self._pending_rows += table.num_rows
+        if self._pending_rows >= PARQUET_ROW_GROUP:
+            self._write_pending_tables()
+
+    def _write_pending_tables(self) -> None:
+        if not self._pending_tables:
+            return
+        pa = self._pa
+        table = pa.concat_tables(self._pending_tables).combine_chunks()
+        arrays = [
+            column.chunk(0) if column.num_chunks else pa.array([], column.type) for column in table.columns
+        ]
+        self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.rows += self._pending_rows
+        self._pending_tables, self._pending_rows = [], 0
+        del table, arrays
+        pa.default_memory_pool().release_unused()
 
     def _write_pending(self) -> None:
         if not self._pending:
@@ -234,6 +275,7 @@ class ParquetWriter(Writer):
 
     def close(self) -> None:
         self._write_pending()
+        self._write_pending_tables()
         self._writer.close()
 
 
