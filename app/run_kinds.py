@@ -26,6 +26,7 @@ from app.schemas.training import (
     JudgeConfig,
     PPOConfig,
     RewardConfig,
+    ScoreConfig,
     SFTConfig,
 )
 
@@ -39,6 +40,7 @@ class Selects(enum.StrEnum):
     newest_prompts = "newest_prompts"  # the config's num_prompts newest prompts
     comparisons_to_judge = "comparisons_to_judge"  # the pairs a judge run labels
     evaluation_set = "evaluation_set"  # held-out human judgments (reward model) or newest prompts
+    open_comparisons = "open_comparisons"  # the regular pairs that still need human votes
 
 
 # The columns of a run that name its models; every other model input is a config field.
@@ -225,12 +227,26 @@ KINDS: dict[RunKind, KindSpec] = {
                           min_data=20, prior={CPU: (60, 3.0), GPU: (30, 0.2)},
                           cpu_defaults={"num_prompts": 16, "max_new_tokens": 64}),
         ),
+        KindSpec(
+            RunKind.score, ScoreConfig, "Score open pairs (for uncertainty selection)",
+            "Predict each open pair's preference and uncertainty with the reward model (or an "
+            "ensemble of its latest versions); uncertainty selection serves the least certain first.",
+            Selects.open_comparisons,
+            (ModelInput("reward_model_id", ModelKind.reward, "reward model", "Reward model",
+                        option="reward", help="Reward model version (the newest of the ensemble)."),),
+            None, distributed=False,
+            sizing=Sizing("comparisons", lambda config, n: float(n * config["ensemble"]), "open pairs",
+                          prior={CPU: (30, 2.0), GPU: (15, 0.05)},
+                          cpu_defaults={"limit": 2000, "max_length": 512}),
+        ),
     )
 }  # fmt: skip
 
 # The retraining loop (app/services/runs/schedules.py): [judge ->] reward model -> a loop method
 # (`loop_method`) -> generate, each step started when the previous one succeeded.
 LOOP_JUDGE, LOOP_REWARD, LOOP_GENERATE = RunKind.judge, RunKind.reward, RunKind.generate
+# With `score_open_pairs` in a schedule's config, this kind follows each reward and generate run.
+LOOP_SCORE = RunKind.score
 # The kind the launch form opens with.
 DEFAULT_KIND = RunKind.sft
 

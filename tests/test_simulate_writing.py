@@ -7,7 +7,7 @@ import pytest
 
 from app import oracles
 from app.oracles import OracleError, load_edit_rule
-from app.simulate import Writer
+from app.simulate_writing import Writer
 from app.workbench_html import parse_workbench
 
 

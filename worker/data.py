@@ -16,6 +16,7 @@ from app.models import (
     Completion,
     Judgment,
     ModelKind,
+    ModelStatus,
     ModelVersion,
     Project,
     Prompt,
@@ -31,6 +32,7 @@ from app.services.runs.judges import judge_identity, run_judge_identity
 class Built:
     data: list[dict[str, Any]]
     context: dict[str, Any] = field(default_factory=dict)  # judge / evaluate: what storing needs back
+    models: dict[str, int] = field(default_factory=dict)  # further versions the entry point loads, by role
     note: str = ""  # a line for the run's log: what the rows were counted from
 
 
@@ -97,11 +99,8 @@ def _project(session: Session, run: Run) -> Project:
     return project
 
 
-def judge_pairs(session: Session, run: Run, ids: list[int]) -> Built:
-    """The comparisons a judge run labels (its snapshot) as texts, and who the judge is."""
-    identity = run_judge_identity(session, _project(session, run), run.config)
-    if not ids:
-        return Built([], {"judge": identity.__dict__})
+def _pair_texts(session: Session, ids: list[int]) -> list[dict[str, Any]]:
+    """Comparisons as `{"comparison_id", "messages", "a", "b"}`, in id order."""
     a, b = aliased(Completion), aliased(Completion)
     rows = session.execute(
         select(Comparison.id, Prompt.messages, a.text, b.text)
@@ -111,8 +110,47 @@ def judge_pairs(session: Session, run: Run, ids: list[int]) -> Built:
         .where(Comparison.id.in_(ids))
         .order_by(Comparison.id)
     ).all()
-    data = [{"comparison_id": cid, "messages": m, "a": ta, "b": tb} for cid, m, ta, tb in rows]
-    return Built(data, {"judge": identity.__dict__})
+    return [{"comparison_id": cid, "messages": m, "a": ta, "b": tb} for cid, m, ta, tb in rows]
+
+
+def judge_pairs(session: Session, run: Run, ids: list[int]) -> Built:
+    """The comparisons a judge run labels (its snapshot) as texts, and who the judge is."""
+    identity = run_judge_identity(session, _project(session, run), run.config)
+    if not ids:
+        return Built([], {"judge": identity.__dict__})
+    return Built(_pair_texts(session, ids), {"judge": identity.__dict__})
+
+
+def ensemble_members(session: Session, run: Run) -> list[ModelVersion]:
+    """The reward versions that score a run's pairs: its own, then the project's newest earlier
+    ones whose files are still there, up to `ensemble` in all (newest first)."""
+    chosen = session.get(ModelVersion, run.reward_model_id)
+    if chosen is None:
+        raise LookupError("the run's reward model version no longer exists")
+    earlier = session.scalars(
+        select(ModelVersion)
+        .where(
+            ModelVersion.project_id == run.project_id,
+            ModelVersion.kind == ModelKind.reward,
+            ModelVersion.status == ModelStatus.ready,
+            ModelVersion.pruned_at.is_(None),
+            ModelVersion.id < chosen.id,
+        )
+        .order_by(ModelVersion.id.desc())
+        .limit(run.config["ensemble"] - 1)
+    ).all()
+    return [chosen, *earlier]
+
+
+def score_pairs(session: Session, run: Run, ids: list[int]) -> Built:
+    """The open pairs a score run predicts (its snapshot) as texts, and the ensemble's versions."""
+    members = ensemble_members(session, run)
+    context = {"members": [{"id": m.id, "name": m.name} for m in members]}
+    note = f"{len(ids)} open pairs, scored by {', '.join(m.name for m in members)}"
+    if len(members) < run.config["ensemble"]:
+        note += f" (the project has {len(members)} of the {run.config['ensemble']} reward versions asked for)"
+    models = {f"member{index}": m.id for index, m in enumerate(members)}
+    return Built(_pair_texts(session, ids), context, models=models, note=note)
 
 
 def evaluation_data(session: Session, run: Run, ids: list[int]) -> Built:

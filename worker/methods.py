@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.models import Run, RunKind
-from app.services.runs import results
+from app.services.runs import results, scores
 from worker import data
 from worker.data import Built
 from worker.training.base import ModelRef, Reporter, TrainResult
@@ -127,6 +127,14 @@ def _evaluate(work: Work, reporter: Reporter) -> dict[str, Any]:
                         data=work.data, reporter=reporter)  # fmt: skip
 
 
+def _score(work: Work, reporter: Reporter) -> dict[str, Any]:
+    from app.schemas.training import ScoreConfig
+    from worker.training.score import run_score
+
+    members = [work.models[f"member{index}"] for index in range(len(work.context["members"]))]
+    return run_score(config=ScoreConfig(**work.config), members=members, data=work.data, reporter=reporter)
+
+
 # --- how a kind without a model stores its outcome --------------------------------------------
 
 
@@ -142,6 +150,10 @@ def _record_evaluation(session: Session, run: Run, work: Work, outcome: Any) -> 
     return results.record_evaluation(session, run=run, context=work.context, outcome=outcome)
 
 
+def _store_scores(session: Session, run: Run, work: Work, outcome: Any) -> Mapping[str, Any]:
+    return scores.store_scores(session, run=run, context=work.context, outcome=outcome)
+
+
 METHODS: dict[RunKind, Method] = {
     RunKind.sft: Method(data.demonstrations, _sft),
     RunKind.reward: Method(data.preference_pairs, _reward),
@@ -150,4 +162,5 @@ METHODS: dict[RunKind, Method] = {
     RunKind.generate: Method(data.prompts, _generate, _store_generated),
     RunKind.judge: Method(data.judge_pairs, _judge, _store_judgments),
     RunKind.evaluate: Method(data.evaluation_data, _evaluate, _record_evaluation),
+    RunKind.score: Method(data.score_pairs, _score, _store_scores),
 }

@@ -96,6 +96,8 @@ def prepare(session: Session, run: Run) -> Job:
     )
     built = METHODS[run.kind].build(session, run, snapshot_ids(session, run.id))
     job.data, job.context, job.note = built.data, built.context, built.note
+    for role, version_id in built.models.items():
+        job.models[role] = model_ref(session, version_id)
     for need in KINDS[run.kind].inputs:
         model_id = getattr(run, need.field) if need.on_run else run.config.get(need.field)
         if need.name != "base" and model_id:

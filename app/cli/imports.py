@@ -89,5 +89,11 @@ def import_demos(file: _FILE, project: _PROJECT) -> None:
     _import("demos", file, project)
 
 
+@import_cli.command("rankings")
+def import_rankings(file: _FILE, project: _PROJECT) -> None:
+    """Rankings: prompt/messages and completions (the project's rank_k texts) [, models, gold_ranks]."""
+    _import("rankings", file, project)
+
+
 def register(cli: typer.Typer) -> None:
     cli.add_typer(import_cli, name="import")

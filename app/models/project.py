@@ -77,6 +77,11 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer, default=DEFAULT_LEASE_SECONDS)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     visibility: Mapped[Visibility] = mapped_column(enum_column(Visibility), default=Visibility.open)
+    selection_strategy: Mapped[SelectionStrategy] = mapped_column(
+        enum_column(SelectionStrategy), default=SelectionStrategy.arrival
+    )
+    # Under `mix`: the share of claims served a random open pair (an unbiased sample to measure on).
+    random_share: Mapped[float] = mapped_column(Float, default=0.2)
     # The task kinds raters get here and their weights ({kind: weight}, app/task_kinds.py).
     task_mix: Mapped[dict[str, Any]] = mapped_column(JSONType, default=lambda: {"compare": 1.0})
     # Writing: raters per writing task, reviewers per written demonstration, the length guidance
@@ -88,10 +93,5 @@ class Project(Base):
     max_answer_chars: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_ANSWER_CHARS)
     # Ranking: completions per ranking task (3..9).
     rank_k: Mapped[int] = mapped_column(Integer, default=4)
-    selection_strategy: Mapped[SelectionStrategy] = mapped_column(
-        enum_column(SelectionStrategy), default=SelectionStrategy.arrival
-    )
-    # Under `mix`: the share of claims served a random open pair (an unbiased sample to measure on).
-    random_share: Mapped[float] = mapped_column(Float, default=0.2)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

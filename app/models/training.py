@@ -75,6 +75,7 @@ class RunKind(enum.StrEnum):
     generate = "generate"
     judge = "judge"  # AI feedback: label comparisons with a reward model or a prompted LM
     evaluate = "evaluate"  # RM accuracy on held-out judgments, or a policy's win rate
+    score = "score"  # the reward model(s) predict each open pair's preference and uncertainty
 
 
 class RunStatus(enum.StrEnum):

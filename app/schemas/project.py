@@ -4,7 +4,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.models import Scale
+from app.models import Scale, SelectionStrategy
 from app.models.project import DEFAULT_LEASE_SECONDS
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -31,6 +31,18 @@ class ProjectBase(BaseModel):
     )
     judge_rubric: str = Field(
         "", max_length=50_000, description="Rubric or constitution for AI judges (markdown)."
+    )
+    selection_strategy: SelectionStrategy = Field(
+        SelectionStrategy.arrival,
+        description="Which open pair raters get next: arrival (newest first), random, uncertainty "
+        "(the pairs the latest score run is least sure of first), or mix (uncertainty, with a "
+        "random share).",
+    )
+    random_share: float = Field(
+        0.2, ge=0, le=1, description="Under mix: the share of claims served a random open pair."
+    )
+    rank_k: int = Field(
+        4, ge=3, le=9, description="Ranking tasks: the completions of one prompt a rater puts in order."
     )
 
     @model_validator(mode="after")

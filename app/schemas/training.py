@@ -292,3 +292,38 @@ class EvaluateConfig(BaseModel):
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
     )
+
+
+class ScoreConfig(BaseModel):
+    """Score the open pairs with the project's reward model (or an ensemble of its latest
+    versions): the predicted preference and an uncertainty per pair, for uncertainty selection."""
+
+    model_config = STRICT
+
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Reward versions scoring each pair: the chosen one and the project's newest "
+        "earlier ones, up to this many. The prediction is the mean of their probabilities.",
+    )
+    measure: Literal["margin", "disagreement"] = Field(
+        "margin",
+        description="The uncertainty that orders the queue: margin = 1 - |2p - 1| (the pairs the "
+        "ensemble's mean is least sure of first); disagreement = the standard deviation of the "
+        "members' probabilities (needs an ensemble of two or more).",
+    )
+    limit: int = Field(100_000, ge=1, le=1_000_000, description="Most open pairs to score (newest first).")
+    max_length: int = Field(
+        1024, ge=16, le=32768, description="Tokens per scored text; longer ones keep their end."
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Texts per forward pass.")
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ScoreConfig:
+        if self.measure == "disagreement" and self.ensemble < 2:
+            raise ValueError("the disagreement measure needs an ensemble of two or more reward versions")
+        return self

@@ -43,6 +43,9 @@ class ProjectForm(BaseModel):
     max_overlap: str = Field("", max_length=5)
     split_threshold: str = Field("0.66", max_length=6)
     judge_rubric: str = Field("", max_length=50_000)
+    selection_strategy: str = Field("arrival", max_length=16)
+    random_percent: str = Field("20", max_length=6)
+    rank_k: str = Field("4", max_length=4)
 
     def project_fields(self) -> dict[str, object]:
         """The values for ProjectCreate/ProjectUpdate: minutes and percents converted where they
@@ -53,11 +56,17 @@ class ProjectForm(BaseModel):
         gold: object = self.gold_percent
         with contextlib.suppress(ValueError):
             gold = float(self.gold_percent or 0) / 100
+        share: object = self.random_percent
+        with contextlib.suppress(ValueError):
+            share = float(self.random_percent or 0) / 100
         return {
             "gold_rate": gold,
+            "selection_strategy": self.selection_strategy,
+            "random_share": share,
             "max_overlap": self.max_overlap.strip() or None,
             "split_threshold": self.split_threshold,
             "judge_rubric": self.judge_rubric,
+            "rank_k": self.rank_k,
             "name": self.name,
             "instructions": self.instructions,
             "overlap": self.overlap,
@@ -77,7 +86,7 @@ class ProjectUpdateForm(ProjectForm):
 
 
 class ImportForm(BaseModel):
-    kind: str = Field(pattern="^(prompts|pairs|demos|preferences)$")
+    kind: str = Field(pattern="^(prompts|pairs|demos|rankings|preferences)$")
 
 
 class UserForm(BaseModel):
@@ -165,6 +174,7 @@ class ScheduleForm(BaseModel):
     base_model_id: str = ""
     judge_model_id: str = ""
     enabled: str = ""
+    score: str = ""
 
 
 def int_or_none(value: str | None) -> int | None:

@@ -6,6 +6,7 @@ pausing and CSRF."""
 from __future__ import annotations
 
 import html
+import json
 import re
 
 from sqlalchemy import func, select, update
@@ -156,3 +157,51 @@ def test_membership_pausing_and_csrf(app, client) -> None:  # type: ignore[no-un
     with app.state.sessionmaker() as session:
         leases = session.scalar(select(func.count()).select_from(RankingAssignment))
     assert leases == 1  # pausing claims nothing new
+
+
+def test_admin_sets_k_and_the_rank_share_then_imports_rankings_for_raters(app, client) -> None:  # type: ignore[no-untyped-def]
+    with app.state.sessionmaker() as session, session.begin():
+        make_user(session, "ada", Role.admin)
+        make_user(session, "rita", Role.rater)
+    login(client, "ada")
+    token = csrf_from(client.get("/admin/projects/new").text)
+    fields = {"slug": "five", "name": "Five", "overlap": "1", "csrf_token": token}
+    bad = client.post("/admin/projects", data={**fields, "rank_k": "12"})
+    assert bad.status_code == 422 and "rank_k" in bad.text
+    created = client.post("/admin/projects", data={**fields, "rank_k": "5"}, follow_redirects=False)
+    assert created.status_code == 303
+    with app.state.sessionmaker() as session, session.begin():
+        project = session.scalars(select(Project).where(Project.slug == "five")).one()
+        assert project.rank_k == 5
+        project.task_mix = {"rank": 1.0}  # rankings only (the form's task mix is tested with it)
+    form = client.get("/admin/projects/five/import")
+    assert 'value="rankings"' in form.text and "a list of 5" in form.text
+    lines = [
+        {
+            "prompt": f"Rank these {n}",
+            "completions": [f"answer {n}.{i}" for i in range(5)],
+            "models": ["m"] * 5,
+        }
+        for n in range(2)
+    ]
+    short = {"prompt": "Too few", "completions": ["x", "y", "z"]}
+    body = "\n".join(json.dumps(line) for line in [*lines, short]).encode()
+    rejected = client.post(
+        "/admin/projects/five/import",
+        data={"kind": "rankings", "csrf_token": token},
+        files={"file": ("r.jsonl", body, "application/jsonl")},
+    )
+    assert rejected.status_code == 422 and "line 3" in rejected.text and "ranks 5 at a time" in rejected.text
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    accepted = client.post(
+        "/admin/projects/five/import",
+        data={"kind": "rankings", "csrf_token": token},
+        files={"file": ("r.jsonl", body, "application/jsonl")},
+    )
+    assert accepted.status_code == 200 and "2 rankings created" in accepted.text
+
+    client.cookies.clear()
+    login(client, "rita")
+    page = client.get("/rate/five")
+    assert page.status_code == 200 and len(_shown(page.text)) == 5
+    assert sorted(_shown(page.text).values())[0].startswith("answer ")

@@ -130,3 +130,90 @@ def test_concurrent_raters_with_adaptive_overlap(pg_url: str) -> None:
         # Widening stops when the votes settle or at the maximum, never earlier or later.
         assert count == maximum or not votes_split(dict(tally), 0.66), (comparison_id, tally)
     assert any(extra for _, _, extra in comparisons), "no pair was widened: the test saw no split"
+
+
+def test_concurrent_raters_follow_the_priorities(pg_url: str) -> None:
+    """The uncertainty strategy with twenty raters at once, in a members-only project: pairs are
+    opened in priority order (out of order by no more than the claims that can run beside one
+    another), leases and overlap hold, and a rater who is not a member is given nothing."""
+    import random
+
+    from app.models import Assignment, Comparison, SelectionStrategy, Visibility
+    from app.services import membership
+    from app.services.rating.common import NotAMember
+
+    pairs = 200
+    engine = make_engine(pg_url, pool_size=RATERS + 2)
+    factory = make_sessionmaker(engine)
+    rng = random.Random(7)
+    with factory() as session, session.begin():
+        project = make_project(session, "ranked", overlap=OVERLAP, visibility=Visibility.members,
+                               selection_strategy=SelectionStrategy.uncertainty)  # fmt: skip
+        priorities = rng.sample(range(1, 10 * pairs), pairs)  # unrelated to arrival order
+        for i, priority in enumerate(priorities):
+            make_pair(session, project, f"prompt {i}", f"a {i}", f"b {i}").priority = priority / (10 * pairs)
+        rater_ids = [make_user(session, f"ranked{i}").id for i in range(RATERS)]
+        holders = [make_user(session, f"holder{i}") for i in range(OVERLAP)]
+        outsider_id = make_user(session, "outsider").id
+        membership.add_members(session, project, usernames=[f"ranked{i}" for i in range(RATERS)]
+                               + [h.username for h in holders])  # fmt: skip
+        # Two members take the most uncertain pair and keep it leased: nobody else may get it.
+        held = {rating.claim_next(session, project=project, rater_id=h.id).comparison_id for h in holders}  # type: ignore[union-attr]
+        assert len(held) == 1
+        top = max(session.scalars(select(Comparison)), key=lambda c: c.priority)
+        assert held == {top.id}
+
+    errors: list[BaseException] = []
+    refused: list[BaseException] = []
+    barrier = threading.Barrier(RATERS + 1)
+
+    def run(rater_id: int) -> None:
+        barrier.wait()
+        _rate_until_done(factory, "ranked", rater_id, errors)
+
+    def outsider() -> None:
+        barrier.wait()
+        try:
+            with factory() as session, session.begin():
+                rating.claim_next(session, project=get_project(session, "ranked"), rater_id=outsider_id)
+        except NotAMember as error:
+            refused.append(error)
+
+    threads = [threading.Thread(target=run, args=(rid,)) for rid in rater_ids]
+    threads.append(threading.Thread(target=outsider))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert len(refused) == 1, "a rater outside the members was given a pair"
+
+    with factory() as session:
+        claims = session.execute(
+            select(Assignment.comparison_id, Assignment.rater_id)
+            .where(Assignment.rater_id.in_(rater_ids))
+            .order_by(Assignment.id)
+        ).all()
+        priority = dict(session.execute(select(Comparison.id, Comparison.priority)).all())
+        rows = session.execute(select(Judgment.comparison_id, Judgment.rater_id)).all()
+    engine.dispose()
+
+    per_pair = Counter(comparison_id for comparison_id, _ in rows)
+    assert len(rows) == len(set(rows)), "a rater judged a pair twice"
+    assert top.id not in per_pair, "a pair fully leased to others was served"
+    assert set(per_pair) == set(priority) - {top.id} and set(per_pair.values()) == {OVERLAP}
+    assert not {r for _, r in rows} & {outsider_id}
+
+    # The order in which pairs were first served, against their priority rank among the pairs
+    # served: a pair is opened only once every pair above it is open, locked by a claim running
+    # beside this one, or seen by this rater; so it is never further from its rank than the
+    # claims that can run at once (twice the raters, to allow one rater's claim to commit later).
+    opened: list[int] = []
+    for comparison_id, _ in claims:
+        if comparison_id not in opened:
+            opened.append(comparison_id)
+    rank = {cid: n for n, cid in enumerate(sorted(opened, key=lambda c: -priority[c]))}
+    displacement = [abs(position - rank[cid]) for position, cid in enumerate(opened)]
+    assert max(displacement) <= 2 * RATERS, displacement
+    # and on average much closer: arrival order on these priorities would be ~pairs / 3 off
+    assert sum(displacement) / len(displacement) <= RATERS / 2, displacement

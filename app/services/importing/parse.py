@@ -38,6 +38,7 @@ from app.services.importing.schema import (
     Problems,
     expected_fields,
 )
+from app.services.rating.ranking import MAX_RANK_K, MIN_RANK_K
 from app.services.storable import MAX_JSON_DEPTH, json_too_deep, printable, text_problem, value_problem
 
 _GOLD = {"a": Choice.A, "b": Choice.B, "tie": Choice.tie}
@@ -59,35 +60,47 @@ class ParsedRow:
     sampling_b: dict[str, Any] | None = None
     gold: Choice | None = None
     response: str | None = None
+    completions: tuple[str, ...] | None = None  # rankings: the K texts, in file order
+    models: tuple[str | None, ...] | None = None
+    gold_ranks: tuple[int, ...] | None = None
 
     @property
     def location(self) -> str:
         return f"{self.where} {self.line}"
 
 
-def parse_rows(*, kind: ImportKind | str, filename: str, data: Source) -> list[ParsedRow]:
+def parse_rows(
+    *, kind: ImportKind | str, filename: str, data: Source, rank_k: int | None = None
+) -> list[ParsedRow]:
     """Parse and validate a whole file; raise `ImportFailed` listing every problem found.
 
     The format is chosen by the extension of ``filename`` (.jsonl, .ndjson, .json or .csv).
     Nothing is looked up in the database: duplicates are not problems, `import_file` skips them.
+    ``rank_k``: the completions a ranking must have (the project's); None: any from 3 to 9.
     """
     problems: list[ImportProblem] = []
-    parsed = list(iter_rows(kind=kind, filename=filename, data=data, problems=problems))
+    parsed = list(iter_rows(kind=kind, filename=filename, data=data, problems=problems, rank_k=rank_k))
     _raise_if_any(filename, problems, len(parsed))
     return parsed
 
 
-def check_rows(*, kind: ImportKind | str, filename: str, data: Source) -> int:
+def check_rows(*, kind: ImportKind | str, filename: str, data: Source, rank_k: int | None = None) -> int:
     """Validate a whole file without holding its rows; the number of rows, or `ImportFailed`
     listing every problem found."""
     problems: list[ImportProblem] = []
-    count = sum(1 for _ in iter_rows(kind=kind, filename=filename, data=data, problems=problems))
+    rows = iter_rows(kind=kind, filename=filename, data=data, problems=problems, rank_k=rank_k)
+    count = sum(1 for _ in rows)
     _raise_if_any(filename, problems, count)
     return count
 
 
 def iter_rows(
-    *, kind: ImportKind | str, filename: str, data: Source, problems: list[ImportProblem]
+    *,
+    kind: ImportKind | str,
+    filename: str,
+    data: Source,
+    problems: list[ImportProblem],
+    rank_k: int | None = None,
 ) -> Iterator[ParsedRow]:
     """The valid rows of a file in file order, read as they are parsed (JSONL one line at a time);
     the problems of the others are appended to ``problems`` (a rejected file has no rows at all
@@ -110,7 +123,7 @@ def iter_rows(
         del text
         problems += found
     for raw in raw_rows:
-        row, row_problems = _validate(kind, raw)
+        row, row_problems = _validate(kind, raw, rank_k)
         if row is not None:
             yield row
         else:
@@ -125,7 +138,9 @@ def _raise_if_any(filename: str, problems: list[ImportProblem], count: int) -> N
         raise ImportFailed(filename, problems)
 
 
-def _validate(kind: ImportKind, raw: RawRow) -> tuple[ParsedRow | None, list[ImportProblem]]:
+def _validate(
+    kind: ImportKind, raw: RawRow, rank_k: int | None = None
+) -> tuple[ParsedRow | None, list[ImportProblem]]:
     problems = Problems(raw.line, raw.where)
     values = raw.values
     if unstorable(values, problems):
@@ -147,6 +162,8 @@ def _validate(kind: ImportKind, raw: RawRow) -> tuple[ParsedRow | None, list[Imp
             row[f"model_{side}"] = _optional_name(values, f"model_{side}", problems)
             row[f"sampling_{side}"] = _optional_object(values, f"sampling_{side}", problems)
         row["gold"] = _gold(values, problems)
+    elif kind == ImportKind.rankings:
+        row.update(_ranking(values, problems, rank_k))
     elif kind == ImportKind.demos:
         if messages is not None and messages[-1]["role"] == "assistant":
             if _present(values.get("response")):
@@ -331,6 +348,80 @@ def _gold(values: dict[str, Any], problems: Problems) -> Choice | None:
     if choice is None:
         problems.add("gold", f"must be A, B or tie, got {value!r}")
     return choice
+
+
+def _json_list(values: dict[str, Any], name: str, problems: Problems) -> list[Any] | None:
+    """A list field (JSON-encoded in CSV); None when absent or (with a problem) not a list."""
+    value = values.get(name)
+    if not _present(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            problems.add(name, f"must be a JSON list; invalid JSON: {error.msg}")
+            return None
+    if not isinstance(value, list):
+        problems.add(name, f"must be a list, got {type_name(value)}")
+        return None
+    return value
+
+
+def _ranking(values: dict[str, Any], problems: Problems, rank_k: int | None) -> dict[str, Any]:
+    """The completions of a ranking row, their models and gold ranks (problems added)."""
+    name = "completions"
+    texts = _json_list(values, name, problems)
+    if texts is None:
+        if not _present(values.get(name)):
+            problems.add(name, "is required (a list of the completions to rank)")
+        return {}
+    size = len(texts)
+    if rank_k is not None and size != rank_k:
+        problems.add(name, f"has {size} completions; this project ranks {rank_k} at a time (its rank_k)")
+    elif not MIN_RANK_K <= size <= MAX_RANK_K:
+        problems.add(name, f"has {size} completions; a ranking has {MIN_RANK_K} to {MAX_RANK_K}")
+    checked: list[str] = []
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str) or not text.strip():
+            problems.add(name, f"completion {number} must be a non-empty string")
+        elif len(text) > MAX_TEXT_CHARS:
+            problems.add(name, f"completion {number} {_too_long(text)}")
+        elif text in checked:
+            problems.add(name, f"completion {number} repeats completion {checked.index(text) + 1}")
+            checked.append(text)
+        else:
+            checked.append(text)
+    row: dict[str, Any] = {"completions": tuple(checked)}
+    models = _json_list(values, "models", problems)
+    if models is not None:
+        if len(models) != size:
+            problems.add("models", f"has {len(models)} names for {size} completions (null where unknown)")
+        names: list[str | None] = []
+        for number, model in enumerate(models, start=1):
+            if model is None or (isinstance(model, str) and not model.strip()):
+                names.append(None)
+            elif not isinstance(model, str) or len(model.strip()) > MAX_MODEL_NAME_CHARS:
+                problems.add(
+                    "models", f"model {number} must be a name of at most {MAX_MODEL_NAME_CHARS} characters"
+                )
+            else:
+                names.append(model.strip())
+        row["models"] = tuple(names)
+    gold = _json_list(values, "gold_ranks", problems)
+    if gold is not None:
+        if len(gold) != size:
+            problems.add("gold_ranks", f"has {len(gold)} ranks for {size} completions")
+        elif any(
+            not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= size for rank in gold
+        ):
+            problems.add("gold_ranks", f"each rank is a whole number from 1 (best) to {size}")
+        elif set(gold) != set(range(1, max(gold) + 1)):
+            problems.add("gold_ranks", "ranks run 1, 2, 3 ... without gaps; equal ranks are ties")
+        elif len(set(gold)) == 1:
+            problems.add("gold_ranks", "all tied: a gold ranking needs a known order")
+        else:
+            row["gold_ranks"] = tuple(gold)
+    return row
 
 
 def _article(word: str) -> str:

@@ -226,6 +226,7 @@ def _check_header(kind: ImportKind, header: list[str], problems: Problems) -> No
         ImportKind.prompts: [],
         ImportKind.pairs: ["completion_a", "completion_b"],
         ImportKind.demos: [] if "messages" in seen else ["response"],
+        ImportKind.rankings: ["completions"],
     }[kind]
     for name in required:
         if name not in seen:

@@ -9,6 +9,9 @@ exactly one of the two is given; ``id`` and ``metadata`` are tolerated and ignor
   ``gold`` (A, B or tie: a gold pair with a known answer); ``adversarial`` is ignored.
 * demos: as prompts, plus ``response``; or a ``messages`` list ending with an assistant message
   (without ``response``), whose last message is then the response.
+* rankings: as prompts, plus ``completions`` (a list of the project's ``rank_k`` distinct texts,
+  3 to 9), optional ``models`` (the producing model of each, a list as long, null where unknown)
+  and ``gold_ranks`` (the known rank of each, 1 = best, equal = tie: a gold ranking).
 
 A problem names the physical line of the file (for CSV the header is line 1, and a record with
 quoted multi-line fields is named by the line it starts on; for a ``.json`` array it names the
@@ -34,6 +37,7 @@ class ImportKind(StrEnum):
     prompts = "prompts"
     pairs = "pairs"
     demos = "demos"
+    rankings = "rankings"
 
 
 PROMPT_FIELDS = ("prompt", "messages")
@@ -50,11 +54,13 @@ FIELDS: dict[ImportKind, tuple[str, ...]] = {
         "gold",
     ),
     ImportKind.demos: (*PROMPT_FIELDS, "response"),
+    ImportKind.rankings: (*PROMPT_FIELDS, "completions", "models", "gold_ranks"),
 }
 IGNORED_FIELDS: dict[ImportKind, frozenset[str]] = {
     ImportKind.prompts: frozenset({"id", "metadata"}),
     ImportKind.pairs: frozenset({"id", "metadata", "adversarial"}),
     ImportKind.demos: frozenset({"id", "metadata"}),
+    ImportKind.rankings: frozenset({"id", "metadata"}),
 }
 
 
@@ -109,7 +115,8 @@ class ImportFailed(Exception):
 class ImportReport:
     """The outcome of a successful import.
 
-    ``created`` counts the rows of the kind imported (prompts, comparisons or demonstrations);
+    ``created`` counts the rows of the kind imported (prompts, comparisons, demonstrations or
+    rankings);
     ``created_prompts`` the prompts created along the way; ``duplicates`` the rows skipped because
     they were already in the project or earlier in the file.
     """
@@ -124,7 +131,9 @@ class ImportReport:
     @property
     def summary(self) -> str:
         """One line for a flash message or the command line."""
-        noun = {"prompts": "prompts", "pairs": "pairs", "demos": "demonstrations"}[self.kind]
+        noun = {"prompts": "prompts", "pairs": "pairs", "demos": "demonstrations", "rankings": "rankings"}[
+            self.kind
+        ]
         text = f"{self.filename}: {self.rows} rows, {self.created} {noun} created"
         if self.kind != ImportKind.prompts and self.created_prompts:
             text += f" ({self.created_prompts} new prompts)"

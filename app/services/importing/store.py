@@ -6,7 +6,9 @@
   reused by pairs and demonstrations. A pair whose prompt and two completion texts (in either
   order) already form a comparison in the project, or appeared earlier in the file, is skipped;
   completions with the same text for the same prompt are reused. Demonstrations are unique per
-  (prompt, `text_hash(response)`). Skipped rows are listed in `ImportReport.duplicates`.
+  (prompt, `text_hash(response)`). A ranking whose prompt and set of completion texts (in any
+  order) already form a ranking in the project, or appeared earlier in the file, is skipped, its
+  completions reused by text as for pairs. Skipped rows are listed in `ImportReport.duplicates`.
 * Lookups are done in bulk (a few queries per file, chunked), never one query per row. On
   PostgreSQL each chunk is bound as one array (`= ANY(:values)`): psycopg prepares a statement
   run five times, and the generic plan of an `IN` list of 500 parameters filters every row of
@@ -17,7 +19,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, any_, insert, literal, select
@@ -25,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from app.db import is_postgres
-from app.models import Base, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt
+from app.models import Base, Comparison, ComparisonKind, Completion, Demonstration, Project, Prompt, Ranking
 from app.services.content import text_hash
 from app.services.importing.parse import ParsedRow, check_rows, iter_rows, parse_rows
 from app.services.importing.read import Source
@@ -58,12 +60,13 @@ def import_file(
     """
     kind = ImportKind(kind)
     rows: Iterable[ParsedRow]
+    rank_k = project.rank_k if kind == ImportKind.rankings else None
     if _size(data) <= HELD_BYTES:
-        rows = parse_rows(kind=kind, filename=filename, data=data)
+        rows = parse_rows(kind=kind, filename=filename, data=data, rank_k=rank_k)
         count = len(rows)
     else:
-        count = check_rows(kind=kind, filename=filename, data=data)
-        rows = iter_rows(kind=kind, filename=filename, data=_rewound(data), problems=[])
+        count = check_rows(kind=kind, filename=filename, data=data, rank_k=rank_k)
+        rows = iter_rows(kind=kind, filename=filename, data=_rewound(data), problems=[], rank_k=rank_k)
     report = ImportReport(kind=kind, filename=filename, rows=count, created=0)
     writer = _Writer(session, project, kind, report)
     for batch in chunks(rows, BATCH):
@@ -105,6 +108,8 @@ class _Writer:
             return _digest(row.prompt_hash)
         if self.kind == ImportKind.pairs:
             return _digest(*_pair_key(row.prompt_hash, row.completion_a or "", row.completion_b or ""))
+        if self.kind == ImportKind.rankings:
+            return _digest(row.prompt_hash, *_ranking_key(row.completions or ()))
         return _digest(row.prompt_hash, text_hash(row.response or ""))
 
     def write(self, rows: list[ParsedRow]) -> None:
@@ -130,6 +135,12 @@ class _Writer:
                 prompt_id = prompt_ids.get(row.prompt_hash)
                 key = _pair_key(prompt_id or 0, row.completion_a or "", row.completion_b or "")
                 return prompt_id is not None and key in stored_pairs
+        elif self.kind == ImportKind.rankings:
+            stored_rankings = _stored_rankings(session, project, existing_prompt_ids)
+
+            def stored(row: ParsedRow) -> bool:
+                prompt_id = prompt_ids.get(row.prompt_hash)
+                return (prompt_id, _ranking_key(row.completions or ())) in stored_rankings
         else:
             stored_demos = _stored_demos(session, project, existing_prompt_ids)
 
@@ -153,6 +164,8 @@ class _Writer:
         report.created_prompts += _create_prompts(session, project, fresh, prompt_ids)
         if self.kind == ImportKind.pairs:
             _create_pairs(session, project, fresh, prompt_ids, existing_prompt_ids)
+        elif self.kind == ImportKind.rankings:
+            _create_rankings(session, project, fresh, prompt_ids, existing_prompt_ids)
         elif self.kind == ImportKind.demos:
             insert_rows(
                 session,
@@ -280,6 +293,88 @@ def _completion_ids(session: Session, prompt_ids: Iterable[int]) -> dict[tuple[i
     return found
 
 
+def _ranking_key(texts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(text_hash(text) for text in texts))
+
+
+def _stored_rankings(
+    session: Session, project: Project, prompt_ids: list[int]
+) -> set[tuple[int, tuple[str, ...]]]:
+    """(prompt id, sorted completion hashes) of the project's rankings of these prompts."""
+    stored: set[tuple[int, tuple[str, ...]]] = set()
+    hashes = _completion_hashes(session, prompt_ids)
+    for chunk in chunks(prompt_ids):
+        query = select(Ranking.prompt_id, Ranking.completion_ids).where(
+            Ranking.project_id == project.id, _among(session, Ranking.prompt_id, chunk)
+        )
+        for prompt_id, completion_ids in session.execute(query):
+            stored.add((prompt_id, tuple(sorted(hashes[cid] for cid in completion_ids))))
+    return stored
+
+
+def _completion_hashes(session: Session, prompt_ids: list[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for chunk in chunks(prompt_ids):
+        query = select(Completion.id, Completion.content_hash).where(
+            _among(session, Completion.prompt_id, chunk)
+        )
+        found.update((completion_id, content_hash) for completion_id, content_hash in session.execute(query))
+    return found
+
+
+def _create_completions(
+    session: Session,
+    rows: Sequence[tuple[int, str, str | None, dict[str, Any] | None]],
+    existing_prompt_ids: list[int],
+) -> dict[tuple[int, str], int]:
+    """(prompt id, text hash) -> completion id for every (prompt id, text, model, sampling) of
+    `rows`: completions already stored for the file's prompts are reused by text; a text that
+    comes back within the file keeps the provenance given where it first appeared."""
+    completion_ids = _completion_ids(session, existing_prompt_ids)
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    for prompt_id, text, model, sampling in rows:
+        key = (prompt_id, text_hash(text))
+        if key not in completion_ids and key not in new:
+            new[key] = {"prompt_id": prompt_id, "text": text, "content_hash": key[1], "model_name": model}
+            if sampling is not None:  # left out, not None: None would store a JSON null
+                new[key]["sampling"] = sampling
+    insert_rows(session, Completion, list(new.values()))
+    if new:
+        created = _completion_ids(session, {prompt_id for prompt_id, _ in new})
+        completion_ids.update((key, created[key]) for key in new)
+    return completion_ids
+
+
+def _create_rankings(
+    session: Session,
+    project: Project,
+    rows: list[ParsedRow],
+    prompt_ids: dict[str, int],
+    existing_prompt_ids: list[int],
+) -> None:
+    texts = [
+        (prompt_ids[row.prompt_hash], text, (row.models or ())[i] if row.models else None, None)
+        for row in rows
+        for i, text in enumerate(row.completions or ())
+    ]
+    completion_ids = _create_completions(session, texts, existing_prompt_ids)
+    values = []
+    for row in rows:
+        prompt_id = prompt_ids[row.prompt_hash]
+        value: dict[str, Any] = {
+            "project_id": project.id,
+            "prompt_id": prompt_id,
+            "completion_ids": [
+                completion_ids[(prompt_id, text_hash(text))] for text in row.completions or ()
+            ],
+            "kind": ComparisonKind.gold if row.gold_ranks else ComparisonKind.regular,
+        }
+        if row.gold_ranks:  # left out otherwise: None would store a JSON null
+            value["gold_ranks"] = list(row.gold_ranks)
+        values.append(value)
+    insert_rows(session, Ranking, values)
+
+
 def _create_pairs(
     session: Session,
     project: Project,
@@ -287,30 +382,15 @@ def _create_pairs(
     prompt_ids: dict[str, int],
     existing_prompt_ids: list[int],
 ) -> None:
-    # Completions already stored for the prompts of the file are reused by text; a text that
-    # comes back within the file keeps the provenance given where it first appeared.
-    completion_ids = _completion_ids(session, existing_prompt_ids)
-    new: dict[tuple[int, str], dict[str, Any]] = {}
-    for row in rows:
-        prompt_id = prompt_ids[row.prompt_hash]
+    texts = [
+        (prompt_ids[row.prompt_hash], text or "", model, sampling)
+        for row in rows
         for text, model, sampling in (
             (row.completion_a, row.model_a, row.sampling_a),
             (row.completion_b, row.model_b, row.sampling_b),
-        ):
-            key = (prompt_id, text_hash(text or ""))
-            if key not in completion_ids and key not in new:
-                new[key] = {
-                    "prompt_id": prompt_id,
-                    "text": text,
-                    "content_hash": key[1],
-                    "model_name": model,
-                }
-                if sampling is not None:  # left out, not None: None would store a JSON null
-                    new[key]["sampling"] = sampling
-    insert_rows(session, Completion, list(new.values()))
-    if new:
-        created = _completion_ids(session, {prompt_id for prompt_id, _ in new})
-        completion_ids.update((key, created[key]) for key in new)
+        )
+    ]
+    completion_ids = _create_completions(session, texts, existing_prompt_ids)
 
     values = []
     for row in rows:

@@ -15,6 +15,16 @@ what is left for a rater.
   draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
   others, are never limited by the overlap (every rater may meet each once) and are offered only
   through that draw.
+* Which open pair comes next is the project's selection strategy. Every strategy finishes pairs
+  that already have votes first (judgment_count descending), then: ``arrival`` the newest pair
+  (id descending); ``uncertainty`` the highest ``priority`` (written by the latest score run,
+  app/services/runs/scores.py; a pair never scored has priority 0, so it comes after the scored
+  ones, newest first); ``random`` walks down from a random point of the pairs' ``random_key``
+  (drawn uniformly when a pair is made), wrapping round to the top, so each open pair is about
+  equally likely; ``mix`` serves a random pair with probability ``random_share`` and the
+  uncertainty order otherwise. Each order is one index range read backwards
+  (ix_comparisons_open, ix_comparisons_priority, ix_comparisons_random) that stops at the first
+  free pair, under the same conditions and the same ``SKIP LOCKED`` lock.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.models import (
@@ -35,6 +45,7 @@ from app.models import (
     Judgment,
     Project,
     Prompt,
+    SelectionStrategy,
 )
 from app.models.types import utcnow
 from app.services.rating.common import active_leases, has_room, lock_comparison, max_overlap, require_rater
@@ -71,27 +82,53 @@ class Progress:
 _seen_by_rater = aliased(Assignment)
 
 
-# The next free pair for a rater: not seen by them, judgments + active leases under the overlap.
-_CANDIDATES = (
-    select(Comparison.id)
-    .where(
-        Comparison.project_id == bindparam("project_id"),
-        # The index range: no pair needs more than the project's maximum overlap.
-        Comparison.judgment_count < bindparam("max_overlap"),
-        Comparison.kind == ComparisonKind.regular,
-        ~exists().where(
-            _seen_by_rater.comparison_id == Comparison.id,
-            _seen_by_rater.rater_id == bindparam("rater_id"),
-        ),
-        Comparison.judgment_count + active_leases(Comparison.id)
-        < bindparam("overlap") + Comparison.extra_raters,
-    )
-    # Finish pairs that already have votes before opening new ones, newest first (fresh
-    # generations reach raters first). Matches ix_comparisons_open read backwards.
-    .order_by(Comparison.judgment_count.desc(), Comparison.id.desc())
-    .limit(1)
-    .with_for_update(skip_locked=True, of=Comparison)
+# The free pairs for a rater: not seen by them, judgments + active leases under the overlap.
+_OPEN_FOR_RATER = select(Comparison.id).where(
+    Comparison.project_id == bindparam("project_id"),
+    # The index range: no pair needs more than the project's maximum overlap.
+    Comparison.judgment_count < bindparam("max_overlap"),
+    Comparison.kind == ComparisonKind.regular,
+    ~exists().where(
+        _seen_by_rater.comparison_id == Comparison.id,
+        _seen_by_rater.rater_id == bindparam("rater_id"),
+    ),
+    Comparison.judgment_count + active_leases(Comparison.id) < bindparam("overlap") + Comparison.extra_raters,
 )
+
+
+def _first(query: Select[int]) -> Select[int]:
+    return query.limit(1).with_for_update(skip_locked=True, of=Comparison)
+
+
+# Finish pairs that already have votes before opening new ones, then by the strategy's key. Each
+# matches one index read backwards: ix_comparisons_open, ix_comparisons_priority, ix_comparisons_random.
+_BY_ARRIVAL = _first(_OPEN_FOR_RATER.order_by(Comparison.judgment_count.desc(), Comparison.id.desc()))
+_BY_PRIORITY = _first(
+    _OPEN_FOR_RATER.order_by(
+        Comparison.judgment_count.desc(), Comparison.priority.desc(), Comparison.id.desc()
+    )
+)
+_RANDOM_ORDER = (Comparison.judgment_count.desc(), Comparison.random_key.desc())
+_BY_RANDOM_BELOW = _first(
+    _OPEN_FOR_RATER.where(Comparison.random_key < bindparam("start")).order_by(*_RANDOM_ORDER)
+)
+_BY_RANDOM_WRAP = _first(_OPEN_FOR_RATER.order_by(*_RANDOM_ORDER))
+
+
+def _walks(project: Project) -> tuple[tuple[Select[int], ...], dict[str, float]]:
+    """The statements to try in turn for the project's strategy, and their extra parameters."""
+    strategy = project.selection_strategy
+    if strategy == SelectionStrategy.mix:
+        strategy = (
+            SelectionStrategy.random
+            if random.random() < project.random_share
+            else SelectionStrategy.uncertainty
+        )
+    if strategy == SelectionStrategy.uncertainty:
+        return (_BY_PRIORITY,), {}
+    if strategy == SelectionStrategy.random:
+        return (_BY_RANDOM_BELOW, _BY_RANDOM_WRAP), {"start": random.random()}
+    return (_BY_ARRIVAL,), {}
 
 
 # A gold pair the rater has not seen, drawn at random (gold sets are small).
@@ -179,17 +216,23 @@ def claim_next(
         if gold_id is not None:
             return assign(gold_id)
 
+    walks, extra = _walks(project)
     params = {
         "project_id": project.id,
         "overlap": project.overlap,
         "max_overlap": max_overlap(project),
         "rater_id": rater_id,
         "now": now,
+        **extra,
     }
     skipped: list[int] = []
     for _ in range(MAX_CLAIM_ATTEMPTS):
-        query = _CANDIDATES.where(Comparison.id.not_in(skipped)) if skipped else _CANDIDATES
-        comparison_id = session.execute(query, params).scalar_one_or_none()
+        comparison_id = None
+        for walk in walks:
+            query = walk.where(Comparison.id.not_in(skipped)) if skipped else walk
+            comparison_id = session.execute(query, params).scalar_one_or_none()
+            if comparison_id is not None:
+                break
         if comparison_id is None:
             return None
         # The candidate query's snapshot may predate another rater's claim: recount under lock.

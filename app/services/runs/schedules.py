@@ -10,6 +10,11 @@ comparisons that judge has not labelled, and the reward and DPO runs train on hu
 (`label_source` both, unless an override says otherwise). New comparisons then count toward the
 trigger as well as new human judgments, since the judge will label them: the loop keeps turning
 on the policy's own generations even while no person is rating.
+
+Uncertainty selection in the loop: with `score_open_pairs` set in the config, a score run follows each
+reward run (with the new reward model) and each generate run (with the chain's reward model), so
+the open pairs, new ones included, carry the current model's uncertainty. A step with no open
+pair to score is left out.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from app.models import (
     Schedule,
 )
 from app.models.types import utcnow
-from app.run_kinds import KINDS, LOOP_GENERATE, LOOP_JUDGE, LOOP_REWARD, loop_methods, producing
+from app.run_kinds import KINDS, LOOP_GENERATE, LOOP_JUDGE, LOOP_REWARD, LOOP_SCORE, loop_methods, producing
 from app.services.runs.lifecycle import create_run
 from app.services.runs.records import RunError
+from app.services.runs.snapshots import open_comparisons_query
 
 
 def _latest_run(session: Session, schedule: Schedule) -> Run | None:
@@ -98,20 +104,47 @@ def _overrides(schedule: Schedule, kind: RunKind) -> dict[str, Any]:
     return overrides
 
 
+def _score_run(
+    session: Session, schedule: Schedule, project: Project, last: Run, reward_id: int | None
+) -> Run | None:
+    """A score run after `last` when the schedule scores and there is an open pair to score."""
+    if not schedule.config.get("score_open_pairs") or reward_id is None:
+        return None
+    if session.scalar(open_comparisons_query(project).limit(1)) is None:
+        return None
+    return create_run(session, project=project, kind=LOOP_SCORE, config=_overrides(schedule, LOOP_SCORE),
+                      reward_model_id=reward_id, schedule_id=schedule.id, parent_run_id=last.id)  # fmt: skip
+
+
+def _chain_reward_id(session: Session, last: Run) -> int | None:
+    """The reward model of the chain `last` ends: the output of its nearest reward ancestor."""
+    run: Run | None = last
+    while run is not None:
+        if run.kind == LOOP_REWARD:
+            return run.output_model_id
+        run = session.get(Run, run.parent_run_id) if run.parent_run_id else None
+    return None
+
+
 def _next_step(session: Session, schedule: Schedule, project: Project, last: Run) -> Run | None:
     """The run that follows a succeeded step of the chain, or None when the chain is complete."""
     common: dict[str, Any] = {"project": project, "schedule_id": schedule.id, "parent_run_id": last.id}
     if last.kind == LOOP_JUDGE:
         return _reward_run(session, schedule, project, parent_run_id=last.id)
     if last.kind == LOOP_REWARD:
+        scoring = _score_run(session, schedule, project, last, last.output_model_id)
+        if scoring is not None:
+            return scoring
+    if last.kind == LOOP_REWARD or (last.kind == LOOP_SCORE and _follows_reward(session, last)):
         method = schedule.method
         takes_reward = any(i.field == "reward_model_id" for i in KINDS[method].inputs)
+        reward_id = last.output_model_id if last.kind == LOOP_REWARD else last.reward_model_id
         return create_run(
             session,
             kind=method,
             config=_overrides(schedule, method),
             base_model_id=current_policy_id(session, schedule),
-            reward_model_id=last.output_model_id if takes_reward else None,
+            reward_model_id=reward_id if takes_reward else None,
             **common,
         )
     if last.kind in loop_methods():
@@ -122,7 +155,14 @@ def _next_step(session: Session, schedule: Schedule, project: Project, last: Run
             base_model_id=last.output_model_id,
             **common,
         )
+    if last.kind == LOOP_GENERATE:
+        return _score_run(session, schedule, project, last, _chain_reward_id(session, last))
     return None
+
+
+def _follows_reward(session: Session, run: Run) -> bool:
+    parent = session.get(Run, run.parent_run_id) if run.parent_run_id else None
+    return parent is not None and parent.kind == LOOP_REWARD
 
 
 def _reward_run(
@@ -207,8 +247,10 @@ def save(
     method: RunKind,
     base_model_id: int,
     judge_model_id: int | None,
+    score: bool | None = None,
 ) -> Schedule:
-    """Create or change a project's schedule; a change clears the last error it recorded."""
+    """Create or change a project's schedule; a change clears the last error it recorded.
+    `score` (None: as it was) adds a score run after each reward and generate run."""
     schedule = session.scalars(select(Schedule).where(Schedule.project_id == project.id)).one_or_none()
     if schedule is None:
         schedule = Schedule(project_id=project.id, config={})
@@ -220,4 +262,6 @@ def save(
         "base_model_id": base_model_id,
         "judge_model_id": judge_model_id,
     }
+    if score is not None:
+        schedule.config = {**schedule.config, "score_open_pairs": score}
     return schedule

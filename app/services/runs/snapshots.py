@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import (
     Comparison,
+    ComparisonKind,
     Demonstration,
     Judgment,
     JudgmentSource,
@@ -144,6 +145,24 @@ def _comparisons_to_judge(session: Session, project: Project, config: dict[str, 
     return Snapshot(SnapshotItemKind.comparison, ids, what)
 
 
+def open_comparisons_query(project: Project) -> Select[int]:
+    """The project's regular pairs that still need human votes (judgments below the overlap)."""
+    return select(Comparison.id).where(
+        Comparison.project_id == project.id,
+        Comparison.kind == ComparisonKind.regular,
+        Comparison.judgment_count < project.overlap + Comparison.extra_raters,
+    )
+
+
+def _open_comparisons(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    """The open pairs a score run predicts (newest first, up to `limit`), chosen now and frozen."""
+    query = open_comparisons_query(project).order_by(Comparison.id.desc()).limit(config["limit"])
+    ids = sorted(session.scalars(query))
+    if not ids:
+        raise RunError("the project has no open pairs to score")
+    return Snapshot(SnapshotItemKind.comparison, ids, "score the open pairs")
+
+
 def _evaluation_set(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
     """A reward model's held-out human judgments, or the newest prompts a policy and its
     reference answer; an evaluated policy's reference is resolved into the config."""
@@ -180,6 +199,7 @@ SELECTIONS: dict[Selects, Callable[[Session, Project, dict[str, Any]], Snapshot]
     Selects.newest_prompts: _newest_prompts,
     Selects.comparisons_to_judge: _comparisons_to_judge,
     Selects.evaluation_set: _evaluation_set,
+    Selects.open_comparisons: _open_comparisons,
 }
 
 

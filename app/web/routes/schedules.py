@@ -65,6 +65,7 @@ def save_schedule(session: SessionDep, user: AdminUser, form: Annotated[Schedule
         method=method,
         base_model_id=base_model_id,
         judge_model_id=judge_model_id,
+        score=form.score == "true",
     )
     audit.record(
         session, audit.Actor.of(user, "web"), "schedule.save", target=("project", project.slug),
