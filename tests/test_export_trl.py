@@ -250,3 +250,46 @@ def test_reward_trainer_trains_on_the_edit_preferences(
     trainer.train()
     assert changed(before, model)
     assert trainer.state.log_history[0]["loss"] > 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_reward_trainer_trains_on_the_expanded_rankings_export(
+    session: Session, tmp_path: Path, tiny_model: Path
+) -> None:
+    """Rankings of four completions, exported as the pairs they imply, train RewardTrainer as is."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from app.models import RankingJudgment
+    from tests.utils.rankings import make_ranking
+
+    project = make_project(session, "ranked")
+    raters = [make_user(session, f"r{i}", Role.rater) for i in range(2)]
+    for k, word in enumerate(WORDS):
+        texts = [f"yes good {word}", f"fine {word}", f"meh {word} {k}", f"no bad {word} {k}"]
+        ranking = make_ranking(session, project, f"tell me about the {word}", texts)
+        for rater, ranks, cutoff in ((raters[0], [1, 2, 3, 4], None), (raters[1], [1, 2, 2, 3], 2)):
+            session.add(
+                RankingJudgment(ranking_id=ranking.id, rater_id=rater.id, project_id=project.id,
+                                ranks=ranks, cutoff_rank=cutoff, display_order=[3, 2, 1, 0])
+            )  # fmt: skip
+    session.flush()
+    spec = ComparisonExport(format="parquet", test_fraction=0.0, aggregation="per_rater")
+    export = exporting.prepare_comparisons(session, project=project, spec=spec, secret_key="k")
+    exporting.write_directory(export, tmp_path / "export")
+    dataset = datasets.load_dataset(str(tmp_path / "export"), cache_dir=str(tmp_path / "cache"))
+    # per rater: 6 pairs from the strict order, 5 from the one with a tie (the tie gives no row)
+    assert dataset["train"].num_rows == len(WORDS) * (6 + 5)
+    assert "Rankings: 8, implying 48 pairs" in (tmp_path / "export" / "README.md").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    before = snapshot(model)
+    trainer = trl.RewardTrainer(
+        model=model,
+        args=trl.RewardConfig(**common_args(tmp_path)),
+        train_dataset=dataset["train"],
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert changed(before, model)
+    assert trainer.state.log_history[0]["loss"] > 0

@@ -1,4 +1,4 @@
-"""`rlhf export comparisons|demos`: the same exports as the web page and the API, to a path.
+"""`rlhf export comparisons|rankings|demos`: the same exports as the web page and the API, to a path.
 
 -o PATH ending in .zip writes an archive (data files per split and README.md), a path ending in
 .jsonl/.parquet/.csv writes one file with a `split` column, anything else a folder that
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 err = Console(stderr=True)
 
 export_cli = typer.Typer(
-    help="Export labeled comparisons or demonstrations (JSONL, Parquet, CSV) with a dataset card.",
+    help="Export labeled comparisons, rankings or demonstrations (JSONL, Parquet, CSV) with a dataset card.",
     no_args_is_help=True,
 )
 
@@ -43,13 +43,19 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
     from app.cli._common import factory as session_factory
     from app.config import get_settings
     from app.db import session_scope
-    from app.models import Demonstration, Judgment, Project
-    from app.schemas.export import ComparisonExport, DemoExport
+    from app.models import Demonstration, Judgment, Project, RankingJudgment
+    from app.schemas.export import ComparisonExport, DemoExport, RankingExport
     from app.services import audit, exporting
 
     values = {k: v for k, v in values.items() if v is not None and v != []}
     try:
-        spec = (DemoExport if kind == "demos" else ComparisonExport).model_validate(values)
+        spec: ComparisonExport | RankingExport | DemoExport
+        if kind == "demos":
+            spec = DemoExport.model_validate(values)
+        elif kind == "rankings":
+            spec = RankingExport.model_validate(values)
+        else:
+            spec = ComparisonExport.model_validate(values)
     except ValidationError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
@@ -66,6 +72,11 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
                     session, project=project, spec=spec, secret_key=settings.secret_key
                 )
                 table: Any = Demonstration
+            elif isinstance(spec, RankingExport):
+                export = exporting.prepare_rankings(
+                    session, project=project, spec=spec, secret_key=settings.secret_key
+                )
+                table = RankingJudgment
             else:
                 export = exporting.prepare_comparisons(
                     session, project=project, spec=spec, secret_key=settings.secret_key
@@ -83,7 +94,10 @@ def _run(kind: str, slug: str, output: Path, values: dict[str, Any]) -> None:
 
             def advance(_rows: int) -> None:
                 nonlocal read
-                now = export.stats.preference.judgments_read if kind == "comparisons" else export.stats.total
+                now = {
+                    "comparisons": export.stats.preference.judgments_read,
+                    "rankings": export.stats.judgments,
+                }.get(kind, export.stats.total)
                 progress.update(task, completed=now)
                 read = now
 
@@ -150,6 +164,44 @@ def export_comparisons(
             "min_agreement": min_agreement,
             "raters": rater or [],
             "exclude_flags": exclude_flag or [],
+            "gold": gold,
+            "date_from": date_from,
+            "date_to": date_to,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "license": license,
+            "metadata": metadata,
+        },
+    )
+
+
+@export_cli.command("rankings")
+def export_rankings(
+    project: Project,
+    output: Output,
+    format: Fmt = "jsonl",
+    layout: Layout = None,
+    label_source: Annotated[str, typer.Option(help="human, ai, both, edit, human_edit or all.")] = "human",
+    rater: Annotated[list[str] | None, typer.Option(help="Only this rater (repeatable).")] = None,
+    gold: Annotated[str, typer.Option(help="include, exclude or only.")] = "include",
+    date_from: DateOpt = None,
+    date_to: DateOpt = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of prompts in test.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    license: Annotated[str, typer.Option(help="License id for the card.")] = "other",
+    metadata: Annotated[bool, typer.Option(help="Metadata columns.")] = True,
+) -> None:
+    """Rankings as they were labeled: prompt, K completions, each rater's ranks and all-bad line.
+    The comparisons export holds the same rankings expanded into pairs."""
+    _run(
+        "rankings",
+        project,
+        output,
+        {
+            "format": format,
+            "layout": layout,
+            "label_source": label_source,
+            "raters": rater or [],
             "gold": gold,
             "date_from": date_from,
             "date_to": date_to,

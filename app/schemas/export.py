@@ -100,6 +100,33 @@ class ComparisonExport(_ExportBase):
         return self.layout or ("text" if self.format == "csv" else "conversational")
 
 
+class RankingExport(_ExportBase):
+    """Options of a rankings export: one row per ranking, every rater's order of its completions."""
+
+    layout: Literal["conversational", "text"] | None = Field(
+        None,
+        description="conversational: prompt is the conversation (a list of role/content messages); "
+        "text: the prompt as plain text. Default: conversational, text for CSV.",
+    )
+    label_source: Literal["human", "ai", "both", "edit", "human_edit", "all"] = Field(
+        "human", description="Whose rankings: human raters', AI judges', or both (as for comparisons)."
+    )
+    raters: list[str] = Field(default_factory=list, description="Only these raters (usernames).")
+    gold: Literal["include", "exclude", "only"] = Field("include", description="Gold rankings in or out.")
+
+    _lists = field_validator("raters")(_split_commas)
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> RankingExport:
+        if self.format == "csv" and self.layout == "conversational":
+            raise ValueError("CSV holds plain text: use the text layout (or JSONL/Parquet)")
+        return self
+
+    @property
+    def resolved_layout(self) -> str:
+        return self.layout or ("text" if self.format == "csv" else "conversational")
+
+
 class DemoExport(_ExportBase):
     """Options of a demonstrations (SFT) export."""
 

@@ -4,8 +4,11 @@
 ``"both"``) on comparisons of the project whose two completions both carry a ``model_version_id``
 and carry different ones: exactly what a generate run with strategy ``versus`` puts in the
 queue. Every judgment is one game; A, B or tie as the rater chose it (strength and *both bad* are
-not used). Versions are ranked by Bradley–Terry strength (`bradley_terry`), with bootstrap
-intervals and a length-controlled win rate (`length_bias`).
+not used). A ranking judgment is the pairwise games it implies (rankings.py in
+services/preferences: the better-ranked completion wins, equal ranks tie, above the all-bad line
+beats below), one per two of its completions sampled by different registered versions. Versions
+are ranked by Bradley–Terry strength (`bradley_terry`), with bootstrap intervals and a
+length-controlled win rate (`length_bias`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Comparison, Completion, Judgment, ModelVersion, Run, RunKind, RunStatus
+from app.models import (
+    Comparison,
+    Completion,
+    Judgment,
+    JudgmentSource,
+    ModelVersion,
+    Ranking,
+    RankingJudgment,
+    Run,
+    RunKind,
+    RunStatus,
+)
 from app.services.evaluation.bradley_terry import (
     ELO_BASE,
     ELO_SCALE,
@@ -32,19 +46,21 @@ from app.services.evaluation.length_bias import (
     length_controlled_win_rate,
     policy_lengths,
 )
+from app.services.preferences.rankings import expand
 
 
 @dataclass(frozen=True)
 class VersionGame:
     """One vote between two model versions, from the side of completion A."""
 
-    judgment_id: int
-    comparison_id: int
+    judgment_id: int  # a judgment's id, or a ranking judgment's for a game a ranking implies
+    comparison_id: int  # 0 for a game a ranking implies
     version_a: int
     version_b: int
     score_a: float
     length_a: int
     length_b: int
+    ranking_id: int | None = None
 
 
 def version_games(session: Session, project_id: int, *, source: Source = "human") -> list[VersionGame]:
@@ -73,7 +89,7 @@ def version_games(session: Session, project_id: int, *, source: Source = "human"
         .order_by(Judgment.id)
     ).all()
     score = {"A": 1.0, "B": 0.0, "tie": 0.5}
-    return [
+    games = [
         VersionGame(
             judgment_id=jid,
             comparison_id=cid,
@@ -85,6 +101,42 @@ def version_games(session: Session, project_id: int, *, source: Source = "human"
         )
         for jid, cid, va, vb, choice, la, lb in rows
     ]
+    return games + ranking_games(session, project_id, source=source)
+
+
+def ranking_games(session: Session, project_id: int, *, source: Source = "human") -> list[VersionGame]:
+    """The games the project's ranking judgments imply between versions, in judgment order."""
+    j, r = RankingJudgment, Ranking
+    query = (
+        select(j.id, j.ranking_id, j.ranks, j.cutoff_rank, r.completion_ids)
+        .join(r, r.id == j.ranking_id)
+        .where(j.project_id == project_id)
+        .order_by(j.id)
+    )
+    if source != "both":
+        query = query.where(j.source == JudgmentSource(source))
+    judged = session.execute(query).all()
+    completion_ids = sorted({cid for *_, ids in judged for cid in ids})
+    sampled: dict[int, tuple[int, int]] = {}  # completion -> (version, length)
+    for start in range(0, len(completion_ids), 1000):
+        chunk = completion_ids[start : start + 1000]
+        for cid, version, length in session.execute(
+            select(Completion.id, Completion.model_version_id, func.length(Completion.text)).where(
+                Completion.id.in_(chunk), Completion.model_version_id.is_not(None)
+            )
+        ):
+            sampled[cid] = (version, int(length or 0))
+    score = {"A": 1.0, "B": 0.0, "tie": 0.5}
+    games = []
+    for jid, ranking_id, ranks, cutoff, ids in judged:
+        if len(ranks) != len(ids):
+            continue
+        for pair, _ in expand(ranks, cutoff):
+            a, b = sampled.get(ids[pair.i]), sampled.get(ids[pair.j])
+            if a is None or b is None or a[0] == b[0]:
+                continue
+            games.append(VersionGame(jid, 0, a[0], b[0], score[pair.choice], a[1], b[1], ranking_id))
+    return games
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Exports of comparisons and demonstrations as JSONL, Parquet or CSV, with a dataset card:
-columns, writers (formats), prepare (rows, split, stats), demos (SFT rows with their provenance),
-card (README.md), outputs (streams, files).
+"""Exports of comparisons, rankings and demonstrations as JSONL, Parquet or CSV, with a dataset
+card: columns, writers (formats), prepare (rows, split, stats), demos (SFT rows with their
+provenance), rankings (the native rankings format), card (README.md), outputs (streams, files).
 """
 
 from app.services.exporting.card import render_card
@@ -23,6 +23,7 @@ from app.services.exporting.prepare import (
     prepare_comparisons,
     split_of,
 )
+from app.services.exporting.rankings import prepare_rankings
 from app.services.exporting.writers import WRITERS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "preview",
     "prepare_comparisons",
     "prepare_demos",
+    "prepare_rankings",
     "prompt_as_text",
     "render_card",
     "split_of",

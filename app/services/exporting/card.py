@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # Hugging Face's YAML wants the builder's name for each file type.
 _DESCRIPTIONS = {
     "comparisons": "Pairwise preference data (prompt, chosen, rejected) labeled in RLHF Studio.",
+    "rankings": "Rankings of K completions per prompt (prompt, completions, each rater's ranks) "
+    "labeled in RLHF Studio.",
     "demos": "Demonstrations (prompt and an ideal response) written in RLHF Studio, for SFT.",
 }
 
@@ -66,6 +68,8 @@ def features_yaml(export: PreparedExport) -> list[str]:
         if column.kind == "messages" and not csv:
             lines += ["    list:", "    - name: role", "      dtype: string", "    - name: content",
                       "      dtype: string"]  # fmt: skip
+        elif column.kind.endswith("_list_list") and not csv:
+            lines += ["    list:", f"      list: {_DTYPES[column.kind.removesuffix('_list_list')]}"]
         elif column.kind.endswith("_list") and not csv:
             lines.append(f"    list: {_DTYPES[column.kind.removesuffix('_list')]}")
         elif column.kind == "timestamp" and csv:
@@ -219,7 +223,10 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
     spec, stats, project = export.spec, export.stats, export.project
     total = stats.total
     comparisons = export.kind == "comparisons"
-    tags = ["rlhf", "preference", "dpo", "reward-modeling"] if comparisons else ["rlhf", "sft"]
+    tags = {
+        "comparisons": ["rlhf", "preference", "dpo", "reward-modeling"],
+        "rankings": ["rlhf", "preference", "ranking", "reward-modeling"],
+    }.get(export.kind, ["rlhf", "sft"])
     header = [
         "---",
         f"license: {_yaml_string(spec.license)}",
@@ -259,6 +266,8 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         chosen_median, rejected_median = stats.median_chars()
         body += [
             f"- Comparisons: {stats.comparisons:,}",
+            f"- Rankings: {pref.rankings_read:,}, implying {pref.implied_pairs:,} pairs (a ranking of K "
+            "completions implies K(K-1)/2; rows from rankings carry their `ranking_id`)",
             f"- Judgments behind the rows: {stats.judgments:,} (read: {pref.judgments_read:,})",
             f"- Raters: {len(stats.raters):,}",
             f"- Label sources: {', '.join(f'{k} {v:,}' for k, v in sorted(stats.sources.items())) or 'none'}",
@@ -299,6 +308,20 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         if session is not None:
             body += model_versions_section(session, stats.versions)
             body += label_quality_section(session, project)
+    elif export.kind == "rankings":
+        pref = stats.preference
+        body += [
+            f"- Rankings: {pref.rankings_read:,}, implying {pref.implied_pairs:,} pairs "
+            "(K(K-1)/2 per ranking of K)",
+            f"- Ranking judgments: {stats.judgments:,}",
+            f"- Raters: {len(stats.raters):,}",
+            f"- Label sources: {', '.join(f'{k} {v:,}' for k, v in sorted(stats.sources.items())) or 'none'}",
+            "",
+            "## Rules",
+            "",
+            *[f"- {line}" for line in export.rules],
+            "",
+        ]
     else:
         body += [f"- Mean response length: {stats.chosen_chars / total if total else 0:.1f} characters", ""]
         body += ["## Rules", "", *[f"- {line}" for line in export.rules], ""]

@@ -121,6 +121,7 @@ def comparison_columns(layout: str, *, aggregated: bool, metadata: bool, rater: 
         Column("agreement", "float", lambda r: r.agreement),
         Column("votes", "int", lambda r: r.votes),
         Column("comparison_id", "int", lambda r: r.comparison_id),
+        Column("ranking_id", "int", lambda r: r.ranking_id or 0),
         Column("prompt_id", "int", lambda r: r.prompt_id),
         Column("kind", "str", lambda r: r.kind),
         Column("gold_choice", "str", lambda r: r.gold_choice or ""),

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.db import is_postgres
 from app.models import Project
-from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport
+from app.schemas.export import EXTENSIONS, ComparisonExport, DemoExport, RankingExport
 from app.services.exporting.columns import (
     Column,
     Pseudonyms,
@@ -71,7 +71,7 @@ class CardStats:
     _chosen_sample: list[int] = field(default_factory=list)
     _rejected_sample: list[int] = field(default_factory=list)
     _random: random.Random = field(default_factory=lambda: random.Random(0))
-    _last_comparison: int = -1
+    _last_unit: tuple[int, int, int] = (-1, 0, 0)
     _n: int = 0
     preference: PreferenceStats = field(default_factory=PreferenceStats)
 
@@ -83,9 +83,9 @@ class CardStats:
 
     def add(self, row: PreferenceRow, split: str) -> None:
         self.rows[split] += 1
-        if row.comparison_id != self._last_comparison:
-            self.comparisons += 1
-            self._last_comparison = row.comparison_id
+        if row.unit != self._last_unit:  # a comparison, or one pair of a ranking
+            self.comparisons += row.ranking_id is None
+            self._last_unit = row.unit
         votes = row.votes_used
         raters, sources = self.raters, self.sources
         for vote in votes:
@@ -189,9 +189,9 @@ def _median(values: list[int]) -> float:
 class PreparedExport:
     """An export ready to run: its columns, and a generator of (split, row tuple) batches."""
 
-    kind: str  # comparisons | demos
+    kind: str  # comparisons | rankings | demos
     project: Project
-    spec: ComparisonExport | DemoExport
+    spec: ComparisonExport | RankingExport | DemoExport
     columns: list[Column]
     batches: Callable[[], Iterator[list[tuple[str, tuple[Any, ...]]]]]
     stats: CardStats
@@ -250,12 +250,12 @@ def prepare_comparisons(
         rows = iter_preference_rows(
             session, project_id=project.id, rules=rules, selection=selection, stats=stats.preference
         )
-        comparison_id = -1
-        by_winner: dict[str, list[Any]] = {}  # the current comparison's shared values per winner
+        unit = (-1, 0, 0)
+        by_winner: dict[str, list[Any]] = {}  # the current unit's shared values per winner
         split = "train"
         for row in rows:
-            if row.comparison_id != comparison_id:
-                comparison_id = row.comparison_id
+            if row.unit != unit:
+                unit = row.unit
                 by_winner = {}
                 split = splits.get(row.prompt_hash)  # type: ignore[assignment]
                 if split is None:
@@ -292,7 +292,7 @@ def prepare_comparisons(
         batches=batches,
         stats=stats,
         rules=rules.describe(),
-        filters=_describe_filters(spec),
+        filters=describe_filters(spec),
         lines=_sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats),
     )
 
@@ -332,16 +332,16 @@ def _sql_lines(
     return lines
 
 
-def _describe_filters(spec: ComparisonExport | DemoExport) -> list[str]:
+def describe_filters(spec: ComparisonExport | RankingExport | DemoExport) -> list[str]:
     lines = []
-    if isinstance(spec, ComparisonExport):
+    if isinstance(spec, ComparisonExport | RankingExport):
         lines.append(f"Label source: {spec.label_source}.")
         lines.append(f"Gold pairs: {spec.gold}.")
         if spec.raters:
             lines.append(f"Raters: {len(spec.raters)} selected.")
-        if spec.exclude_flags:
+        if isinstance(spec, ComparisonExport) and spec.exclude_flags:
             lines.append(f"Excluded flags: {', '.join(spec.exclude_flags)}.")
-        if spec.min_agreement:
+        if isinstance(spec, ComparisonExport) and spec.min_agreement:
             lines.append(f"Minimum agreement: {spec.min_agreement:g}.")
     if spec.date_from:
         lines.append(f"Created at or after {spec.date_from.isoformat()}.")

@@ -29,6 +29,7 @@ def _arrow_type(kind: str) -> Any:
         "bool": pa.bool_(),
         "int_list": pa.list_(pa.int64()),
         "int_list_list": pa.list_(pa.list_(pa.int64())),
+        "int_list_list": pa.list_(pa.list_(pa.int64())),
         "str_list": pa.list_(pa.string()),
         "bool_list": pa.list_(pa.bool_()),
         "timestamp": pa.timestamp("us", tz="UTC"),

@@ -1,7 +1,8 @@
 """Preference rows of a project: the entry points, and the row path every database can run.
 
 `preference_rows` (keyword options) and `iter_preference_rows` (a `RuleSet` and a
-`JudgmentFilter`) stream rows ordered by comparison id (then judgment id for ``per_rater``).
+`JudgmentFilter`) stream rows ordered by comparison id (then judgment id for ``per_rater``),
+then the rows the project's rankings imply (ranking_rows.py), ordered by ranking.
 On PostgreSQL the rows come from postgres.py; elsewhere from `sqlalchemy_rows`: judgments read
 through a server-side cursor (``yield_per``) ordered by comparison, texts fetched afterwards per
 batch of decided comparisons, once per comparison (not once per judgment). Memory is bounded by
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from app.db import is_postgres
 from app.models import Comparison, Completion, Prompt, User
 from app.services.preferences.postgres import postgres_rows
+from app.services.preferences.ranking_rows import ranking_rows
 from app.services.preferences.records import VersionNames, decide_records, judgments_query
 from app.services.preferences.rules import (
     AGGREGATIONS,
@@ -45,6 +47,7 @@ def preference_rows(
     *,
     project_id: int,
     judgment_ids: Iterable[int] | None = None,
+    ranking_judgment_ids: Iterable[int] | None = None,
     aggregation: Aggregation = "majority",
     label_source: LabelSource = "human",
     include_both_bad: bool = False,
@@ -71,6 +74,7 @@ def preference_rows(
         rater_ids=frozenset(rater_ids) if rater_ids is not None else None,
         exclude_flags=frozenset(exclude_flags),
         gold=gold,
+        ranking_judgment_ids=frozenset(ranking_judgment_ids) if ranking_judgment_ids is not None else None,
     )
     return iter_preference_rows(session, project_id=project_id, rules=rules, selection=selection, stats=stats)
 
@@ -90,6 +94,7 @@ def iter_preference_rows(
     stats = stats if stats is not None else PreferenceStats()
     rows = postgres_rows if is_postgres(session) else sqlalchemy_rows
     yield from rows(session, project_id=project_id, rules=rules, selection=selection, stats=stats)
+    yield from ranking_rows(session, project_id=project_id, rules=rules, selection=selection, stats=stats)
 
 
 def _no_null_flags(flags: list[str] | None) -> list[str]:

@@ -39,6 +39,9 @@ disagreement review page (row kind ``resolved``). In the aggregated modes that a
 ``margin = agreement x mean strength of the matching votes`` (0 when no vote matched). In
 ``per_rater`` mode gold pairs give their raters' judgments like any other pair.
 
+**Rankings.** A ranking judgment's implied pairs (rankings.py) are votes like a pair's: each
+implied pair is decided under the same rules, after every comparison's rows (ranking_rows.py).
+
 Only comparisons with at least one counted vote give rows. What was dropped, and why, is counted
 in a `PreferenceStats` passed as ``stats``.
 """
@@ -127,6 +130,16 @@ class JudgmentFilter:
     rater_ids: frozenset[int] | None = None
     exclude_flags: frozenset[str] = frozenset()
     gold: Gold = "include"
+    # Ranking judgments (ranking_rows.py): these ids only; unset, every one the other filters
+    # pass, unless `judgment_ids` names a snapshot (then none).
+    ranking_judgment_ids: frozenset[int] | None = None
+
+    @property
+    def ranking_ids_wanted(self) -> frozenset[int] | None:
+        """The ranking judgment ids to read (None: all that pass the other filters)."""
+        if self.ranking_judgment_ids is not None:
+            return self.ranking_judgment_ids
+        return frozenset() if self.judgment_ids is not None else None
 
 
 @dataclass

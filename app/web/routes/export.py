@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.models import User
-from app.schemas.export import ComparisonExport, DemoExport
+from app.schemas.export import ComparisonExport, DemoExport, RankingExport
 from app.services import audit, exporting, membership
 from app.services.exporting.columns import ExportError
 from app.services.exporting.prepare import PreparedExport
@@ -23,6 +23,8 @@ router = APIRouter(tags=["export"], dependencies=[Depends(verify_csrf)])
 
 _LIST_FIELDS = ("raters", "exclude_flags")
 _DEMOS_ONLY = ("demonstration_source", "include_pending", "include_rejected")
+# The form's aggregation fields, which a rankings export (one row per ranking) does not take.
+_PAIR_ONLY = ("aggregation", "ties", "min_agreement", "include_both_bad", "exclude_flags")
 _MEDIA = {
     ".jsonl": "application/x-ndjson",
     ".csv": "text/csv; charset=utf-8",
@@ -33,7 +35,7 @@ _MEDIA = {
 
 def builder(
     kind: str,
-    spec: ComparisonExport | DemoExport,
+    spec: ComparisonExport | RankingExport | DemoExport,
     slug: str,
     secret_key: str,
     *,
@@ -55,6 +57,9 @@ def builder(
         if kind == "demos":
             assert isinstance(spec, DemoExport)
             return exporting.prepare_demos(session, project=project, spec=spec, secret_key=secret_key)
+        if kind == "rankings":
+            assert isinstance(spec, RankingExport)
+            return exporting.prepare_rankings(session, project=project, spec=spec, secret_key=secret_key)
         assert isinstance(spec, ComparisonExport)
         return exporting.prepare_comparisons(session, project=project, spec=spec, secret_key=secret_key)
 
@@ -101,13 +106,15 @@ def streaming_download(
     )
 
 
-def _form_spec(request: Request) -> tuple[str, ComparisonExport | DemoExport, str]:
+def _form_spec(request: Request) -> tuple[str, ComparisonExport | RankingExport | DemoExport, str]:
     """The export form's GET parameters; empty fields mean 'not given'."""
     query = request.query_params
     kind = query.get("what", "comparisons")
     values: dict[str, Any] = {}
     for key, value in query.multi_items():
         if key in ("what", "project", "archive", "split") or value.strip() == "":
+            continue
+        if kind == "rankings" and key in _PAIR_ONLY:
             continue
         if (kind == "demos" and key not in DemoExport.model_fields) or (
             kind != "demos" and key in _DEMOS_ONLY
@@ -117,7 +124,12 @@ def _form_spec(request: Request) -> tuple[str, ComparisonExport | DemoExport, st
             values.setdefault(key, []).append(value)
         else:
             values[key] = value
-    model = DemoExport if kind == "demos" else ComparisonExport
+    model: type[ComparisonExport] | type[RankingExport] | type[DemoExport] = ComparisonExport
+    if kind == "demos":
+        model = DemoExport
+    elif kind == "rankings":
+        model = RankingExport
+    kind = kind if kind in ("demos", "rankings") else "comparisons"
     return kind, model.model_validate(values), query.get("project", "")
 
 
@@ -130,6 +142,7 @@ def _page_context(session: Session, user: User) -> dict[str, Any]:
         "projects": membership.exportable_projects(session, user),
         "comparison_defaults": ComparisonExport(),
         "demo_defaults": DemoExport(),
+        "ranking_defaults": RankingExport(),
     }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Choice, User
 from app.services import audit, quality
+from app.services.quality.rankings import ranking_quality
 from app.web.charts import bar_chart
 from app.web.deps import AdminUser, ProjectDep, SessionDep, verify_csrf
 from app.web.forms import DisputeForm, NextForm
@@ -86,7 +87,9 @@ def _project_figures(report: quality.ProjectQuality) -> list[Markup]:
 def quality_page(request: Request, session: SessionDep, user: AdminUser, project: ProjectDep) -> Response:
     report = quality.project_quality(session, project)
     figures = _project_figures(report) if not report.empty else []
-    return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures})
+    rankings = ranking_quality(session, project)
+    return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures,
+                                                    "rankings": rankings})  # fmt: skip
 
 
 def _activity_figures(raters: list[quality.RaterQuality]) -> list[Markup]:
