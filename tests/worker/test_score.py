@@ -16,11 +16,11 @@ from app.db import session_scope
 from app.models import Comparison, ModelKind, ModelVersion, Project, RunKind, SelectionStrategy
 from app.schemas.training import RewardConfig
 from app.services import rating, runs
+from app.services.runs.scores import combine
 from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user
 from tests.worker.conftest import make_oracle_pairs, run_to_end
 from worker.training.base import ModelRef, PrintReporter
 from worker.training.reward import train_reward
-from worker.training.score import combine
 
 
 def test_combine_margin_and_disagreement() -> None:

@@ -18,28 +18,12 @@ Pairs go in batches of `batch_size`; progress after each batch, a cancel before 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from app.schemas.training import ScoreConfig
+from app.services.runs.scores import combine, sigmoid
 from worker.training.base import Cancelled, ModelRef, Reporter
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-def combine(probabilities: Sequence[float], measure: str) -> tuple[float, float]:
-    """The members' probabilities that a is preferred -> (prediction, uncertainty)."""
-    mean = sum(probabilities) / len(probabilities)
-    if measure == "disagreement":
-        spread = math.sqrt(sum((p - mean) ** 2 for p in probabilities) / len(probabilities))
-        return mean, spread
-    return mean, 1.0 - abs(2.0 * mean - 1.0)
 
 
 def run_score(
