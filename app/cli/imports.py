@@ -18,10 +18,11 @@ import_cli = typer.Typer(
 )
 
 
-def _import(kind: str, file: Path, project_slug: str) -> None:
-    from app.services import audit, importing
+def _import(kind: str, file: Path, project_slug: str, tasks: str = "") -> None:
+    from app.services import audit, importing, writing
     from app.services.projects import get_project
 
+    kinds = _writing_kinds(tasks)
     limit = get_settings().max_upload_bytes
     if file.stat().st_size > limit:  # the upload page's limit and message
         raise fail(f"{file.name} is larger than the {limit / (1024 * 1024):g} MB limit (MAX_UPLOAD_BYTES).")
@@ -46,6 +47,11 @@ def _import(kind: str, file: Path, project_slug: str) -> None:
                     )
             audit.record(session, audit.Actor.cli(), "project.import", target=("file", file.name),
                          project=project, kind=kind)  # fmt: skip
+            made = 0
+            if kinds:
+                made = writing.add_project_tasks(
+                    session, project, write="write" in kinds, improve="improve" in kinds
+                )
     except importing.ImportFailed as failure:
         err.print(f"[red]{file}: not imported, {len(failure.problems)} problem(s); nothing was stored.[/red]")
         for problem in failure.problems[:50]:
@@ -59,6 +65,26 @@ def _import(kind: str, file: Path, project_slug: str) -> None:
     )
     for duplicate in report.duplicates[:20]:
         console.print(f"  skipped: {duplicate}", highlight=False)
+    if tasks:
+        console.print(f"{made} writing task(s) created ({tasks}).")
+
+
+def _writing_kinds(tasks: str) -> set[str]:
+    kinds = {kind.strip() for kind in tasks.split(",") if kind.strip()}
+    unknown = kinds - {"write", "improve"}
+    if unknown:
+        raise fail(f"--tasks: unknown writing task kind {sorted(unknown)[0]!r} (write, improve)")
+    return kinds
+
+
+_TASKS = Annotated[
+    str,
+    typer.Option(
+        "--tasks",
+        help="Also make writing tasks: write (raters write the response to every prompt of the "
+        "project), improve (raters edit every completion), or write,improve.",
+    ),
+]
 
 
 _FILE = Annotated[Path, typer.Argument(help="A .jsonl or .csv file.", exists=True, dir_okay=False)]
@@ -66,15 +92,15 @@ _PROJECT = Annotated[str, typer.Option("--project", help="Project slug.")]
 
 
 @import_cli.command("prompts")
-def import_prompts(file: _FILE, project: _PROJECT) -> None:
-    """Prompts: a `prompt` string or a `messages` list per row."""
-    _import("prompts", file, project)
+def import_prompts(file: _FILE, project: _PROJECT, tasks: _TASKS = "") -> None:
+    """Prompts: a `prompt` string or a `messages` list per row (--tasks write: for writers)."""
+    _import("prompts", file, project, tasks)
 
 
 @import_cli.command("pairs")
-def import_pairs(file: _FILE, project: _PROJECT) -> None:
+def import_pairs(file: _FILE, project: _PROJECT, tasks: _TASKS = "") -> None:
     """Pairs: prompt/messages, completion_a, completion_b [, model_a, model_b, gold]."""
-    _import("pairs", file, project)
+    _import("pairs", file, project, tasks)
 
 
 @import_cli.command("preferences")

@@ -36,6 +36,13 @@ def members(
     visibility: Annotated[
         Visibility | None, typer.Option(help="open: every rater; members: its members only.")
     ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="The task kinds the users and groups added get, e.g. write,improve (default: every "
+            "kind of the project's mix); naming a member again sets theirs."
+        ),
+    ] = None,
 ) -> None:
     """Show or change who rates in a project. Removing a member (or restricting the project) ends
     the reservations of raters who no longer belong; their judgments stay."""
@@ -51,9 +58,15 @@ def members(
             actor = audit.Actor.cli()
             target = ("project", project.slug)
             if add or group:
-                membership.add_members(session, project, usernames=add or [], groups=group or [])
+                kinds = None if tasks is None else [k.strip() for k in tasks.split(",") if k.strip()]
+                membership.add_members(
+                    session, project, usernames=add or [], groups=group or [], task_kinds=kinds
+                )
                 audit.record(session, actor, "project.members.add", target=target, project=project,
-                             users=sorted(add or []), groups=sorted(group or []))  # fmt: skip
+                             users=sorted(add or []), groups=sorted(group or []),
+                             task_kinds=kinds)  # fmt: skip
+            elif tasks is not None:
+                raise fail("--tasks applies to the users and groups named with --add or --group")
             if remove or remove_group:
                 membership.remove_members(session, project, usernames=remove or [], groups=remove_group or [])
                 audit.record(session, actor, "project.members.remove", target=target, project=project,
@@ -72,9 +85,10 @@ def members(
     console.print(f"[bold]{slug}[/bold] is {shown}: {who} rate(s) there.")
     if released:
         console.print(f"Released {released} reservation(s) of raters no longer in the project.")
-    table = Table("member", "kind", "added")
+    table = Table("member", "kind", "tasks", "added")
     for row in rows:
-        table.add_row(row.name, row.role, row.added_at.strftime("%Y-%m-%d %H:%M UTC"))
+        shown_kinds = ",".join(row.task_kinds) if row.task_kinds else "all"
+        table.add_row(row.name, row.role, shown_kinds, row.added_at.strftime("%Y-%m-%d %H:%M UTC"))
     console.print(table if rows else "No members.")
 
 

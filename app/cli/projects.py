@@ -33,6 +33,19 @@ def add_project(
     max_overlap: Annotated[
         int | None, typer.Option(help="Adaptive overlap: split pairs get raters up to this many.")
     ] = None,
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="The task mix: kinds with relative weights, e.g. compare=0.7,write=0.3. Kinds: compare "
+            "(pick the better of two responses), rank (order K responses), write (write the ideal next "
+            "assistant turn), improve (edit a model's response), review (accept or reject written ones)."
+        ),
+    ] = "compare=1",
+    writing_overlap: Annotated[int, typer.Option(help="Distinct writers per write or improve task.")] = 1,
+    review_overlap: Annotated[int, typer.Option(help="Distinct reviewers per written demonstration.")] = 1,
+    min_words: Annotated[int | None, typer.Option(help="Length guidance for writers: at least.")] = None,
+    max_words: Annotated[int | None, typer.Option(help="Length guidance for writers: at most.")] = None,
+    max_answer_chars: Annotated[int, typer.Option(help="The longest written answer accepted.")] = 20_000,
 ) -> None:
     """Create a labeling project."""
     from pydantic import ValidationError
@@ -40,9 +53,20 @@ def add_project(
     from app.schemas.project import ProjectCreate
     from app.services import audit
     from app.services.projects import ProjectExists, create_project
+    from app.task_kinds import InvalidMix, format_mix, parse_mix
 
     try:
+        mix = parse_mix(tasks)
+    except InvalidMix as error:
+        raise fail(f"--tasks: {error}") from None
+    try:
         project_in = ProjectCreate(
+            task_mix=mix,
+            writing_overlap=writing_overlap,
+            review_overlap=review_overlap,
+            min_words=min_words,
+            max_words=max_words,
+            max_answer_chars=max_answer_chars,
             slug=slug,
             name=name or slug,
             overlap=overlap,
@@ -62,7 +86,9 @@ def add_project(
         raise fail(problems) from None
     except ProjectExists as error:
         raise fail(str(error)) from None
-    console.print(f"Created project [bold]{project.slug}[/bold] (overlap {project.overlap}).")
+    console.print(
+        f"Created project [bold]{project.slug}[/bold] (overlap {project.overlap}; tasks {format_mix(mix)})."
+    )
 
 
 @projects_cli.command("list")

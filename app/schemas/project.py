@@ -5,7 +5,11 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.models import Scale, SelectionStrategy
-from app.models.project import DEFAULT_LEASE_SECONDS
+from app.models.project import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ANSWER_CHARS
+
+# The largest answer limit a project may set (the workbench's form takes up to 500,000).
+MAX_ANSWER_CHARS = 200_000
+
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -41,6 +45,22 @@ class ProjectBase(BaseModel):
     random_share: float = Field(
         0.2, ge=0, le=1, description="Under mix: the share of claims served a random open pair."
     )
+    task_mix: dict[str, float] = Field(
+        default_factory=lambda: {"compare": 1.0},
+        description="The task kinds raters get and their relative weights, e.g. "
+        "{compare: 0.7, write: 0.3} (kinds: compare, rank, write, improve, review).",
+    )
+    writing_overlap: int = Field(1, ge=1, le=50, description="Distinct writers per write or improve task.")
+    review_overlap: int = Field(1, ge=1, le=50, description="Distinct reviewers per written demonstration.")
+    min_words: int | None = Field(
+        None, ge=1, le=100_000, description="Length guidance: at least this many words."
+    )
+    max_words: int | None = Field(
+        None, ge=1, le=100_000, description="Length guidance: at most this many words."
+    )
+    max_answer_chars: int = Field(
+        DEFAULT_MAX_ANSWER_CHARS, ge=1, le=MAX_ANSWER_CHARS, description="A written answer's hard limit."
+    )
     rank_k: int = Field(
         4, ge=3, le=9, description="Ranking tasks: the completions of one prompt a rater puts in order."
     )
@@ -53,6 +73,19 @@ class ProjectBase(BaseModel):
                 "or empty to turn adaptive overlap off"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_words(self) -> ProjectBase:
+        if self.min_words is not None and self.max_words is not None and self.max_words < self.min_words:
+            raise ValueError(f"max_words ({self.max_words}) must be at least min_words ({self.min_words})")
+        return self
+
+    @field_validator("task_mix")
+    @classmethod
+    def _check_mix(cls, mix: dict[str, float]) -> dict[str, float]:
+        from app.task_kinds import check_mix  # the table imports the services, which import this
+
+        return check_mix(mix)
 
     @field_validator("flags")
     @classmethod

@@ -38,6 +38,7 @@ from app.models import (
     Role,
     User,
     Visibility,
+    WritingAssignment,
 )
 
 GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -141,7 +142,7 @@ def release_outsiders(session: Session, project_ids: Iterable[int] | None = None
     if project_ids is not None:
         members_only = members_only.where(Project.id.in_(list(project_ids)))
     released = 0
-    for table in (Assignment, RankingAssignment):
+    for table in (Assignment, RankingAssignment, WritingAssignment):
         result = session.execute(
             update(table)
             .where(
@@ -169,6 +170,7 @@ class MemberRow:
     role: str  # the user's role, or "group"
     added_by: str | None
     added_at: datetime
+    task_kinds: list[str] | None = None  # None: every kind of the project's mix
 
 
 def _users_named(session: Session, names: Iterable[str], roles: tuple[Role, ...]) -> list[User]:
@@ -218,6 +220,7 @@ def list_members(session: Session, project: Project) -> list[MemberRow]:
             role=user.role.value if user is not None else "group",
             added_by=adders.get(member.added_by_id) if member.added_by_id else None,
             added_at=member.added_at,
+            task_kinds=member.task_kinds,
         )
         for member, user, group in rows
     ]
@@ -230,9 +233,19 @@ def add_members(
     usernames: Iterable[str] = (),
     groups: Iterable[str] = (),
     added_by: User | None = None,
+    task_kinds: Iterable[str] | None = None,
 ) -> int:
     """Add raters/researchers and rater groups (all or none: an unknown name adds nobody).
-    Returns how many were new."""
+    `task_kinds` limits them (the new members and those named again) to those kinds of the
+    project's mix; None gives them every kind. Returns how many were new."""
+    from app.task_kinds import InvalidMix, check_kinds  # the table imports the rating services
+
+    kinds = None
+    if task_kinds is not None:
+        try:
+            kinds = check_kinds(list(task_kinds)) or None
+        except InvalidMix as error:
+            raise MembershipError(str(error)) from None
     users = _users_named(session, usernames, MEMBER_ROLES)
     found_groups = _groups_named(session, groups)
     existing = session.execute(
@@ -242,14 +255,22 @@ def add_members(
     have_groups = {g for _, g in existing if g is not None}
     added_by_id = added_by.id if added_by is not None else None
     new = [
-        ProjectMember(project_id=project.id, user_id=u.id, added_by_id=added_by_id)
+        ProjectMember(project_id=project.id, user_id=u.id, added_by_id=added_by_id, task_kinds=kinds)
         for u in users
         if u.id not in have_users
     ] + [
-        ProjectMember(project_id=project.id, group_id=g.id, added_by_id=added_by_id)
+        ProjectMember(project_id=project.id, group_id=g.id, added_by_id=added_by_id, task_kinds=kinds)
         for g in found_groups
         if g.id not in have_groups
     ]
+    again = [ProjectMember.user_id.in_([u.id for u in users if u.id in have_users]),
+             ProjectMember.group_id.in_([g.id for g in found_groups if g.id in have_groups])]  # fmt: skip
+    session.execute(
+        update(ProjectMember)
+        .where(ProjectMember.project_id == project.id, or_(*again))
+        .values(task_kinds=kinds)
+        .execution_options(synchronize_session=False)
+    )
     session.add_all(new)
     session.flush()
     return len(new)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,7 +50,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def login_required(request: Request, _exc: LoginRequired) -> Response:
         target = "/login?next=" + quote(request.url.path)
         if is_htmx(request):
-            return Response(status_code=401, headers={"HX-Redirect": target})
+            # Back to the page the request came from (an expired session mid-task), not to the
+            # action it posted to; /login keeps only local targets.
+            page = urlsplit(request.headers.get("HX-Current-URL", "")).path or request.url.path
+            return Response(status_code=401, headers={"HX-Redirect": "/login?next=" + quote(page)})
         if _wants_html(request):
             return RedirectResponse(target, status_code=303)
         return JSONResponse({"detail": "Not logged in."}, status_code=401)

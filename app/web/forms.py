@@ -8,7 +8,7 @@ services validate with their own messages stay strings here, exactly as typed.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,18 @@ class ProjectForm(BaseModel):
     judge_rubric: str = Field("", max_length=50_000)
     selection_strategy: str = Field("arrival", max_length=16)
     random_percent: str = Field("20", max_length=6)
+    # The task mix: one weight per kind (app/task_kinds.py; empty or 0: not given here).
+    mix_compare: str = Field("", max_length=12)
+    mix_rank: str = Field("", max_length=12)
+    mix_write: str = Field("", max_length=12)
+    mix_improve: str = Field("", max_length=12)
+    mix_review: str = Field("", max_length=12)
+    writing_overlap: str = Field("1", max_length=5)
+    review_overlap: str = Field("1", max_length=5)
+    min_words: str = Field("", max_length=8)
+    max_words: str = Field("", max_length=8)
+    max_answer_chars: str = Field("20000", max_length=8)
+
     rank_k: str = Field("4", max_length=4)
 
     def project_fields(self) -> dict[str, object]:
@@ -59,7 +71,21 @@ class ProjectForm(BaseModel):
         share: object = self.random_percent
         with contextlib.suppress(ValueError):
             share = float(self.random_percent or 0) / 100
+        mix = {
+            kind: weight.strip()
+            for kind, weight in (
+                ("compare", self.mix_compare), ("rank", self.mix_rank), ("write", self.mix_write),
+                ("improve", self.mix_improve), ("review", self.mix_review),
+            )
+            if weight.strip()
+        }  # fmt: skip
         return {
+            "task_mix": mix or {"compare": 1.0},  # no weight given: pairs only
+            "writing_overlap": self.writing_overlap,
+            "review_overlap": self.review_overlap,
+            "min_words": self.min_words.strip() or None,
+            "max_words": self.max_words.strip() or None,
+            "max_answer_chars": self.max_answer_chars,
             "gold_rate": gold,
             "selection_strategy": self.selection_strategy,
             "random_share": share,
@@ -87,6 +113,8 @@ class ProjectUpdateForm(ProjectForm):
 
 class ImportForm(BaseModel):
     kind: str = Field(pattern="^(prompts|pairs|demos|rankings|preferences)$")
+    # Also make writing tasks for the project's prompts (write) and completions (improve).
+    writing_tasks: list[Literal["write", "improve"]] | None = None
 
 
 class UserForm(BaseModel):
@@ -108,6 +136,29 @@ class JudgmentForm(BaseModel):
 
 class AssignmentForm(BaseModel):
     assignment_id: int = Field(ge=1, le=DB_ID_MAX)
+
+
+# A written answer may be longer than any project's limit here: the service names the limit.
+MAX_WRITTEN_CHARS = 500_000
+
+
+class WritingForm(BaseModel):
+    assignment_id: int = Field(ge=1, le=DB_ID_MAX)
+    text: str = Field("", max_length=MAX_WRITTEN_CHARS)
+    time_spent_ms: int = Field(0, ge=0, le=10**9)
+
+
+class DraftForm(BaseModel):
+    assignment_id: int = Field(ge=1, le=DB_ID_MAX)
+    text: str = Field("", max_length=MAX_WRITTEN_CHARS)
+
+
+class ReviewForm(BaseModel):
+    demonstration_id: int = Field(ge=1, le=DB_ID_MAX)
+    verdict: str = Field("", pattern="^(accept|reject|)$")
+    score: int | None = Field(None, ge=1, le=5)
+    flags: list[str] | None = None
+    note: str = Field("", max_length=20_000)
 
 
 class DisputeForm(BaseModel):
@@ -134,10 +185,12 @@ class VisibilityForm(BaseModel):
 
 
 class MembersForm(BaseModel):
-    """Names typed into one field each, separated by commas, spaces or lines."""
+    """Names typed into one field each, separated by commas, spaces or lines; the task kinds
+    they are given (none ticked: every kind of the project's mix)."""
 
     usernames: str = Field("", max_length=10_000)
     groups: str = Field("", max_length=10_000)
+    task_kinds: list[str] | None = Field(None, max_length=10)
 
 
 class GroupForm(BaseModel):

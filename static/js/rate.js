@@ -38,25 +38,40 @@
 
     if (typing) {
       if (event.key === "Escape") { target.blur(); event.preventDefault(); }
-      else if (event.key === "Enter" && event.ctrlKey) { submitForm("judge-form"); event.preventDefault(); }
+      else if (event.key === "Enter" && event.ctrlKey && target.form) {
+        submitForm(target.form.id);
+        event.preventDefault();
+      }
       return;
     }
-    if (event.ctrlKey) return;
-
     const key = event.key;
+    if (event.ctrlKey) {
+      // Ctrl+Enter submits whichever answer the workbench holds (the writing editor included).
+      const form = bench.querySelector("#judge-form, #review-form, #write-form");
+      if (key === "Enter" && form) { submitForm(form.id); event.preventDefault(); }
+      return;
+    }
+
     if (key === "Enter") {
-      if (document.getElementById("judge-form")) {
+      // Enter alone submits a choice (a pair, a review); a written answer needs Ctrl+Enter.
+      const form = bench.querySelector("#judge-form, #review-form");
+      if (form) {
         event.preventDefault();
-        submitForm("judge-form");
+        submitForm(form.id);
       }
       return;
     }
     if (key === "?") { toggleHelp(); event.preventDefault(); return; }
-    if (key === "/") {
-      const box = bench.querySelector("textarea[name=rationale]");
-      if (box) { box.focus(); event.preventDefault(); }
+    // "/" opens the rationale or the review's note; "e" goes back to the writing editor.
+    const box = key === "/" ? bench.querySelector("textarea[name=rationale], textarea[name=note]")
+      : key === "e" ? bench.querySelector("textarea[name=text]") : null;
+    if (box) {
+      box.focus();
+      box.setSelectionRange(box.value.length, box.value.length);
+      event.preventDefault();
       return;
     }
+    if (key === "/") return;
     if (key === "s") { if (document.getElementById("skip-form")) { submitForm("skip-form"); event.preventDefault(); } return; }
     if (key === "u") {
       event.preventDefault();

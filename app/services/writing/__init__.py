@@ -6,6 +6,7 @@ answer's limits, the lazy-writer checks, the diff and the edit distance."""
 
 from app.services.writing.assignment import (
     WritingView,
+    add_project_tasks,
     add_tasks,
     claim,
     current,
@@ -23,6 +24,7 @@ __all__ = [
     "SIMILAR",
     "ReviewView",
     "WritingView",
+    "add_project_tasks",
     "add_tasks",
     "check_answer",
     "claim",

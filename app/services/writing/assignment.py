@@ -22,9 +22,12 @@ from sqlalchemy.orm import Session, aliased
 from app.db import insert_ignoring_conflicts
 from app.models import (
     AssignmentStatus,
+    Comparison,
     Completion,
     Demonstration,
     Draft,
+    Judgment,
+    JudgmentSource,
     Project,
     Prompt,
     WritingAssignment,
@@ -276,3 +279,26 @@ def add_tasks(
             created += 1
     session.flush()
     return created
+
+
+def add_project_tasks(
+    session: Session, project: Project, *, write: bool = False, improve: bool = False
+) -> int:
+    """Write tasks for every prompt of the project and improve tasks for every completion of its
+    prompts (not the texts raters' edits stored) that have none yet; returns how many."""
+    prompt_ids = (
+        list(session.scalars(select(Prompt.id).where(Prompt.project_id == project.id))) if write else []
+    )
+    completion_ids: list[int] = []
+    if improve:
+        edits = (
+            select(Comparison.completion_a_id)
+            .join(Judgment, Judgment.comparison_id == Comparison.id)
+            .where(Comparison.project_id == project.id, Judgment.source == JudgmentSource.edit)
+        )
+        completion_ids = list(session.scalars(
+            select(Completion.id)
+            .join(Prompt, Prompt.id == Completion.prompt_id)
+            .where(Prompt.project_id == project.id, Completion.id.not_in(edits))
+        ))  # fmt: skip
+    return add_tasks(session, project, prompt_ids=prompt_ids, completion_ids=completion_ids)

@@ -18,12 +18,14 @@ from app.web.routes import (
     schedules,
     tokens,
     users,
+    writing,
 )
 
 routers = [
     auth.router,
     rate.router,
     ranking.router,
+    writing.router,
     projects.router,
     groups.router,
     users.router,

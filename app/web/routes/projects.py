@@ -12,13 +12,18 @@ from sqlalchemy.orm import Session
 
 from app.models import Project, Scale, Visibility
 from app.schemas.project import ProjectCreate, ProjectUpdate
-from app.services import audit, importing, membership, projects, stats
+from app.services import audit, importing, membership, projects, stats, writing
+from app.task_kinds import TASK_KINDS
 from app.web.deps import AdminUser, ProjectDep, SessionDep, SettingsDep, StaffUser, verify_csrf
 from app.web.forms import ImportForm, MembersForm, ProjectCreateForm, ProjectUpdateForm, VisibilityForm
 from app.web.input_guard import IdPath
 from app.web.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
+
+
+# The task kinds as the project form and the members form name them (app/task_kinds.py).
+TASK_TITLES = [(kind.value, spec.title) for kind, spec in TASK_KINDS.items()]
 
 
 def _form_errors(error: ValidationError) -> list[str]:
@@ -42,7 +47,11 @@ def dashboard(request: Request, session: SessionDep, user: AdminUser) -> Respons
 
 @router.get("/admin/projects/new", include_in_schema=False)
 def new_project_form(request: Request, user: AdminUser) -> Response:
-    return render(request, "admin/project_form.html", {"project": None, "scales": list(Scale)})
+    return render(
+        request,
+        "admin/project_form.html",
+        {"project": None, "scales": list(Scale), "task_titles": TASK_TITLES},
+    )
 
 
 @router.post("/admin/projects", include_in_schema=False)
@@ -69,6 +78,7 @@ def create_project(
             {
                 "project": None,
                 "scales": list(Scale),
+                "task_titles": TASK_TITLES,
                 "errors": errors,
                 "form": fields | {"slug": slug},
             },
@@ -85,6 +95,7 @@ def _project_page(session: Session, project: Project) -> dict[str, object]:
         "scales": list(Scale),
         "members": membership.list_members(session, project),
         "visibilities": list(Visibility),
+        "task_titles": TASK_TITLES,
     }
 
 
@@ -150,10 +161,13 @@ def add_members(
 ) -> Response:
     try:
         usernames, groups = membership.split_names(form.usernames), membership.split_names(form.groups)
-        membership.add_members(session, project, usernames=usernames, groups=groups, added_by=user)
+        membership.add_members(
+            session, project, usernames=usernames, groups=groups, added_by=user, task_kinds=form.task_kinds
+        )
         audit.record(
             session, audit.Actor.of(user, "web", request), "project.members.add",
             target=("project", project.slug), project=project, users=sorted(usernames), groups=sorted(groups),
+            task_kinds=form.task_kinds,
         )  # fmt: skip
     except membership.MembershipError as error:
         session.rollback()
@@ -219,4 +233,9 @@ async def import_upload(
         project=project, kind=kind,
     )  # fmt: skip
     context["report"] = report
+    if form.writing_tasks and kind in ("prompts", "pairs"):
+        wanted = set(form.writing_tasks)
+        context["writing_tasks"] = writing.add_project_tasks(
+            session, project, write="write" in wanted, improve="improve" in wanted
+        )
     return render(request, "admin/import.html", context)

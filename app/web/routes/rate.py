@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from app.models import Project, User
 from app.services import membership, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
-from app.services.rating.tasks import Task, has_work, next_task
-from app.task_kinds import TASK_KINDS, TaskKind
+from app.services.rating.tasks import Task, has_work, next_task, rater_mix
+from app.task_kinds import TASK_KINDS, TaskKind, TaskSpec
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
 from app.web.templating import is_htmx, render
@@ -24,6 +24,7 @@ router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_c
 FLAG_KEYS = "qwertyio"  # flag n is toggled by FLAG_KEYS[n]
 # The session key of a ranking withdrawn by a plain (no-JavaScript) undo: its order, shown again.
 UNDONE_ORDER = "undone_order"
+REVIEW_FLAG_KEYS = "qwetyiop"  # in a review "r" rejects
 
 
 def _not_found() -> HTTPException:
@@ -45,6 +46,7 @@ def _workbench(
     assignment: Any = None,
     task: Task | None = None,
     answer: str | None = None,
+    review: Any = None,
 ) -> Response:
     """Claim (or keep) the rater's current task and render it with their progress: a pair
     here, another kind through its table entry's view and template."""
@@ -57,7 +59,7 @@ def _workbench(
             task = next_task(session, project, rater_id)
         except rating.NotAMember:
             raise _not_found() from None
-    spec = task.spec if task is not None else TASK_KINDS[TaskKind.compare]
+    spec = task.spec if task is not None else _idle_spec(session, project, rater_id)
     view = spec.view(session, task.lease) if task is not None else None
     picks = SCALE_PICKS[project.scale]
     context = {
@@ -69,15 +71,25 @@ def _workbench(
         "pair": view if spec.kind == TaskKind.compare else None,
         "progress": spec.progress(session, project=project, rater_id=rater_id),
         "picks": [(key, pick, PICK_LABELS[pick]) for key, pick in enumerate(picks, start=1)],
-        "flags": list(zip(FLAG_KEYS, project.flags, strict=False)),
+        "flags": list(
+            zip(REVIEW_FLAG_KEYS if spec.kind == TaskKind.review else FLAG_KEYS, project.flags, strict=False)
+        ),
         "notice": notice,
         "error": error,
         "previous": previous,
-        "answer": answer,  # an order (a ranking) that was refused or withdrawn, shown again
+        "answer": answer,  # an order (a ranking) or a written answer refused or withdrawn, shown again
+        "review": review,  # a review that was refused, its choices kept
         "paused": paused,
     }
     template = "rate/page.html" if full_page else spec.template
     return render(request, template, context, status_code=status_code)
+
+
+def _idle_spec(session: Session, project: Project, rater_id: int) -> TaskSpec:
+    """The kind whose page says there is nothing to do: pairs when the rater compares here (its
+    page tells waiting from done), else the first kind they are given."""
+    kinds = list(rater_mix(session, project, rater_id))
+    return TASK_KINDS[TaskKind.compare if TaskKind.compare in kinds or not kinds else kinds[0]]
 
 
 def _after_post(request: Request, slug: str) -> Response | None:
