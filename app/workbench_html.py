@@ -51,9 +51,24 @@ class Workbench:
         return self.messages[-1][1] if self.messages else ""
 
 
+# Inside <pre>, spaces and line breaks stand in as these until the rest is laid out.
+_PRE_SPACE, _PRE_BREAK = "\x00", "\x01"
+
+
 def _clean_text(parts: list[str]) -> str:
     lines = ("".join(parts)).split("\n")
-    return "\n".join(s for line in lines if (s := re.sub(r"\s+", " ", line).strip()))
+    kept = "\n".join(s for line in lines if (s := re.sub(r"\s+", " ", line).strip()))
+    kept = kept.replace(_PRE_SPACE, " ").replace(_PRE_BREAK, "\n")
+    return "\n".join(line.rstrip() for line in kept.split("\n")).strip("\n")
+
+
+def _preformatted(data: str) -> str:
+    return (
+        data.replace("\r\n", "\n")
+        .replace(" ", _PRE_SPACE)
+        .replace("\t", _PRE_SPACE * 4)
+        .replace("\n", _PRE_BREAK)
+    )
 
 
 class _WorkbenchParser(HTMLParser):
@@ -62,6 +77,8 @@ class _WorkbenchParser(HTMLParser):
         self.page = Workbench()
         self._captures: list[list] = []  # [key, depth, parts]
         self._pending_role: str | None = None
+        self._lists: list[list[int] | None] = []  # per open list: [next number] for <ol>, None for <ul>
+        self._pre = 0  # depth of <pre>
         self._in_original = False  # inside <details class="original"> until its text is read
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -72,6 +89,19 @@ class _WorkbenchParser(HTMLParser):
                 capture[1] += 1
         if tag in _BLOCK:
             self._text("\n")
+        if tag == "ol":
+            start = a.get("start", "1")
+            self._lists.append([int(start) if start.isdigit() else 1])
+        elif tag == "ul":
+            self._lists.append(None)
+        elif tag == "li" and self._lists and self._lists[-1] is not None:
+            counter = self._lists[-1]
+            self._text(f"{counter[0]}. ")
+            counter[0] += 1
+        elif tag in ("td", "th"):
+            self._text(" ")
+        elif tag == "pre":
+            self._pre += 1
         testid = a.get("data-testid")
         if tag == "section" and a.get("id") == "workbench":
             self.page.has_workbench = True
@@ -124,6 +154,13 @@ class _WorkbenchParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _VOID:
             return
+        if tag in ("ol", "ul") and self._lists:
+            self._lists.pop()
+        elif tag == "pre" and self._pre:
+            self._pre -= 1
+            for capture in self._captures:  # the code's closing line break draws no empty line
+                while capture[2] and capture[2][-1].endswith(_PRE_BREAK):
+                    capture[2][-1] = capture[2][-1][: -len(_PRE_BREAK)]
         if tag in _BLOCK:
             self._text("\n")
         finished = []
@@ -137,7 +174,8 @@ class _WorkbenchParser(HTMLParser):
             self._store(capture[0], raw if capture[0] == "answer" else _clean_text(capture[2]))
 
     def handle_data(self, data: str) -> None:
-        self._text(data)
+        # Outside <pre> a line break in the source is white space, as the browser lays it out.
+        self._text(_preformatted(data) if self._pre else data.replace("\n", " "))
 
     def _text(self, data: str) -> None:
         for capture in self._captures:
