@@ -91,6 +91,9 @@ def up(
             child.wait(timeout=30)
 
 
+WORKER_HEALTHCHECK_S = 60  # seconds a web process may take to answer the supervisor's ping
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -109,6 +112,9 @@ def serve(
         # The app trusts X-Forwarded-For/-Proto itself, from FORWARDED_ALLOW_IPS only (default:
         # nobody); uvicorn's own handling would trust any local address.
         proxy_headers=False,
+        # uvicorn's supervisor kills a worker that does not answer its ping in time; on a busy
+        # host (5 s by default) that killed live workers mid-request, and raters saw errors.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 
