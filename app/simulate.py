@@ -203,6 +203,54 @@ def decide(
     return Decision(pick=pick, left_score=left_score, right_score=right_score, flipped=flipped)
 
 
+@dataclass(frozen=True)
+class RankingDecision:
+    """What a simulated rater answers for a ranking: ranks aligned with the completions as given
+    (1 = best, equal = tie, dense) and the all-bad line (None: not drawn)."""
+
+    ranks: tuple[int, ...]
+    cutoff_rank: int | None
+    swaps: int = 0  # neighbouring levels the noise swapped
+
+
+def decide_ranking(
+    scores: list[float] | tuple[float, ...],
+    *,
+    rng: random.Random,
+    noise: float = 0.0,
+    bad_below: float | None = None,
+) -> RankingDecision:
+    """The ranking mode's answer for K scores: the oracle's order (scores within `TIE_EPSILON`
+    tie), then one pass from the best level down in which each two neighbouring levels swap with
+    probability `noise` (the ranking's counterpart of a pair's flip: a rater misjudges close
+    neighbours, not the top against the bottom). With `bad_below`, the all-bad line goes under
+    the last level whose (oracle) score is at least `bad_below`. The draws happen for every
+    ranking (reproducible runs)."""
+    levels: list[list[int]] = []
+    for index in sorted(range(len(scores)), key=lambda i: -scores[i]):
+        if levels and abs(scores[levels[-1][0]] - scores[index]) <= TIE_EPSILON:
+            levels[-1].append(index)
+        else:
+            levels.append([index])
+    acceptable = None if bad_below is None else sum(scores[level[0]] >= bad_below for level in levels)
+    swaps = 0
+    for at in range(len(levels) - 1):
+        if rng.random() < noise:
+            levels[at], levels[at + 1] = levels[at + 1], levels[at]
+            swaps += 1
+    ranks = [0] * len(scores)
+    for rank, level in enumerate(levels, start=1):
+        for index in level:
+            ranks[index] = rank
+    return RankingDecision(tuple(ranks), acceptable, swaps)
+
+
+def reading_minutes(completions_shown: int, *, minutes_per_completion: float = 0.5) -> float:
+    """Simulated rater time of one task: reading cost is proportional to the completions shown
+    (a pair shows two, a ranking of K shows K), the prompt's reading shared by them."""
+    return completions_shown * minutes_per_completion
+
+
 # --- accounts -------------------------------------------------------------------------------
 
 

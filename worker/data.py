@@ -21,11 +21,13 @@ from app.models import (
     Project,
     Prompt,
     Run,
+    SnapshotItemKind,
 )
 from app.services.exporting.columns import Pseudonyms
-from app.services.preferences import preference_rows
+from app.services.preferences import PreferenceRow, PreferenceStats, preference_rows
 from app.services.provenance import WritingFigures, demonstration_rows
 from app.services.runs.judges import judge_identity, run_judge_identity
+from app.services.runs.records import snapshot_ids
 
 
 @dataclass
@@ -36,15 +38,24 @@ class Built:
     note: str = ""  # a line for the run's log: what the rows were counted from
 
 
-def pairs_note(session: Session, judgment_ids: list[int], pairs: int) -> str:
-    """'12 pairs from 20 judgments on 20 comparisons; 8 comparisons gave none (...)'."""
+def pairs_note(
+    session: Session, judgment_ids: list[int], pairs: int, stats: PreferenceStats | None = None
+) -> str:
+    """'12 pairs from 20 judgments on 20 comparisons; 8 comparisons gave none (...)', and what
+    the rankings gave."""
     comparisons = session.scalar(
         select(func.count(func.distinct(Judgment.comparison_id))).where(Judgment.id.in_(judgment_ids))
     )
+    stats = stats or PreferenceStats()
+    ranked = stats.implied_pairs
     note = f"{pairs} pairs from {len(judgment_ids)} judgments on {comparisons} comparisons"
-    dropped = (comparisons or 0) - pairs
-    if dropped > 0:
+    if stats.rankings_read:
+        note += f" and {stats.rankings_read} rankings ({ranked} implied pairs)"
+    dropped = (comparisons or 0) + ranked - pairs
+    if dropped > 0 and stats.rankings_read == 0:
         note += f"; {dropped} comparisons gave no pair (ties, both-bad or split votes, by the rules)"
+    elif dropped > 0:
+        note += f"; {dropped} comparisons or implied pairs gave no pair (ties, both-bad or split votes)"
     return note
 
 
@@ -58,20 +69,34 @@ def demonstrations(session: Session, run: Run, ids: list[int]) -> Built:
     return Built(rows, note=figures.summary())
 
 
+def group_of(row: PreferenceRow, per_rater: bool) -> str | None:
+    """The batch group of a row implied by a ranking: the ranking (one rater's ranking for
+    per_rater rows), so that its pairs can train as one batch element; None for a pair's row."""
+    if row.ranking_id is None:
+        return None
+    return f"ranking:{row.ranking_id}" + (f":rater:{row.votes_used[0].rater_id}" if per_rater else "")
+
+
 def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
-    """(chosen, rejected) pairs from the snapshot's judgments by the config's aggregation rules."""
+    """(chosen, rejected) pairs from the snapshot's judgments and rankings (expanded into their
+    implied pairs) by the config's aggregation rules."""
+    ranked = snapshot_ids(session, run.id, SnapshotItemKind.ranking_judgment)
+    stats = PreferenceStats()
     rows = preference_rows(
         session,
         project_id=run.project_id,
         judgment_ids=ids,
+        ranking_judgment_ids=ranked,
         aggregation=run.config["aggregation"],
         label_source=run.config["label_source"],
         include_both_bad=run.config["include_both_bad"],
         min_agreement=run.config["min_agreement"],
+        stats=stats,
     )
+    per_rater = run.config["aggregation"] == "per_rater"
     data = [
         {"prompt_id": row.prompt_id, "messages": row.messages, "chosen": row.chosen,
-         "rejected": row.rejected, "margin": row.margin}
+         "rejected": row.rejected, "margin": row.margin, "group": group_of(row, per_rater)}
         for row in rows
     ]  # fmt: skip
     if not data:
@@ -79,7 +104,7 @@ def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
             "no preference pairs after aggregation (ties, both-bad and split votes are "
             "dropped by the chosen rules)"
         )
-    return Built(data, note=pairs_note(session, ids, len(data)))
+    return Built(data, note=pairs_note(session, ids, len(data), stats))
 
 
 def _prompt_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:

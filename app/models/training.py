@@ -153,6 +153,7 @@ class SnapshotItemKind(enum.StrEnum):
     demonstration = "demonstration"
     prompt = "prompt"
     comparison = "comparison"  # the pairs a judge run labels
+    ranking_judgment = "ranking_judgment"  # beside a preference run's judgments: its rankings
 
 
 class RunItem(Base):

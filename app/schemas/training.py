@@ -126,6 +126,11 @@ class RewardConfig(_Config, _PreferenceData):
     use_margin: bool = Field(
         False, description="Add a margin from the vote strength to the loss (Llama 2 style)."
     )
+    ranking_batching: Literal["expanded", "per_prompt"] = Field(
+        "expanded",
+        description="expanded: every pair a ranking implies is its own example; per_prompt: all "
+        "pairs of one ranking form one batch element, loss averaged over them (InstructGPT).",
+    )
     center_rewards_coefficient: float | None = Field(
         None,
         ge=0,

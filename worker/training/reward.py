@@ -17,6 +17,10 @@ Hazards:
 * TRL's own `eval_accuracy` averages per-batch accuracies (a short last batch weighs as much as a
   full one); `eval/accuracy` here is the exact share of held-out pairs with r_chosen > r_rejected.
 * The score head is initialised randomly: seed before loading.
+* Pairs implied by one ranking share a ``group`` key (worker/data.py). With
+  ``ranking_batching = per_prompt`` a batch holds ``batch_size`` whole groups and the loss is
+  averaged over each group's pairs (`worker.training.ranking_batches`); ``expanded`` treats every
+  pair as its own example. Held-out metrics are pairwise either way.
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ from worker.training._trl import (
 )
 from worker.training.base import ModelRef, Reporter, TrainResult
 from worker.training.models import load_reward_model, load_tokenizer
+from worker.training.ranking_batches import GROUP, GroupedRewardTrainer
 
 
-def pairs_to_dataset(pairs: list[dict[str, Any]], *, use_margin: bool) -> Dataset:
-    """Preference pairs -> TRL's conversational explicit-prompt preference format."""
+def pairs_to_dataset(pairs: list[dict[str, Any]], *, use_margin: bool, grouped: bool = False) -> Dataset:
+    """Preference pairs -> TRL's conversational explicit-prompt preference format (with each
+    pair's group key when `grouped`)."""
     rows = []
     for pair in pairs:
         row: dict[str, Any] = {
@@ -60,6 +66,8 @@ def pairs_to_dataset(pairs: list[dict[str, Any]], *, use_margin: bool) -> Datase
         }
         if use_margin:  # TRL adds the margin term whenever the column exists
             row["margin"] = float(pair.get("margin") or 0.0)
+        if grouped:
+            row[GROUP] = None if pair.get(GROUP) is None else str(pair[GROUP])
         rows.append(row)
     return Dataset.from_list(rows)
 
@@ -133,20 +141,28 @@ def train_reward(
 
     # 3. hold out whole prompts, deterministically by seed
     train_pairs, eval_pairs = split_by_prompt(pairs, config.eval_fraction, config.seed)
-    train_dataset = pairs_to_dataset(train_pairs, use_margin=config.use_margin)
+    grouped = config.ranking_batching == "per_prompt"
+    train_dataset = pairs_to_dataset(train_pairs, use_margin=config.use_margin, grouped=grouped)
     eval_dataset = pairs_to_dataset(eval_pairs, use_margin=config.use_margin) if eval_pairs else None
     reporter.log(f"reward: {len(train_pairs)} pairs for training, {len(eval_pairs)} held out")
 
     with scratch_dir("reward") as scratch:
         # 4. the trainer; TRL wraps the model with LoRA (score head trained in full) when asked
-        trainer = RewardTrainer(
-            model=model,
-            args=reward_args(config, scratch),
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            peft_config=lora_config(config, "SEQ_CLS"),
+        arguments: dict[str, Any] = {
+            "model": model,
+            "args": reward_args(config, scratch),
+            "train_dataset": train_dataset,
+            "eval_dataset": eval_dataset,
+            "processing_class": tokenizer,
+            "peft_config": lora_config(config, "SEQ_CLS"),
+        }
+        trainer = (
+            GroupedRewardTrainer(**arguments, use_margin=config.use_margin)
+            if grouped
+            else RewardTrainer(**arguments)
         )
+        if isinstance(trainer, GroupedRewardTrainer):
+            reporter.log(f"reward: {len(trainer.groups)} groups (rankings and single pairs) per epoch")
         bridge = connect(trainer, reporter)
 
         # 5. train: the callback reports each step and raises Cancelled when asked to stop

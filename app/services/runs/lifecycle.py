@@ -77,14 +77,18 @@ def create_run(
         created_by_id=created_by_id,
         schedule_id=schedule_id,
         parent_run_id=parent_run_id,
-        snapshot_size=len(snapshot.ids),
+        snapshot_size=len(snapshot.ids) + sum(len(ids) for ids in snapshot.more.values()),
         **columns,
     )
     session.add(run)
     session.flush()
     store_snapshot(session, run.id, snapshot.item_kind, snapshot.ids)
     what = snapshot.what or kind.value
-    add_log(session, run.id, f"queued: {what} on {len(snapshot.ids)} {snapshot.item_kind.value}s")
+    counts = [f"{len(snapshot.ids)} {snapshot.item_kind.value}s"]
+    for item_kind, ids in snapshot.more.items():
+        store_snapshot(session, run.id, item_kind, ids)
+        counts.append(f"{len(ids)} {item_kind.value}s")
+    add_log(session, run.id, f"queued: {what} on {' and '.join(counts)}")
     return run
 
 
@@ -92,7 +96,7 @@ def retry_run(session: Session, *, run: Run, created_by_id: int | None) -> Run:
     """A new queued run with the same inputs, config and snapshot as a finished one."""
     if not run.status.finished:
         raise RunError("only a finished run can be retried")
-    item_kind = session.scalar(select(RunItem.item_kind).where(RunItem.run_id == run.id).limit(1))
+    item_kinds = session.scalars(select(RunItem.item_kind).where(RunItem.run_id == run.id).distinct()).all()
     again = Run(
         project_id=run.project_id,
         kind=run.kind,
@@ -106,8 +110,8 @@ def retry_run(session: Session, *, run: Run, created_by_id: int | None) -> Run:
     )
     session.add(again)
     session.flush()
-    if item_kind is not None:
-        store_snapshot(session, again.id, item_kind, snapshot_ids(session, run.id))
+    for item_kind in item_kinds:
+        store_snapshot(session, again.id, item_kind, snapshot_ids(session, run.id, item_kind))
     add_log(session, again.id, f"queued: retry of run {run.id}")
     return again
 

@@ -32,10 +32,15 @@ def store_snapshot(session: Session, run_id: int, kind: SnapshotItemKind, ids: I
         session.execute(insert(RunItem), batch)
 
 
-def snapshot_ids(session: Session, run_id: int) -> list[int]:
-    return list(
-        session.scalars(select(RunItem.item_id).where(RunItem.run_id == run_id).order_by(RunItem.item_id))
-    )
+def snapshot_ids(session: Session, run_id: int, kind: SnapshotItemKind | None = None) -> list[int]:
+    """The run's frozen ids of `kind`; by default its main items (all but the ranking judgments
+    a preference run holds beside its judgments)."""
+    query = select(RunItem.item_id).where(RunItem.run_id == run_id)
+    if kind is None:
+        query = query.where(RunItem.item_kind != SnapshotItemKind.ranking_judgment)
+    else:
+        query = query.where(RunItem.item_kind == kind)
+    return list(session.scalars(query.order_by(RunItem.item_id)))
 
 
 def model_of_kind(session: Session, model_id: int | None, kind: ModelKind, role: str) -> ModelVersion:

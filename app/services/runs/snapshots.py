@@ -6,7 +6,7 @@ judge or evaluate run names in its config) and says in a few words what the run 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
@@ -22,6 +22,7 @@ from app.models import (
     ModelVersion,
     Project,
     Prompt,
+    RankingJudgment,
     Role,
     RunItem,
     SnapshotItemKind,
@@ -39,6 +40,7 @@ class Snapshot:
     item_kind: SnapshotItemKind
     ids: list[int]
     what: str | None = None  # for the run's first log line; the kind's name when None
+    more: dict[SnapshotItemKind, list[int]] = field(default_factory=dict)  # items of other kinds beside
 
 
 def _demonstrations(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
@@ -79,9 +81,16 @@ def _judgments(session: Session, project: Project, config: dict[str, Any]) -> Sn
     ids = session.scalars(
         select(Judgment.id).where(Judgment.project_id == project.id, which).order_by(Judgment.id)
     ).all()
-    if not ids:
-        raise RunError(f"the project has no {config['label_source']} judgments yet")
-    return Snapshot(SnapshotItemKind.judgment, list(ids))
+    # Rankings of the same label sources: their implied pairs train beside the pairs' labels.
+    ranked = session.scalars(
+        select(RankingJudgment.id)
+        .where(RankingJudgment.project_id == project.id, RankingJudgment.source.in_(sources))
+        .order_by(RankingJudgment.id)
+    ).all()
+    if not ids and not ranked:
+        raise RunError(f"the project has no {config['label_source']} judgments or rankings yet")
+    more = {SnapshotItemKind.ranking_judgment: list(ranked)} if ranked else {}
+    return Snapshot(SnapshotItemKind.judgment, list(ids), more=more)
 
 
 def _prompt_ids(session: Session, project: Project, newest: int | None = None) -> list[int]:
