@@ -28,8 +28,7 @@ def _arrow_type(kind: str) -> Any:
         "float": pa.float64(),
         "bool": pa.bool_(),
         "int_list": pa.list_(pa.int64()),
-        "int_list_list": pa.list_(pa.list_(pa.int64())),
-        "int_list_list": pa.list_(pa.list_(pa.int64())),
+        "int_list_list": pa.list_(pa.list_(pa.int64())),  # the rankings export's ranks per rater
         "str_list": pa.list_(pa.string()),
         "bool_list": pa.list_(pa.bool_()),
         "timestamp": pa.timestamp("us", tz="UTC"),
