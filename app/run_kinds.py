@@ -110,8 +110,10 @@ def _examples_trained(config: Mapping[str, Any], n: int) -> float:
 
 
 def _tokens_generated(config: Mapping[str, Any], n: int) -> float:
-    """Two completions per prompt (two samples, or the policy and the version it is compared with)."""
-    return float(n * 2 * config["max_new_tokens"])
+    """Two completions per prompt (two samples, or the policy and the version it is compared with),
+    K for rankings (the project's rank_k when the config leaves it empty: 4 assumed here)."""
+    per_prompt = (config.get("rank_k") or 4) if config.get("strategy") == "ranking" else 2
+    return float(n * per_prompt * config["max_new_tokens"])
 
 
 @dataclass(frozen=True)
@@ -191,12 +193,13 @@ KINDS: dict[RunKind, KindSpec] = {
         ),
         KindSpec(
             RunKind.generate, GenerateConfig, "Generate pairs for raters",
-            "Sample completions of a policy and add the pairs to the rating queue.",
+            "Sample completions of a policy and add the pairs (or rankings of K) to the rating queue.",
             Selects.newest_prompts,
             (
                 _base("Policy that writes the completions"),
                 ModelInput("versus_model_id", ModelKind.policy, "the version to compare with",
-                           "Compare with", needed=lambda config: config["strategy"] == "versus"),
+                           "Compare with", needed=lambda config: config["versus_model_id"] is not None
+                           or config["strategy"] == "versus"),
             ),
             None, distributed=False,
             sizing=Sizing("tokens", _tokens_generated, "prompts",

@@ -115,7 +115,8 @@ def _prompt_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
 
 
 def prompts(session: Session, run: Run, ids: list[int]) -> Built:
-    return Built(_prompt_rows(session, ids))
+    """The prompts a generate run answers, and its project's rank_k (the ranking strategy's K)."""
+    return Built(_prompt_rows(session, ids), {"rank_k": _project(session, run).rank_k})
 
 
 def _project(session: Session, run: Run) -> Project:

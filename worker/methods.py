@@ -95,6 +95,22 @@ def _generate(work: Work, reporter: Reporter) -> dict[str, Any]:
     config = GenerateConfig(**work.config)
     prompts = [row["messages"] for row in work.data]
     assert work.base is not None
+    if config.strategy == "ranking":
+        # K completions per prompt: the policy's, or shared with the versus version (slot 1).
+        k = config.rank_k or int(work.context["rank_k"])
+        versions = [work.base] + ([work.models["versus"]] if config.versus_model_id is not None else [])
+        counts = [k // len(versions) + (slot < k % len(versions)) for slot in range(len(versions))]
+        samples = [
+            generate_completions(
+                policy=version, prompts=prompts, config=config, reporter=reporter, num_samples=count
+            )
+            for version, count in zip(versions, counts, strict=True)
+        ]
+        rankings = [
+            [[text, slot] for slot, texts in enumerate(per_version) for text in texts]
+            for per_version in zip(*samples, strict=True)
+        ]
+        return {"rankings": rankings, "sampling": sampling_settings(config)}
     if config.strategy == "two_samples":
         texts = generate_completions(
             policy=work.base, prompts=prompts, config=config, reporter=reporter, num_samples=2

@@ -186,12 +186,18 @@ class PPOConfig(_Config):
 class GenerateConfig(BaseModel):
     model_config = STRICT
 
-    strategy: Literal["two_samples", "versus"] = Field(
+    strategy: Literal["two_samples", "versus", "ranking"] = Field(
         "two_samples",
         description="two_samples: two completions of the policy per prompt; versus: the policy "
-        "against another version (a human evaluation of the new policy).",
+        "against another version (a human evaluation of the new policy); ranking: K completions per "
+        "prompt for ranking tasks, from the policy alone or shared with the versus version.",
     )
-    versus_model_id: int | None = _model_id("The other version, for `versus`.")
+    versus_model_id: int | None = _model_id(
+        "The other version: for `versus`; for `ranking`, optional (it writes half of the K completions)."
+    )
+    rank_k: int | None = Field(
+        None, ge=3, le=9, description="ranking: completions per prompt (empty: the project's rank_k)."
+    )
     num_prompts: int = Field(64, ge=1, le=100000, description="Prompts to answer (newest first).")
     max_new_tokens: int = Field(160, ge=1, le=4096, description="Tokens per completion.")
     temperature: float = Field(0.8, ge=0, le=5, description="Sampling temperature (0: greedy).")
@@ -203,6 +209,10 @@ class GenerateConfig(BaseModel):
     def _check(self) -> GenerateConfig:
         if self.strategy == "versus" and self.versus_model_id is None:
             raise ValueError("the versus strategy needs versus_model_id")
+        if self.strategy == "two_samples" and self.versus_model_id is not None:
+            raise ValueError("versus_model_id is for the versus and ranking strategies")
+        if self.strategy != "ranking" and self.rank_k is not None:
+            raise ValueError("rank_k is for the ranking strategy")
         return self
 
 

@@ -1,6 +1,7 @@
-"""What the runs that register no model store when they succeed: a generate run's new pairs in
-the rating queue, a judge run's AI judgments, an evaluate run's figures on the evaluated version.
-Each returns the run's summary; the worker then marks the run succeeded in the same transaction.
+"""What the runs that register no model store when they succeed: a generate run's new pairs (or
+rankings) in the rating queue, a judge run's AI judgments, an evaluate run's figures on the
+evaluated version. Each returns the run's summary; the worker then marks the run succeeded in
+the same transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflicts
-from app.models import Comparison, Completion, Judgment, JudgmentSource, ModelVersion, Run
+from app.models import Comparison, Completion, Judgment, JudgmentSource, ModelVersion, Ranking, Run
 from app.models.types import utcnow
 from app.services.content import text_hash
 from app.services.runs.judges import JudgeIdentity, judge_user
@@ -29,6 +30,8 @@ def store_generated(
     `outcome["pairs"]` holds (text a, text b) for each of `prompts` (rows with a prompt_id), in
     order: two samples of the run's policy, or its answer and the `versus` version's. Empty and
     identical pairs are skipped; two samples are put in random order."""
+    if run.config.get("strategy") == "ranking":
+        return _store_generated_rankings(session, run=run, prompts=prompts, outcome=outcome)
     two_samples = run.config.get("strategy") == "two_samples"
     model_a = run.base_model_id
     model_b = run.base_model_id if two_samples else run.config["versus_model_id"]
@@ -53,6 +56,38 @@ def store_generated(
         )  # fmt: skip
         created += 1
     return {"comparisons_created": created, "pairs_skipped": skipped}
+
+
+def _store_generated_rankings(
+    session: Session, *, run: Run, prompts: Sequence[Mapping[str, Any]], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A ranking generate run's completions and rankings: `outcome["rankings"]` holds, for each
+    of `prompts`, K `[text, slot]` (slot 0: the run's policy, 1: the versus version). A prompt
+    whose K texts are not all distinct and non-empty gets no ranking (a ranking of fewer would
+    break the project's K); the completions are stored in a random order (each rater sees them
+    in an order of their own anyway)."""
+    versions = [run.base_model_id, run.config.get("versus_model_id")]
+    rng = random.Random(run.config.get("seed", 0))
+    created = skipped = 0
+    for row, samples in zip(prompts, outcome["rankings"], strict=True):
+        texts = [text for text, _ in samples]
+        if any(not text.strip() for text in texts) or len(set(texts)) < len(texts):
+            skipped += 1
+            continue
+        completions = [
+            Completion(prompt_id=row["prompt_id"], text=text, content_hash=text_hash(text),
+                       model_version_id=versions[slot], sampling=outcome["sampling"])
+            for text, slot in samples
+        ]  # fmt: skip
+        rng.shuffle(completions)
+        session.add_all(completions)
+        session.flush()
+        session.add(
+            Ranking(project_id=run.project_id, prompt_id=row["prompt_id"],
+                    completion_ids=[completion.id for completion in completions])
+        )  # fmt: skip
+        created += 1
+    return {"rankings_created": created, "rankings_skipped": skipped}
 
 
 def _human_majority(session: Session, comparison_ids: list[int]) -> dict[int, str]:
