@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from app.models import Project, WritingKind
 from app.services import rating, writing
 from app.services.rating import ranking
-from app.services.rating import ranking
 from app.services.writing import reviews
 
 
@@ -113,18 +112,6 @@ _RANK_KEYS = (
     ("u", "Undo your last ranking"),
 )
 
-_RANK_KEYS = (
-    ("A-I", "Select a response by its letter (the first time also places it next in the order)"),
-    ("↑ ↓", "Move the selected response (or the all-bad line) up or down"),
-    ("1-9", "Put the selected response at that place"),
-    ("=", "Tie the selected response with the one above it (again: untie)"),
-    ("x", "Draw the all-bad line below the selected response, or select it (again: remove it)"),
-    ("/", "Type the whole order, e.g. CADB (C=A ties, | the line); Esc leaves the box"),
-    ("Enter", "Submit the order"),
-    ("s", "Skip this ranking"),
-    ("u", "Undo your last ranking"),
-)
-
 TASK_KINDS: dict[TaskKind, TaskSpec] = {
     spec.kind: spec
     for spec in (
@@ -134,14 +121,6 @@ TASK_KINDS: dict[TaskKind, TaskSpec] = {
             _COMPARE_KEYS, "rate/_workbench.html",
             claim=rating.claim_next, current=_compare_current, view=rating.pair_view,
             progress=rating.progress, has_work=_compare_has_work,
-        ),
-        TaskSpec(
-            TaskKind.rank, "Rank responses",
-            "Raters put K completions of a prompt in order, ties and an all-bad line allowed (K: the project's rank_k).",
-            _RANK_KEYS, "rate/_ranking.html",
-            claim=ranking.claim_next_ranking, current=ranking.current_ranking_lease,
-            view=ranking.ranking_view, progress=ranking.ranking_progress,
-            has_work=ranking.has_ranking_work,
         ),
         TaskSpec(
             TaskKind.rank, "Rank responses",
