@@ -1,6 +1,7 @@
-"""Write -> review -> SFT without people: simulated raters write and improve answers and review
-each other's through the writing workbench's routes on a running server (`rlhf simulate`), and an
-SFT run on what they wrote learns it."""
+"""Write -> review -> SFT -> generate -> compare without people: simulated raters write and
+improve answers and review each other's through the writing workbench's routes on a running
+server (`rlhf simulate`), an SFT run on what they wrote learns it, the new policy's samples come
+back as pairs, and the same simulated raters compare them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import session_scope
 from app.models import (
+    Comparison,
     Completion,
     Demonstration,
     DemonstrationReview,
@@ -18,6 +21,7 @@ from app.models import (
     JudgmentSource,
     ModelKind,
     ModelVersion,
+    Project,
     Prompt,
     ReviewStatus,
     RunItem,
@@ -145,3 +149,26 @@ def test_simulated_writers_and_reviewers_feed_an_sft_run(
     assert losses[-1] < 0.5 * losses[0], losses
     before, after = _nll(str(base), messages, responses), _nll(uri, messages, responses)
     assert after < 0.5 * before, (before, after)
+
+    # the new policy's samples come back as pairs, and the simulated raters compare them
+    generate = {"num_prompts": 8, "max_new_tokens": 8, "temperature": 1.0}
+    sft_id = run.output_model_id
+    generated = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.generate, base_model_id=sft_id,
+                           config=generate)  # fmt: skip
+    with session_scope(pg_factory) as session:
+        session.scalars(select(Project)).one().task_mix = {"compare": 1.0}
+        sampled = session.execute(
+            select(Comparison.id, Completion.sampling)
+            .join(Completion, Completion.id == Comparison.completion_a_id)
+            .where(Completion.model_version_id == sft_id)
+        ).all()
+        fresh = {comparison_id for comparison_id, _ in sampled}
+    assert len(fresh) == generated.summary["comparisons_created"] > 0
+    assert all(sampling["temperature"] == 1.0 for _, sampling in sampled)  # the run's own settings
+    compared = simulate(config, database_url=sim_db)
+    assert compared.errors == [] and compared.judgments >= len(fresh)
+    with pg_factory() as session:
+        voted = set(
+            session.scalars(select(Judgment.comparison_id).where(Judgment.source == JudgmentSource.human))
+        )
+    assert fresh <= voted
