@@ -18,11 +18,14 @@ from app.models import (
     ProjectMember,
     Prompt,
     Role,
+    User,
+    Visibility,
+    WritingAssignment,
     WritingTask,
 )
 from app.models.types import utcnow
 from app.models.user import WebSession
-from app.services import writing
+from app.services import membership, writing
 from app.services.content import messages_hash, text_hash
 from tests.utils.factories import make_project, make_user
 from tests.utils.web import assignment_id, csrf_from, htmx_post, login
@@ -258,3 +261,25 @@ def test_admin_sets_the_mix_member_kinds_and_prompts_for_writing(app, client) ->
     assert imported.status_code == 200 and "2 writing tasks created" in imported.text
     with app.state.sessionmaker() as session:
         assert session.scalars(select(func.count()).select_from(WritingTask)).one() == 2
+
+
+def test_pausing_and_membership_hold_for_writing_tasks(app, client) -> None:  # type: ignore[no-untyped-def]
+    _setup(app, visibility=Visibility.members)
+    with app.state.sessionmaker() as session, session.begin():
+        project = session.scalars(select(Project)).one()
+        rita = session.scalars(select(User).where(User.username == "rita")).one()
+        membership.add_members(session, project, usernames=["rita"])
+        rita.is_paused = True
+    login(client, "rita")
+    paused = client.get("/rate/wr")
+    assert 'data-testid="paused"' in paused.text and 'id="write-form"' not in paused.text
+    with app.state.sessionmaker() as session, session.begin():
+        session.execute(update(User).values(is_paused=False))
+    page = client.get("/rate/wr")
+    assert 'id="write-form"' in page.text
+    with app.state.sessionmaker() as session, session.begin():
+        project = session.scalars(select(Project)).one()
+        assert membership.remove_members(session, project, usernames=["rita"]) == 1
+    with app.state.sessionmaker() as session:
+        assert session.scalars(select(WritingAssignment.status)).one() == "lapsed"
+    assert client.get("/rate/wr").status_code == 404, "a removed member no longer writes here"
