@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.models import Project, Scale, Visibility
 from app.schemas.project import ProjectCreate, ProjectUpdate
 from app.services import audit, importing, membership, projects, stats, writing
+from app.services.selection.dashboard import overview as selection_overview
 from app.task_kinds import TASK_KINDS
 from app.web.deps import AdminUser, ProjectDep, SessionDep, SettingsDep, StaffUser, verify_csrf
 from app.web.forms import ImportForm, MembersForm, ProjectCreateForm, ProjectUpdateForm, VisibilityForm
@@ -95,6 +96,7 @@ def _project_page(session: Session, project: Project) -> dict[str, object]:
         "scales": list(Scale),
         "members": membership.list_members(session, project),
         "visibilities": list(Visibility),
+        "selection": selection_overview(session, project),
         "task_titles": TASK_TITLES,
     }
 
