@@ -38,6 +38,10 @@ class Built:
     note: str = ""  # a line for the run's log: what the rows were counted from
 
 
+# Below this share of labelled comparisons giving training pairs, a run's log warns.
+LITTLE_DATA_SHARE = 0.5
+
+
 def pairs_note(
     session: Session, judgment_ids: list[int], pairs: int, stats: PreferenceStats | None = None
 ) -> str:
@@ -56,6 +60,13 @@ def pairs_note(
         note += f"; {dropped} comparisons gave no pair (ties, both-bad or split votes, by the rules)"
     elif dropped > 0:
         note += f"; {dropped} comparisons or implied pairs gave no pair (ties, both-bad or split votes)"
+    labelled = (comparisons or 0) + ranked
+    if labelled and pairs < LITTLE_DATA_SHARE * labelled:
+        note += (
+            f". Warning: only {pairs} of {labelled} labelled comparisons ({pairs / labelled:.0%}) became "
+            "training pairs; ties and drops leave little data (the project's tie rate, or the rules "
+            "chosen: aggregation, include_both_bad, min_agreement)"
+        )
     return note
 
 
