@@ -165,15 +165,14 @@ def test_admin_sets_k_and_the_rank_share_then_imports_rankings_for_raters(app, c
         make_user(session, "rita", Role.rater)
     login(client, "ada")
     token = csrf_from(client.get("/admin/projects/new").text)
-    fields = {"slug": "five", "name": "Five", "overlap": "1", "csrf_token": token}
+    fields = {"slug": "five", "name": "Five", "overlap": "1", "mix_rank": "1", "csrf_token": token}
     bad = client.post("/admin/projects", data={**fields, "rank_k": "12"})
     assert bad.status_code == 422 and "rank_k" in bad.text
     created = client.post("/admin/projects", data={**fields, "rank_k": "5"}, follow_redirects=False)
     assert created.status_code == 303
-    with app.state.sessionmaker() as session, session.begin():
+    with app.state.sessionmaker() as session:
         project = session.scalars(select(Project).where(Project.slug == "five")).one()
-        assert project.rank_k == 5
-        project.task_mix = {"rank": 1.0}  # rankings only (the form's task mix is tested with it)
+        assert project.rank_k == 5 and project.task_mix == {"rank": 1.0}  # rankings only
     form = client.get("/admin/projects/five/import")
     assert 'value="rankings"' in form.text and "a list of 5" in form.text
     lines = [
