@@ -18,6 +18,10 @@ on a two-point scale. Where the project requires a rationale, the rater writes i
 A planted position bias tests the label-quality checks: the first `biased_raters` raters, with
 probability `left_bias` per pair, ignore the oracle and pick the left side ("better", -1).
 
+Ranking tasks, where the task mix serves them, are ordered by the ranking mode
+(app/simulate_ranking.py, `decide_ranking`): the oracle's order of the K responses, with two
+neighbouring levels swapped with probability `noise`.
+
 Writing and reviewing, where the project's task mix asks for them, go through the writing
 workbench's routes the same way (app/simulate_writing.py): a write task's answer is the
 `edit_rule` applied to the best, by the oracle, of the prompt's first `samples` model completions
@@ -131,6 +135,8 @@ class RaterStats:
     waited_s: float = 0.0  # time spent on "waiting for other raters" pages
     gave_up_waiting: bool = False  # stopped after --patience with pairs still held by others
     error: str | None = None
+    rankings: int = 0  # ranking tasks ordered (app/simulate_ranking.py)
+    swaps: int = 0  # neighbouring levels the ranking noise swapped
     written: int = 0  # answers to write tasks
     improved: int = 0  # answers to improve tasks
     reviews: int = 0
@@ -459,6 +465,16 @@ async def _rate(
                 page = parse_workbench(response.text)
                 continue
             waiting_since = None
+            if page.task == "rank":  # the ranking mode (app/simulate_ranking.py)
+                from app.simulate_ranking import rank
+
+                if not budget.take():
+                    return
+                response = await rank(client, url, page, headers, config, oracle, rng, stats)
+                page = parse_workbench(response.text)
+                if not page.has_workbench:
+                    raise SimulationError(f"POST {url}/rankings did not answer with the workbench")
+                continue
             if page.task != "compare":  # write, improve or review (app/simulate_writing.py)
                 from app.simulate_writing import write_or_review
 

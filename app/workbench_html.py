@@ -34,13 +34,15 @@ class Workbench:
     has_workbench: bool = False
     notice: str | None = None
     error: str | None = None
-    task: str = "compare"  # compare, write, improve or review (the form on the page)
+    task: str = "compare"  # compare, rank, write, improve or review (the form on the page)
     task_id: int | None = None  # a writing task's id
     answer: str | None = None  # the editor's text as sent (a draft, or the completion to improve)
     original: str | None = None  # improve: the model's completion; review: what it was edited from
     demonstration_id: int | None = None  # review: the demonstration under review
     reviewed: str | None = None  # review: the response under review
     lazy_flagged: bool = False  # review: the automatic checks flagged the answer
+    responses: list[tuple[str, str]] = field(default_factory=list)  # rank: (letter, text) as shown
+    remaining: str | None = None  # the progress line's "Left for you"
 
     @property
     def prompt(self) -> str:
@@ -105,11 +107,15 @@ class _WorkbenchParser(HTMLParser):
         testid = a.get("data-testid")
         if tag == "section" and a.get("id") == "workbench":
             self.page.has_workbench = True
+            if "ranking-bench" in classes:
+                self.page.task = "rank"
         if tag == "form" and a.get("id") == "write-form":
             self.page.task = "improve" if self.page.original is not None else "write"
             self.page.task_id = int(a["data-task"]) if a.get("data-task", "").isdigit() else None
         elif tag == "form" and a.get("id") == "review-form":
             self.page.task = "review"
+        elif tag == "form" and a.get("id") == "rank-form":
+            self.page.task = "rank"
         elif testid == "lazy-flags":
             self.page.lazy_flagged = True
         if testid == "empty":
@@ -138,8 +144,10 @@ class _WorkbenchParser(HTMLParser):
             roles = [c.removeprefix("role-") for c in classes if c.startswith("role-")]
             self._pending_role = roles[0] if roles else "user"
         key: object = None
-        if testid in ("left-text", "right-text", "original-text", "reviewed-text"):
+        if testid in ("left-text", "right-text", "original-text", "reviewed-text", "remaining"):
             key = testid
+        elif testid is not None and testid.startswith("text-") and "card-text" in classes:
+            key = ("response", testid.removeprefix("text-"))
         elif tag == "div" and "markdown" in classes and self._in_original:
             key = "original-text"
         elif tag == "div" and "markdown" in classes and self._pending_role is not None:
@@ -192,10 +200,14 @@ class _WorkbenchParser(HTMLParser):
             self.page.left = text
         elif key == "right-text":
             self.page.right = text
+        elif key == "remaining":
+            self.page.remaining = text
         elif key == "notice":
             self.page.notice = text
         elif key == "error":
             self.page.error = text
+        elif isinstance(key, tuple) and key[0] == "response":
+            self.page.responses.append((key[1], text))
         elif isinstance(key, tuple):
             self.page.messages.append((key[1], text))
 
@@ -205,4 +217,9 @@ def parse_workbench(html: str) -> Workbench:
     parser = _WorkbenchParser()
     parser.feed(html)
     parser.close()
-    return parser.page
+    page = parser.page
+    if page.task == "rank" and page.assignment_id is None and not page.responses:
+        # The ranking bench without a ranking: none left for this rater ("Left for you: 0"),
+        # or the ones left are held by other raters for now.
+        page.empty, page.waiting = page.remaining == "0", page.remaining != "0"
+    return page
