@@ -218,8 +218,12 @@ def parse_workbench(html: str) -> Workbench:
     parser.feed(html)
     parser.close()
     page = parser.page
-    if page.task == "rank" and page.assignment_id is None and not page.responses:
-        # The ranking bench without a ranking: none left for this rater ("Left for you: 0"),
-        # or the ones left are held by other raters for now.
+    if (
+        page.task == "rank"
+        and page.assignment_id is None
+        and not (page.responses or page.empty or page.waiting)
+    ):
+        # A ranking bench without a ranking that names no state: none left for this rater
+        # ("Left for you: 0"), or the ones left are held by other raters for now.
         page.empty, page.waiting = page.remaining == "0", page.remaining != "0"
     return page
