@@ -28,6 +28,7 @@ from app.schemas.training import (
     RewardConfig,
     ScoreConfig,
     SFTConfig,
+    TriageConfig,
 )
 
 
@@ -41,6 +42,7 @@ class Selects(enum.StrEnum):
     comparisons_to_judge = "comparisons_to_judge"  # the pairs a judge run labels
     evaluation_set = "evaluation_set"  # held-out human judgments (reward model) or newest prompts
     open_comparisons = "open_comparisons"  # the regular pairs that still need human votes
+    triage_candidates = "triage_candidates"  # untriaged open pairs no rater holds or has voted on
 
 
 # The columns of a run that name its models; every other model input is a config field.
@@ -241,6 +243,15 @@ KINDS: dict[RunKind, KindSpec] = {
             sizing=Sizing("comparisons", lambda config, n: float(n * config["ensemble"]), "open pairs",
                           prior={CPU: (30, 2.0), GPU: (15, 0.05)},
                           cpu_defaults={"limit": 2000, "max_length": 512}),
+        ),
+        KindSpec(
+            RunKind.triage, TriageConfig, "AI triage (the judge takes the sure pairs)",
+            "The project's judge labels the open pairs; those it is sure of skip the human queue, "
+            "but for an audit share.",
+            Selects.triage_candidates, (_judge(),), None, distributed=False,
+            sizing=Sizing("comparisons", lambda config, n: float(n), "open pairs",
+                          prior={CPU: (30, 2.0), GPU: (15, 0.05)},
+                          cpu_defaults={"limit": 200, "max_length": 512}),
         ),
     )
 }  # fmt: skip

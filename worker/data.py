@@ -26,7 +26,7 @@ from app.models import (
 from app.services.exporting.columns import Pseudonyms
 from app.services.preferences import PreferenceRow, PreferenceStats, preference_rows
 from app.services.provenance import WritingFigures, demonstration_rows
-from app.services.runs.judges import judge_identity, run_judge_identity
+from app.services.runs.judges import JudgeIdentity, judge_identity, run_judge_identity
 from app.services.runs.records import snapshot_ids
 
 
@@ -99,7 +99,8 @@ def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
         judgment_ids=ids,
         ranking_judgment_ids=ranked,
         aggregation=run.config["aggregation"],
-        label_source=run.config["label_source"],
+        # The snapshot's ids say exactly which labels: triaged AI labels pass beside any source.
+        label_source="all" if run.config.get("triaged") else run.config["label_source"],
         include_both_bad=run.config["include_both_bad"],
         min_agreement=run.config["min_agreement"],
         stats=stats,
@@ -156,6 +157,19 @@ def judge_pairs(session: Session, run: Run, ids: list[int]) -> Built:
     if not ids:
         return Built([], {"judge": identity.__dict__})
     return Built(_pair_texts(session, ids), {"judge": identity.__dict__})
+
+
+def triage_identity(session: Session, run: Run) -> JudgeIdentity:
+    """A triage run's judge: its model, the project's rubric, asked in both orders (agree)."""
+    return judge_identity(
+        session, project=_project(session, run), model_id=run.config["judge_model_id"], rubric_override=None
+    )
+
+
+def triage_pairs(session: Session, run: Run, ids: list[int]) -> Built:
+    """The pairs a triage run judges (its snapshot) as texts, and who the judge is."""
+    identity = triage_identity(session, run)
+    return Built(_pair_texts(session, ids) if ids else [], {"judge": identity.__dict__})
 
 
 def ensemble_members(session: Session, run: Run) -> list[ModelVersion]:

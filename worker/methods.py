@@ -143,6 +143,18 @@ def _evaluate(work: Work, reporter: Reporter) -> dict[str, Any]:
                         data=work.data, reporter=reporter)  # fmt: skip
 
 
+def _triage(work: Work, reporter: Reporter) -> dict[str, Any]:
+    from app.schemas.training import JudgeConfig, TriageConfig
+    from worker.training.judge import run_judge
+
+    triage = TriageConfig(**work.config)
+    config = JudgeConfig(judge_model_id=triage.judge_model_id, limit=triage.limit, orders="agree",
+                         strong_margin=triage.strong_margin, max_length=triage.max_length,
+                         batch_size=triage.batch_size, bf16=triage.bf16)  # fmt: skip
+    return run_judge(config=config, judge=work.models["judge"], identity=work.context["judge"],
+                     data=work.data, reporter=reporter)  # fmt: skip
+
+
 def _score(work: Work, reporter: Reporter) -> dict[str, Any]:
     from app.schemas.training import ScoreConfig
     from worker.training.score import run_score
@@ -166,6 +178,12 @@ def _record_evaluation(session: Session, run: Run, work: Work, outcome: Any) -> 
     return results.record_evaluation(session, run=run, context=work.context, outcome=outcome)
 
 
+def _store_triage(session: Session, run: Run, work: Work, outcome: Any) -> Mapping[str, Any]:
+    from app.services.triage.store import store_triage
+
+    return store_triage(session, run=run, context=work.context, outcome=outcome)
+
+
 def _store_scores(session: Session, run: Run, work: Work, outcome: Any) -> Mapping[str, Any]:
     return scores.store_scores(session, run=run, context=work.context, outcome=outcome)
 
@@ -179,4 +197,5 @@ METHODS: dict[RunKind, Method] = {
     RunKind.judge: Method(data.judge_pairs, _judge, _store_judgments),
     RunKind.evaluate: Method(data.evaluation_data, _evaluate, _record_evaluation),
     RunKind.score: Method(data.score_pairs, _score, _store_scores),
+    RunKind.triage: Method(data.triage_pairs, _triage, _store_triage),
 }

@@ -76,6 +76,7 @@ class RunKind(enum.StrEnum):
     judge = "judge"  # AI feedback: label comparisons with a reward model or a prompted LM
     evaluate = "evaluate"  # RM accuracy on held-out judgments, or a policy's win rate
     score = "score"  # the reward model(s) predict each open pair's preference and uncertainty
+    triage = "triage"  # the project's judge labels the pairs it is sure of; they skip the human queue
 
 
 class RunStatus(enum.StrEnum):

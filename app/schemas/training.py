@@ -94,6 +94,11 @@ class _PreferenceData(BaseModel):
         description="With label_source ai or both: only this AI judge's labels (its user name, "
         "ai-judge:…, as on the label-quality page); every judge's when empty.",
     )
+    triaged: bool = Field(
+        False,
+        description="Also train on the AI judge's labels of the pairs triage took from the human "
+        "queue (they have no human label; each pair keeps one label).",
+    )
     include_both_bad: bool = Field(
         False, description="Keep judgments marked 'both bad' (their preference is weak evidence)."
     )
@@ -342,3 +347,33 @@ class ScoreConfig(BaseModel):
         if self.measure == "disagreement" and self.ensemble < 2:
             raise ValueError("the disagreement measure needs an ensemble of two or more reward versions")
         return self
+
+
+class TriageConfig(BaseModel):
+    """AI triage: the project's judge labels the open pairs nobody holds yet; those it is sure of
+    (both orders agree, margin above the threshold) skip the human queue, but for the audit share."""
+
+    model_config = STRICT
+
+    judge_model_id: int | None = _model_id("The judge (empty: the project's triage judge).")
+    margin: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_COEFFICIENT,
+        description="A verdict stands above this margin: the smaller log-odds of the two orders "
+        "for an LM judge, the score difference for a reward model (empty: the project's).",
+    )
+    audit_share: float | None = Field(
+        None, ge=0, le=1, description="Share of confident pairs still sent to humans (empty: the project's)."
+    )
+    limit: int = Field(1000, ge=1, le=1_000_000, description="Most pairs to triage (newest first).")
+    strong_margin: float = Field(
+        1.0, ge=0, le=MAX_COEFFICIENT, description="Strength 2 ('much better') at this margin."
+    )
+    max_length: int = Field(
+        1024, ge=16, le=32768, description="Tokens per judged text; longer responses are trimmed."
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Texts per forward pass.")
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 weights: auto uses them where the hardware supports bf16."
+    )

@@ -111,6 +111,14 @@ class ProjectUpdateForm(ProjectForm):
     is_active: bool = False
 
 
+class TriageForm(BaseModel):
+    """A project's AI triage: its judge (empty: off), the margin, the audit share in percent."""
+
+    triage_model_id: str = Field("", max_length=12)
+    triage_margin: str = Field("2", max_length=12)
+    audit_percent: str = Field("10", max_length=12)
+
+
 class ImportForm(BaseModel):
     kind: str = Field(pattern="^(prompts|pairs|demos|rankings|preferences)$")
     # Also make writing tasks for the project's prompts (write) and completions (improve).

@@ -15,6 +15,9 @@ what is left for a rater.
   draws, at random, a gold pair the rater has not seen. Gold pairs are shown exactly like the
   others, are never limited by the overlap (every rater may meet each once) and are offered only
   through that draw.
+* Pairs that AI triage gave to the project's judge (app/services/triage/) are never served; the
+  audited ones are served like any other, and come first under the uncertainty order (triage
+  gives them a priority above every uncertainty, and score runs leave it).
 * Which open pair comes next is the project's selection strategy. Every strategy finishes pairs
   that already have votes first (judgment_count descending), then: ``arrival`` the newest pair
   (id descending); ``uncertainty`` the highest ``priority`` (written by the latest score run,
@@ -49,6 +52,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.services.rating.common import active_leases, has_room, lock_comparison, max_overlap, require_rater
+from app.services.triage.queue import IN_HUMAN_QUEUE
 
 # Candidate pairs to try per request before concluding that nothing is free right now.
 MAX_CLAIM_ATTEMPTS = 8
@@ -88,6 +92,7 @@ _OPEN_FOR_RATER = select(Comparison.id).where(
     # The index range: no pair needs more than the project's maximum overlap.
     Comparison.judgment_count < bindparam("max_overlap"),
     Comparison.kind == ComparisonKind.regular,
+    IN_HUMAN_QUEUE,  # not a pair AI triage gave to its judge
     ~exists().where(
         _seen_by_rater.comparison_id == Comparison.id,
         _seen_by_rater.rater_id == bindparam("rater_id"),
@@ -280,6 +285,7 @@ _REMAINING = select(func.count()).select_from(
         Comparison.project_id == bindparam("project_id"),
         Comparison.judgment_count < bindparam("max_overlap"),
         Comparison.kind == ComparisonKind.regular,
+        IN_HUMAN_QUEUE,
         Comparison.judgment_count < bindparam("overlap") + Comparison.extra_raters,
         ~exists().where(
             _seen.comparison_id == Comparison.id,

@@ -33,6 +33,7 @@ from app.services.preferences.rules import LABEL_SOURCES
 from app.services.provenance import DEMONSTRATION_SOURCES, review_statuses
 from app.services.runs.judges import run_judge_identity
 from app.services.runs.records import RunError, any_model, model_of_kind
+from app.services.triage.queue import SCORED, triage_candidates_query, triaged_label_ids
 
 
 @dataclass
@@ -78,6 +79,8 @@ def _judgments(session: Session, project: Project, config: dict[str, Any]) -> Sn
             raise RunError(f"ai_judge: no AI judge named {config['ai_judge']!r}")
         only_judge = and_(Judgment.source == JudgmentSource.ai, Judgment.rater_id == judge_id)
         which = or_(Judgment.source.in_([s for s in sources if s != "ai"]), only_judge)
+    if config.get("triaged"):  # the labels of the pairs AI triage gave to its judge
+        which = or_(which, Judgment.id.in_(triaged_label_ids(project.id)))
     ids = session.scalars(
         select(Judgment.id).where(Judgment.project_id == project.id, which).order_by(Judgment.id)
     ).all()
@@ -155,11 +158,13 @@ def _comparisons_to_judge(session: Session, project: Project, config: dict[str, 
 
 
 def open_comparisons_query(project: Project) -> Select[int]:
-    """The project's regular pairs that still need human votes (judgments below the overlap)."""
+    """The project's regular pairs that still need human votes (judgments below the overlap),
+    but for those AI triage gave to its judge or audits (they keep the priority triage gave them)."""
     return select(Comparison.id).where(
         Comparison.project_id == project.id,
         Comparison.kind == ComparisonKind.regular,
         Comparison.judgment_count < project.overlap + Comparison.extra_raters,
+        SCORED,
     )
 
 
@@ -201,6 +206,31 @@ def _evaluation_set(session: Session, project: Project, config: dict[str, Any]) 
     return Snapshot(SnapshotItemKind.judgment, ids, f"evaluate {model.name} on held-out human judgments")
 
 
+def _triage_candidates(session: Session, project: Project, config: dict[str, Any]) -> Snapshot:
+    """The pairs a triage run judges (newest first, up to `limit`); the project's judge, margin and
+    audit share are resolved into the config where it leaves them empty."""
+    if config["judge_model_id"] is None:
+        if project.triage_model_id is None:
+            raise RunError(
+                "the project has no triage judge: choose one on the project page, or a judge_model_id"
+            )
+        config["judge_model_id"] = project.triage_model_id
+    if config["margin"] is None:
+        config["margin"] = project.triage_margin
+    if config["audit_share"] is None:
+        config["audit_share"] = project.triage_audit_share
+    judge = any_model(session, config["judge_model_id"], "a judge model (judge_model_id)")
+    query = triage_candidates_query(project).order_by(Comparison.id.desc()).limit(config["limit"])
+    ids = sorted(session.scalars(query))
+    if not ids:
+        raise RunError("no open pair to triage: every pair has votes, a rater, or a triage decision")
+    what = (
+        f"triage with {judge.name} ({judge.kind}), margin {config['margin']:g}, "
+        f"audit share {config['audit_share']:g}"
+    )
+    return Snapshot(SnapshotItemKind.comparison, ids, what)
+
+
 SELECTIONS: dict[Selects, Callable[[Session, Project, dict[str, Any]], Snapshot]] = {
     Selects.demonstrations: _demonstrations,
     Selects.judgments: _judgments,
@@ -209,6 +239,7 @@ SELECTIONS: dict[Selects, Callable[[Session, Project, dict[str, Any]], Snapshot]
     Selects.comparisons_to_judge: _comparisons_to_judge,
     Selects.evaluation_set: _evaluation_set,
     Selects.open_comparisons: _open_comparisons,
+    Selects.triage_candidates: _triage_candidates,
 }
 
 

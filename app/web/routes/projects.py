@@ -1,5 +1,5 @@
 """Projects: the list, the admin dashboard, creating and editing a project, who rates in it
-(visibility and members), imports."""
+(visibility and members), its AI triage settings, imports."""
 
 from __future__ import annotations
 
@@ -12,12 +12,19 @@ from sqlalchemy.orm import Session
 
 from app.models import Project, Scale, Visibility
 from app.schemas.project import ProjectCreate, ProjectUpdate
-from app.services import audit, importing, membership, projects, stats, writing
+from app.services import audit, importing, membership, projects, stats, triage, writing
 from app.services.selection.dashboard import overview as selection_overview
 from app.task_kinds import TASK_KINDS
 from app.web.deps import AdminUser, ProjectDep, SessionDep, SettingsDep, StaffUser, verify_csrf
-from app.web.forms import ImportForm, MembersForm, ProjectCreateForm, ProjectUpdateForm, VisibilityForm
-from app.web.input_guard import IdPath
+from app.web.forms import (
+    ImportForm,
+    MembersForm,
+    ProjectCreateForm,
+    ProjectUpdateForm,
+    TriageForm,
+    VisibilityForm,
+)
+from app.web.input_guard import DB_ID_MAX, IdPath
 from app.web.templating import render
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(verify_csrf)])
@@ -98,6 +105,7 @@ def _project_page(session: Session, project: Project) -> dict[str, object]:
         "visibilities": list(Visibility),
         "selection": selection_overview(session, project),
         "task_titles": TASK_TITLES,
+        "triage_judges": triage.judge_choices(session, project),
     }
 
 
@@ -151,6 +159,50 @@ def set_visibility(
         project=project, visibility=form.visibility.value,
     )  # fmt: skip
     return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#members", status_code=303)
+
+
+def _triage_values(form: TriageForm) -> tuple[int | None, float, float]:
+    """The form's judge id, margin and audit share; TriageSettingsError names a field that is not a number."""
+    model = form.triage_model_id.strip()
+    if model and (not model.isdigit() or int(model) > DB_ID_MAX):
+        raise triage.TriageSettingsError("triage_model_id", "choose a model version from the list")
+    try:
+        margin = float(form.triage_margin)
+    except ValueError:
+        raise triage.TriageSettingsError("triage_margin", "must be a number") from None
+    try:
+        share = float(form.audit_percent) / 100
+    except ValueError:
+        raise triage.TriageSettingsError("triage_audit_share", "must be a percent from 0 to 100") from None
+    return (int(model) if model else None), margin, share
+
+
+@router.post("/admin/projects/{slug}/triage", include_in_schema=False)
+def set_triage(
+    request: Request,
+    session: SessionDep,
+    user: AdminUser,
+    project: ProjectDep,
+    form: Annotated[TriageForm, Form()],
+) -> Response:
+    """Choose the project's triage judge (or none: off), its margin and the audit share."""
+    try:
+        model_id, margin, share = _triage_values(form)
+        triage.update_triage_settings(session, project=project, model_id=model_id, margin=margin,
+                                      audit_share=share)  # fmt: skip
+    except triage.TriageSettingsError as error:
+        session.rollback()
+        return render(
+            request,
+            "admin/project.html",
+            _project_page(session, project) | {"triage_error": str(error), "triage_form": form},
+            status_code=422,
+        )
+    audit.record(
+        session, audit.Actor.of(user, "web", request), "project.triage", target=("project", project.slug),
+        project=project, judge_model_id=model_id, margin=margin, audit_share=share,
+    )  # fmt: skip
+    return RedirectResponse(f"/admin/projects/{project.slug}?saved=1#triage", status_code=303)
 
 
 @router.post("/admin/projects/{slug}/members", include_in_schema=False)

@@ -1,4 +1,5 @@
-"""Label quality for admins: rater reliability, agreement, gold accuracy, disputed pairs."""
+"""Label quality for admins: rater reliability, agreement, gold accuracy, AI triage (the judge's
+accuracy on the audited pairs, the human labels it saved), disputed pairs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from app.models import Choice, User
-from app.services import audit, quality
+from app.services import audit, quality, triage
 from app.services.quality.rankings import ranking_quality
 from app.web.charts import bar_chart
 from app.web.deps import AdminUser, ProjectDep, SessionDep, verify_csrf
@@ -88,8 +89,10 @@ def quality_page(request: Request, session: SessionDep, user: AdminUser, project
     report = quality.project_quality(session, project)
     figures = _project_figures(report) if not report.empty else []
     rankings = ranking_quality(session, project)
+    triaged = triage.triage_report(session, project)
     return render(request, "quality/project.html", {"project": project, "q": report, "figures": figures,
-                                                    "rankings": rankings})  # fmt: skip
+                                                    "rankings": rankings,
+                                                    "triage": triaged})  # fmt: skip
 
 
 def _activity_figures(raters: list[quality.RaterQuality]) -> list[Markup]:
