@@ -113,8 +113,12 @@ def _examples_trained(config: Mapping[str, Any], n: int) -> float:
 
 def _tokens_generated(config: Mapping[str, Any], n: int) -> float:
     """Two completions per prompt (two samples, or the policy and the version it is compared with),
-    K for rankings (the project's rank_k when the config leaves it empty: 4 assumed here)."""
-    per_prompt = (config.get("rank_k") or 4) if config.get("strategy") == "ranking" else 2
+    N with samples_per_prompt (the reward model's scoring of them is small beside sampling), K for
+    rankings (the project's rank_k when the config leaves it empty: 4 assumed here)."""
+    if config.get("strategy") == "ranking":
+        per_prompt = config.get("rank_k") or 4
+    else:
+        per_prompt = config.get("samples_per_prompt") or 2
     return float(n * per_prompt * config["max_new_tokens"])
 
 
@@ -202,6 +206,10 @@ KINDS: dict[RunKind, KindSpec] = {
                 ModelInput("versus_model_id", ModelKind.policy, "the version to compare with",
                            "Compare with", needed=lambda config: config["versus_model_id"] is not None
                            or config["strategy"] == "versus"),
+                ModelInput("scorer_model_id", ModelKind.reward, "reward model that picks the pairs",
+                           "Pick pairs with", option="scorer",
+                           help="Reward model version (name or id) that picks the most uncertain pairs.",
+                           needed=lambda config: config.get("scorer_model_id") is not None),
             ),
             None, distributed=False,
             sizing=Sizing("tokens", _tokens_generated, "prompts",

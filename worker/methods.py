@@ -111,6 +111,11 @@ def _generate(work: Work, reporter: Reporter) -> dict[str, Any]:
             for per_version in zip(*samples, strict=True)
         ]
         return {"rankings": rankings, "sampling": sampling_settings(config)}
+    if config.strategy == "two_samples" and config.oversampled:
+        from worker.training.generate import oversample
+
+        scorer = work.models.get("scorer")
+        return oversample(policy=work.base, scorer=scorer, prompts=prompts, config=config, reporter=reporter)
     if config.strategy == "two_samples":
         texts = generate_completions(
             policy=work.base, prompts=prompts, config=config, reporter=reporter, num_samples=2

@@ -203,6 +203,20 @@ class GenerateConfig(BaseModel):
     rank_k: int | None = Field(
         None, ge=3, le=9, description="ranking: completions per prompt (empty: the project's rank_k)."
     )
+    samples_per_prompt: int = Field(
+        2,
+        ge=2,
+        le=16,
+        description="two_samples: completions sampled per prompt (N); above 2 all N are kept and "
+        "only the most informative pair(s) go to raters.",
+    )
+    pairs_per_prompt: int = Field(
+        1, ge=1, le=120, description="two_samples: pairs sent to raters per prompt (at most N choose 2)."
+    )
+    scorer_model_id: int | None = _model_id(
+        "two_samples: the reward model that picks the pairs (the smallest reward margin first) and "
+        "scores them for uncertainty selection; empty: the pairs are picked at random."
+    )
     num_prompts: int = Field(64, ge=1, le=100000, description="Prompts to answer (newest first).")
     max_new_tokens: int = Field(160, ge=1, le=4096, description="Tokens per completion.")
     temperature: float = Field(0.8, ge=0, le=5, description="Sampling temperature (0: greedy).")
@@ -218,7 +232,23 @@ class GenerateConfig(BaseModel):
             raise ValueError("versus_model_id is for the versus and ranking strategies")
         if self.strategy != "ranking" and self.rank_k is not None:
             raise ValueError("rank_k is for the ranking strategy")
+        if self.strategy != "two_samples":
+            defaults = {"samples_per_prompt": 2, "pairs_per_prompt": 1, "scorer_model_id": None}
+            for name, default in defaults.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} is for the two_samples strategy")
+        pairs = self.samples_per_prompt * (self.samples_per_prompt - 1) // 2
+        if self.pairs_per_prompt > pairs:
+            raise ValueError(
+                f"pairs_per_prompt {self.pairs_per_prompt} is more than the {pairs} pair(s) of "
+                f"samples_per_prompt {self.samples_per_prompt} completions"
+            )
         return self
+
+    @property
+    def oversampled(self) -> bool:
+        """More than one pair's worth of samples, or a reward model picking the pair(s)."""
+        return self.samples_per_prompt > 2 or self.scorer_model_id is not None
 
 
 # The prompt of an LM judge. The rubric is the project's judge rubric (its rater instructions

@@ -160,3 +160,66 @@ def generate_completions(
 def _cut_at_eos(new_tokens: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Each row's tokens up to its first EOS: nothing after the end of a completion is text."""
     return [row[: int(length)].tolist() for row, length in zip(new_tokens, lengths, strict=True)]
+
+
+def oversample(
+    *,
+    policy: ModelRef,
+    scorer: ModelRef | None,
+    prompts: list[list[dict]],
+    config: GenerateConfig,
+    reporter: Reporter,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """`config.samples_per_prompt` completions per prompt, and the pair(s) raters are sent.
+
+    Each prompt keeps its distinct non-empty texts (in sampling order). With a `scorer` (a reward
+    model) each text is scored and the `pairs_per_prompt` pairs with the smallest reward margin
+    are picked (worker/training/score.py), each with the predicted preference, uncertainty and
+    priority a score run would give it; without one the pairs are picked at random (seeded by
+    the config's seed) and carry no scores. Either way each pair's sides are put in a random
+    order. Result: `{"oversampled": [{"texts", "rewards", "pairs": [{"a", "b", scores...}]}],
+    "sampling", "picked_by"}`, one entry per prompt (indices into its texts)."""
+    import random
+
+    from worker.training.score import completion_rewards, informative_pairs, pair_score
+
+    samples = generate_completions(
+        policy=policy, prompts=prompts, config=config, reporter=reporter,
+        num_samples=config.samples_per_prompt, device=device,
+    )  # fmt: skip
+    kept = [list(dict.fromkeys(text for text in texts if text.strip())) for texts in samples]
+    rng = random.Random(config.seed)
+    if scorer is None:
+        reporter.log(
+            f"no reward model given (scorer_model_id): {config.pairs_per_prompt} pair(s) per prompt "
+            f"picked at random among the {config.samples_per_prompt} samples, unscored"
+        )
+        rewards: list[list[float] | None] = [None] * len(kept)
+    else:
+        scored = completion_rewards(
+            reward=scorer, prompts=prompts, completions=kept, reporter=reporter,
+            batch_size=config.batch_size, device=str(device) if device is not None else None,
+        )  # fmt: skip
+        rewards = list(scored)
+        reporter.log(
+            f"scored {sum(len(t) for t in kept)} completions with the reward model; "
+            f"{config.pairs_per_prompt} pair(s) per prompt by the smallest reward margin"
+        )
+    results = []
+    for texts, scores in zip(kept, rewards, strict=True):
+        if scores is None:
+            every = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))]
+            chosen = rng.sample(every, min(config.pairs_per_prompt, len(every)))
+        else:
+            chosen = informative_pairs(scores, config.pairs_per_prompt)
+        pairs = []
+        for i, j in chosen:
+            a, b = (j, i) if rng.random() < 0.5 else (i, j)
+            pairs.append({"a": a, "b": b, **(pair_score(scores[a], scores[b]) if scores is not None else {})})
+        results.append({"texts": texts, "rewards": scores, "pairs": pairs})
+    return {
+        "oversampled": results,
+        "sampling": sampling_settings(config),
+        "picked_by": "random" if scorer is None else "reward",
+    }

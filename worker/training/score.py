@@ -14,6 +14,11 @@ The priority the uncertainty strategy serves first is the uncertainty itself. Da
 `{"comparison_id", "messages", "a", "b"}` per pair; result: `{"scores": [{"comparison_id",
 "predicted_preference", "uncertainty", "priority", "members": [p_i, ...]}]}` in data order.
 Pairs go in batches of `batch_size`; progress after each batch, a cancel before the next.
+
+An oversampled generate run (generate.py, `oversample`) reuses the same reading:
+`completion_rewards` scores each of a prompt's N completions once, `informative_pairs` picks the
+pairs with the smallest reward margin, and `pair_score` gives them a one-member score run's
+prediction, uncertainty and priority.
 """
 
 from __future__ import annotations
@@ -75,3 +80,47 @@ def run_score(
         f"score: {len(scores)} pairs by {len(members)} reward version(s); mean {config.measure} {mean:.3f}"
     )
     return {"scores": scores}
+
+
+def completion_rewards(
+    *,
+    reward: ModelRef,
+    prompts: Sequence[list[dict[str, str]]],
+    completions: Sequence[Sequence[str]],
+    reporter: Reporter,
+    batch_size: int,
+    max_length: int = 1024,
+    bf16: str = "auto",
+    device: str | None = None,
+) -> list[list[float]]:
+    """The reward of every completion of every prompt (`completions[i]` answers `prompts[i]`),
+    read as a score run reads each side of a pair; result[i][j] scores completions[i][j]."""
+    from worker.training.judge import RewardJudge
+
+    if reporter.should_stop():
+        raise Cancelled()
+    reporter.phase("loading the model")
+    judge = RewardJudge(reward, max_length=max_length, batch_size=batch_size, bf16=bf16, device=device)
+    flat = [(messages, text) for messages, texts in zip(prompts, completions, strict=True) for text in texts]
+    scores = judge.scores([m for m, _ in flat], [t for _, t in flat]) if flat else []
+    del judge
+    rewards: list[list[float]] = []
+    for texts in completions:
+        rewards.append(scores[: len(texts)])
+        scores = scores[len(texts) :]
+    return rewards
+
+
+def informative_pairs(rewards: Sequence[float], count: int) -> list[tuple[int, int]]:
+    """The `count` pairs (i, j), i < j, of these completions whose Bradley-Terry probability is
+    nearest a coin toss: the smallest reward margin |r_i - r_j| first (ties: the earlier pair)."""
+    pairs = [(i, j) for i in range(len(rewards)) for j in range(i + 1, len(rewards))]
+    pairs.sort(key=lambda pair: abs(rewards[pair[0]] - rewards[pair[1]]))
+    return pairs[:count]
+
+
+def pair_score(reward_a: float, reward_b: float) -> dict[str, float]:
+    """A pair's predicted preference (that a is preferred), uncertainty and priority, as a
+    one-member score run with the margin measure stores them."""
+    prediction, uncertainty = combine([sigmoid(reward_a - reward_b)], "margin")
+    return {"predicted_preference": prediction, "uncertainty": uncertainty, "priority": uncertainty}

@@ -32,6 +32,8 @@ def store_generated(
     identical pairs are skipped; two samples are put in random order."""
     if run.config.get("strategy") == "ranking":
         return _store_generated_rankings(session, run=run, prompts=prompts, outcome=outcome)
+    if "oversampled" in outcome:
+        return _store_oversampled(session, run=run, prompts=prompts, outcome=outcome)
     two_samples = run.config.get("strategy") == "two_samples"
     model_a = run.base_model_id
     model_b = run.base_model_id if two_samples else run.config["versus_model_id"]
@@ -56,6 +58,46 @@ def store_generated(
         )  # fmt: skip
         created += 1
     return {"comparisons_created": created, "pairs_skipped": skipped}
+
+
+def _store_oversampled(
+    session: Session, *, run: Run, prompts: Sequence[Mapping[str, Any]], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """An oversampled generate run (worker/training/generate.py, `oversample`): every distinct
+    non-empty completion of each prompt is stored (those not in a pair are kept for later runs),
+    and a comparison for each picked pair, in the order picked. Pairs a reward model picked carry
+    its predicted preference, uncertainty and priority, as if a score run had just scored them,
+    so that uncertainty selection serves them at once."""
+    now = utcnow()
+    created = stored = skipped = 0
+    for row, entry in zip(prompts, outcome["oversampled"], strict=True):
+        completions = [
+            Completion(prompt_id=row["prompt_id"], text=text, content_hash=text_hash(text),
+                       model_version_id=run.base_model_id, sampling=outcome["sampling"])
+            for text in entry["texts"]
+        ]  # fmt: skip
+        session.add_all(completions)
+        session.flush()
+        stored += len(completions)
+        if not entry["pairs"]:
+            skipped += 1
+        for pair in entry["pairs"]:
+            scores: dict[str, Any] = {}
+            if pair.get("uncertainty") is not None:
+                scores = {"predicted_preference": pair["predicted_preference"], "scored_at": now,
+                          "uncertainty": pair["uncertainty"], "priority": pair["priority"]}  # fmt: skip
+            session.add(
+                Comparison(project_id=run.project_id, prompt_id=row["prompt_id"],
+                           completion_a_id=completions[pair["a"]].id,
+                           completion_b_id=completions[pair["b"]].id, **scores)
+            )  # fmt: skip
+            created += 1
+    return {
+        "comparisons_created": created,
+        "completions_stored": stored,
+        "prompts_without_pair": skipped,
+        "pairs_picked_by": outcome["picked_by"],
+    }
 
 
 def _store_generated_rankings(
