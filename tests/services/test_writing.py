@@ -25,7 +25,7 @@ from app.models import (
     WritingKind,
 )
 from app.models.types import utcnow
-from app.services import writing
+from app.services import rating, writing
 from app.services.content import messages_hash, text_hash
 from app.services.rating import InvalidJudgment, NotAssigned, PairFilled
 from app.services.rating.tasks import next_task
@@ -140,6 +140,22 @@ def test_improve_keeps_origin_diff_distance_and_edit_preference(session: Session
     assert back is not None and back.id == lease.id and back.status == AssignmentStatus.active
     assert _count(session, Demonstration) == 0 and _count(session, Judgment) == 0
     assert writing.view(session, back).draft == "2 + 2 = 4"
+
+
+def test_an_edit_pair_is_never_served_to_compare_raters(session: Session) -> None:
+    # The improvement's pair (edit beats original) is labelled by its edit: with an overlap of 3
+    # it would otherwise wait for two more raters in the compare queue.
+    project = make_project(session, task_mix={"improve": 1.0, "compare": 1.0}, overlap=3)
+    prompt = _prompt(session, project, "Add 2 and 2")
+    original = _completion(session, prompt, "2 + 2 = 5")
+    writing.add_tasks(session, project, completion_ids=[original.id])
+    editor, judge = make_user(session, "editor"), make_user(session, "judge")
+    lease = writing.claim(session, project=project, rater_id=editor.id, kind=WritingKind.improve)
+    assert lease is not None
+    writing.submit(session, project=project, rater_id=editor.id, assignment_id=lease.id, text="2 + 2 = 4")
+    assert session.scalars(select(Judgment.source)).all() == [JudgmentSource.edit]
+    assert rating.claim_next(session, project=project, rater_id=judge.id) is None
+    assert rating.progress(session, project=project, rater_id=judge.id).remaining == 0
 
 
 def test_lazy_writer_checks(session: Session) -> None:

@@ -51,7 +51,14 @@ from app.models import (
     SelectionStrategy,
 )
 from app.models.types import utcnow
-from app.services.rating.common import active_leases, has_room, lock_comparison, max_overlap, require_rater
+from app.services.rating.common import (
+    NOT_AN_EDIT,
+    active_leases,
+    has_room,
+    lock_comparison,
+    max_overlap,
+    require_rater,
+)
 from app.services.triage.queue import IN_HUMAN_QUEUE
 
 # Candidate pairs to try per request before concluding that nothing is free right now.
@@ -93,6 +100,7 @@ _OPEN_FOR_RATER = select(Comparison.id).where(
     Comparison.judgment_count < bindparam("max_overlap"),
     Comparison.kind == ComparisonKind.regular,
     IN_HUMAN_QUEUE,  # not a pair AI triage gave to its judge
+    NOT_AN_EDIT,  # not an improvement's edit pair
     ~exists().where(
         _seen_by_rater.comparison_id == Comparison.id,
         _seen_by_rater.rater_id == bindparam("rater_id"),
@@ -286,6 +294,7 @@ _REMAINING = select(func.count()).select_from(
         Comparison.judgment_count < bindparam("max_overlap"),
         Comparison.kind == ComparisonKind.regular,
         IN_HUMAN_QUEUE,
+        NOT_AN_EDIT,
         Comparison.judgment_count < bindparam("overlap") + Comparison.extra_raters,
         ~exists().where(
             _seen.comparison_id == Comparison.id,

@@ -21,10 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Assignment, AssignmentStatus, Comparison, ComparisonKind, Project, Scale
+from app.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    JudgmentSource,
+    Project,
+    Scale,
+)
 from app.services.membership import may_rate
 
 SCALE_PICKS: dict[Scale, tuple[int, ...]] = {
@@ -32,6 +41,11 @@ SCALE_PICKS: dict[Scale, tuple[int, ...]] = {
     Scale.three: (-1, 0, 1),
     Scale.two: (-1, 1),
 }
+# Not the pair an improved demonstration stored (the edit beats the original, app/services/writing/
+# submit.py): its writer's edit is its label, so raters are not asked to judge it again.
+NOT_AN_EDIT: ColumnElement[bool] = ~exists().where(
+    Judgment.comparison_id == Comparison.id, Judgment.source == JudgmentSource.edit
+)
 PICK_LABELS = {
     -2: "A is much better",
     -1: "A is better",

@@ -31,6 +31,7 @@ from app.models import (
 from app.run_kinds import Selects
 from app.services.preferences.rules import LABEL_SOURCES
 from app.services.provenance import DEMONSTRATION_SOURCES, review_statuses
+from app.services.rating.common import NOT_AN_EDIT
 from app.services.runs.judges import run_judge_identity
 from app.services.runs.records import RunError, any_model, model_of_kind
 from app.services.triage.queue import SCORED, triage_candidates_query, triaged_label_ids
@@ -159,12 +160,14 @@ def _comparisons_to_judge(session: Session, project: Project, config: dict[str, 
 
 def open_comparisons_query(project: Project) -> Select[int]:
     """The project's regular pairs that still need human votes (judgments below the overlap),
-    but for those AI triage gave to its judge or audits (they keep the priority triage gave them)."""
+    but for edit pairs and those AI triage gave to its judge or audits (they keep the priority
+    triage gave them)."""
     return select(Comparison.id).where(
         Comparison.project_id == project.id,
         Comparison.kind == ComparisonKind.regular,
         Comparison.judgment_count < project.overlap + Comparison.extra_raters,
         SCORED,
+        NOT_AN_EDIT,  # an improvement's edit pair is labelled by its edit
     )
 
 

@@ -134,7 +134,7 @@ def _store_edit_preference(
     comparison = Comparison(
         project_id=project.id, prompt_id=original.prompt_id, completion_a_id=edited.id,
         completion_b_id=original.id, kind=ComparisonKind.regular, created_at=now,
-        judgment_count=1,  # the edit's judgment: with an overlap of 1 no rater is asked again
+        judgment_count=1,  # the edit's judgment; raters are never served an edit pair (NOT_AN_EDIT)
     )  # fmt: skip
     session.add(comparison)
     session.flush()
