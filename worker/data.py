@@ -60,6 +60,8 @@ def pairs_note(
         note += f"; {dropped} comparisons gave no pair (ties, both-bad or split votes, by the rules)"
     elif dropped > 0:
         note += f"; {dropped} comparisons or implied pairs gave no pair (ties, both-bad or split votes)"
+    if stats.ties_kept:
+        note += f"; {stats.ties_kept} of the pairs are ties, trained on by the tie rule"
     labelled = (comparisons or 0) + ranked
     if labelled and pairs < LITTLE_DATA_SHARE * labelled:
         note += (
@@ -103,12 +105,15 @@ def preference_pairs(session: Session, run: Run, ids: list[int]) -> Built:
         label_source="all" if run.config.get("triaged") else run.config["label_source"],
         include_both_bad=run.config["include_both_bad"],
         min_agreement=run.config["min_agreement"],
+        # A reward run's tie_rule half or davidson trains on ties (runs before it had none: drop).
+        keep_ties=run.config.get("tie_rule", "drop") != "drop",
         stats=stats,
     )
     per_rater = run.config["aggregation"] == "per_rater"
     data = [
         {"prompt_id": row.prompt_id, "messages": row.messages, "chosen": row.chosen,
-         "rejected": row.rejected, "margin": row.margin, "group": group_of(row, per_rater)}
+         "rejected": row.rejected, "margin": row.margin, "group": group_of(row, per_rater),
+         "tie": row.tie}
         for row in rows
     ]  # fmt: skip
     if not data:

@@ -142,6 +142,24 @@ class RewardConfig(_Config, _PreferenceData):
         le=MAX_COEFFICIENT,
         description="Penalty pulling mean reward to zero (Eisenstein et al., 2023).",
     )
+    tie_rule: Literal["drop", "half", "davidson"] = Field(
+        "half",
+        description="Comparisons whose outcome is a tie: drop (not trained on); half (half a win each "
+        "way: the loss pulls sigmoid(r_a - r_b) to 0.5); davidson (the Davidson tie model, "
+        "P(tie) = nu / (e^(d/2) + e^(-d/2) + nu) for d = r_a - r_b).",
+    )
+    tie_nu: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_COEFFICIENT,
+        description="davidson: the tie parameter nu (empty: learned with the model, starting at 1).",
+    )
+
+    @model_validator(mode="after")
+    def _tie_nu_for_davidson(self) -> RewardConfig:
+        if self.tie_nu is not None and self.tie_rule != "davidson":
+            raise ValueError("tie_nu is for tie_rule davidson")
+        return self
 
 
 class DPOConfig(_Config, _PreferenceData):

@@ -11,7 +11,7 @@ from tests.utils.factories import make_comparison, make_human_judgment, make_pro
 from worker.data import preference_pairs
 
 
-def _run_note(session: Session, choices: list[str]) -> str:
+def _run_note(session: Session, choices: list[str], tie_rule: str = "drop") -> str:
     project = make_project(session, "ties")
     rater = make_user(session, "r")
     for i, choice in enumerate(choices):
@@ -22,7 +22,9 @@ def _run_note(session: Session, choices: list[str]) -> str:
     base = ModelVersion(name="base", kind=ModelKind.policy, uri="/m/base")
     session.add(base)
     session.flush()
-    run = runs.create_run(session, project=project, kind=RunKind.reward, base_model_id=base.id)
+    run = runs.create_run(
+        session, project=project, kind=RunKind.reward, base_model_id=base.id, config={"tie_rule": tie_rule}
+    )
     return preference_pairs(session, run, runs.snapshot_ids(session, run.id)).note
 
 
@@ -35,3 +37,9 @@ def test_a_run_warns_when_ties_leave_little_data(session: Session) -> None:
 def test_no_warning_when_most_labels_train(session: Session) -> None:
     note = _run_note(session, ["tie", "A", "B", "A"])
     assert "1 comparisons gave no pair" in note and "Warning" not in note
+
+
+def test_a_tie_rule_that_keeps_ties_trains_on_them_and_says_so(session: Session) -> None:
+    note = _run_note(session, ["tie", "tie", "tie", "A", "B"], tie_rule="half")
+    assert note.startswith("5 pairs from 5 judgments on 5 comparisons")
+    assert "3 of the pairs are ties, trained on by the tie rule" in note and "Warning" not in note

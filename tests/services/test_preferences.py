@@ -151,6 +151,22 @@ def test_drop_reasons_are_counted(session: Session) -> None:
     assert stats.judgments_read == sum(len(v) for v in PATTERNS.values())
 
 
+def test_kept_ties_are_flagged_rows_and_the_rest_is_unchanged(session: Session) -> None:
+    project_id, names = seed(session)
+    dropped = list(preference_rows(session, project_id=project_id))
+    stats = PreferenceStats()
+    kept = list(preference_rows(session, project_id=project_id, keep_ties=True, stats=stats))
+    ties = [r for r in kept if r.tie]
+    assert [(names[r.comparison_id], r.winner, r.margin, r.agreement, r.votes) for r in ties] == [
+        ("tie", "A", 0.0, 1.0, 2)
+    ]
+    assert ties[0].chosen == "answer A tie" and ties[0].rejected == "answer B tie"
+    assert [r.comparison_id for r in kept if not r.tie] == [r.comparison_id for r in dropped]
+    assert stats.ties_kept == 1 and stats.dropped == {"split": 2, "both_bad": 1}
+    per_rater = list(preference_rows(session, project_id=project_id, aggregation="per_rater", keep_ties=True))
+    assert sum(r.tie for r in per_rater) == 3  # the tie pattern's two votes and tie_and_a's one
+
+
 def test_filters_select_judgments_before_aggregation(session: Session) -> None:
     project_id, names = seed(session)
     rows = list(preference_rows(session, project_id=project_id, gold="only"))
@@ -188,7 +204,7 @@ RULE_SETS = [
     for ties in ("drop", "ignore")
     for include_both_bad in (False, True)
     for min_agreement in (0.0, 0.6)
-]
+] + [RuleSet(aggregation, keep_ties=True) for aggregation in ("majority", "mean_strength", "per_rater")]
 
 
 def seed_random(session: Session, rng: random.Random) -> int:

@@ -58,7 +58,8 @@ def test_groups_keep_one_copy_of_each_completion_and_pairs_as_indices() -> None:
     groups = group_pairs(rows, use_margin=True)
     assert len(groups) == 3  # one ranking, two single pairs
     assert groups[0] == {
-        "seqs": [[1, 2], [3], [4, 4]], "winners": [0, 0, 1], "losers": [1, 2, 2], "margins": [1.0, 2.0, 1.0]
+        "seqs": [[1, 2], [3], [4, 4]], "winners": [0, 0, 1], "losers": [1, 2, 2], "margins": [1.0, 2.0, 1.0],
+        "ties": [False, False, False],
     }  # fmt: skip
     batch = GroupCollator(pad_token_id=0)(groups[:2])
     assert batch["input_ids"].tolist() == [[1, 2], [3, 0], [4, 4], [5, 0], [6, 0]]

@@ -21,15 +21,23 @@ Hazards:
   ``ranking_batching = per_prompt`` a batch holds ``batch_size`` whole groups and the loss is
   averaged over each group's pairs (`worker.training.ranking_batches`); ``expanded`` treats every
   pair as its own example. Held-out metrics are pairwise either way.
+* Ties: with ``tie_rule`` ``half`` or ``davidson`` the data keeps tie outcomes as pairs flagged
+  ``tie`` (worker/data.py) and the loss gives them the rule's term (`ranking_batches.pair_losses`);
+  training then goes through the grouped trainer (each pair its own group unless ``per_prompt``),
+  because TRL's collator drops every column but the token ids and the margin. Held-out accuracy
+  counts the decisive pairs only; ``eval/tie_gap`` is the mean |r_a - r_b| on held-out ties over
+  that on decisive pairs (lower: ties told apart from wins), and ``eval/tie_nll`` is the mean
+  negative log-likelihood of the held-out ties under the rule (Davidson's P(tie) with the learned
+  or fixed nu; half: -log of the 0.5 soft label's likelihood, i.e. the half loss).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 from transformers import set_seed
 from trl import RewardConfig as TRLRewardConfig
@@ -51,12 +59,14 @@ from worker.training._trl import (
 )
 from worker.training.base import ModelRef, Reporter, TrainResult
 from worker.training.models import load_reward_model, load_tokenizer
-from worker.training.ranking_batches import GROUP, GroupedRewardTrainer
+from worker.training.ranking_batches import GROUP, TIE, GroupedRewardTrainer, pair_losses
 
 
-def pairs_to_dataset(pairs: list[dict[str, Any]], *, use_margin: bool, grouped: bool = False) -> Dataset:
+def pairs_to_dataset(
+    pairs: list[dict[str, Any]], *, use_margin: bool, grouped: bool = False, ties: bool = False
+) -> Dataset:
     """Preference pairs -> TRL's conversational explicit-prompt preference format (with each
-    pair's group key when `grouped`)."""
+    pair's group key when `grouped`, and its tie flag when `ties`)."""
     rows = []
     for pair in pairs:
         row: dict[str, Any] = {
@@ -68,6 +78,8 @@ def pairs_to_dataset(pairs: list[dict[str, Any]], *, use_margin: bool, grouped: 
             row["margin"] = float(pair.get("margin") or 0.0)
         if grouped:
             row[GROUP] = None if pair.get(GROUP) is None else str(pair[GROUP])
+        if ties:
+            row[TIE] = bool(pair.get(TIE))
         rows.append(row)
     return Dataset.from_list(rows)
 
@@ -81,14 +93,18 @@ def reward_args(config: RewardConfig, scratch: Path) -> TRLRewardConfig:
 
 
 @torch.no_grad()
-def pairwise_eval(trainer: RewardTrainer, dataset: Dataset) -> dict[str, float]:
-    """Exact held-out metrics: accuracy (r_chosen > r_rejected), mean loss and mean margin."""
+def pairwise_eval(
+    trainer: RewardTrainer, dataset: Dataset, *, tie_rule: str = "drop", log_nu: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Exact held-out metrics: accuracy (r_chosen > r_rejected) on decisive pairs, mean loss (by
+    the tie rule) and mean margin; with ties, how they are told apart (module docstring)."""
     model = trainer.model
     assert model is not None, "a trainer holds its model once constructed"
     was_training = model.training
     model.eval()
     batch_size = trainer.args.per_device_eval_batch_size
-    correct, losses, margins = 0, [], []
+    flags = dataset[TIE] if TIE in (dataset.column_names or []) else [False] * len(dataset)
+    losses, diffs = [], []
     for start in range(0, len(dataset), batch_size):
         rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         batch = trainer.data_collator(rows)  # first half chosen, second half rejected
@@ -97,16 +113,35 @@ def pairwise_eval(trainer: RewardTrainer, dataset: Dataset) -> dict[str, float]:
             scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         chosen, rejected = scores.float().squeeze(-1).chunk(2)  # (B,), (B,)
         diff = chosen - rejected
-        correct += int((diff > 0).sum())
-        losses.append(-F.logsigmoid(diff - batch.get("margin", 0.0)))
-        margins.append(diff)
+        ties = torch.tensor(flags[start : start + len(rows)], dtype=torch.bool, device=diff.device)
+        margin = batch.get("margin", torch.zeros_like(diff))
+        losses.append(pair_losses(diff, margin, ties, tie_rule, log_nu))
+        diffs.append(diff)
     model.train(was_training)
-    return {
-        "eval/accuracy": correct / len(dataset),
-        "loss/eval": float(torch.cat(losses).mean()),
-        "eval/margin": float(torch.cat(margins).mean()),
-        "eval/pairs": float(len(dataset)),
+    diff, loss = torch.cat(diffs), torch.cat(losses)
+    ties = torch.tensor(flags, dtype=torch.bool, device=diff.device)
+    decisive = diff[~ties]
+    metrics = {
+        "eval/accuracy": float((decisive > 0).float().mean()) if len(decisive) else 0.0,
+        "loss/eval": float(loss.mean()),
+        "eval/margin": float(decisive.mean()) if len(decisive) else 0.0,
+        "eval/pairs": float(len(decisive)),
     }
+    if ties.any():
+        tied = diff[ties]
+        metrics["eval/ties"] = float(len(tied))
+        if len(decisive):
+            metrics["eval/tie_gap"] = float(tied.abs().mean() / decisive.abs().mean().clamp_min(1e-8))
+        metrics["eval/tie_nll"] = float(
+            pair_losses(
+                tied,
+                torch.zeros_like(tied),
+                torch.ones_like(ties[ties]),
+                "davidson" if tie_rule == "davidson" else "half",
+                log_nu,
+            ).mean()
+        )
+    return metrics
 
 
 def train_reward(
@@ -140,11 +175,24 @@ def train_reward(
     reporter.phase(RunPhase.preparing)
 
     # 3. hold out whole prompts, deterministically by seed
-    train_pairs, eval_pairs = split_by_prompt(pairs, config.eval_fraction, config.seed)
     grouped = config.ranking_batching == "per_prompt"
-    train_dataset = pairs_to_dataset(train_pairs, use_margin=config.use_margin, grouped=grouped)
-    eval_dataset = pairs_to_dataset(eval_pairs, use_margin=config.use_margin) if eval_pairs else None
-    reporter.log(f"reward: {len(train_pairs)} pairs for training, {len(eval_pairs)} held out")
+    if config.tie_rule == "drop":
+        pairs = [pair for pair in pairs if not pair.get(TIE)]  # data kept for another rule
+        if not pairs:
+            raise ValueError("no decisive preference pairs to train on (tie_rule drop drops the ties)")
+    keep_ties = any(pair.get(TIE) for pair in pairs)  # none: TRL as is (Davidson's nu would fit 0)
+    train_pairs, eval_pairs = split_by_prompt(pairs, config.eval_fraction, config.seed)
+    train_dataset = pairs_to_dataset(
+        train_pairs, use_margin=config.use_margin, grouped=grouped, ties=keep_ties
+    )
+    eval_dataset = (
+        pairs_to_dataset(eval_pairs, use_margin=config.use_margin, ties=keep_ties) if eval_pairs else None
+    )
+    ties_used = sum(bool(pair.get(TIE)) for pair in train_pairs)
+    reporter.log(
+        f"reward: {len(train_pairs)} pairs for training, {len(eval_pairs)} held out; tie rule "
+        f"{config.tie_rule}: {ties_used} of the training pairs are ties"
+    )
 
     with scratch_dir("reward") as scratch:
         # 4. the trainer; TRL wraps the model with LoRA (score head trained in full) when asked
@@ -157,11 +205,13 @@ def train_reward(
             "peft_config": lora_config(config, "SEQ_CLS"),
         }
         trainer = (
-            GroupedRewardTrainer(**arguments, use_margin=config.use_margin)
-            if grouped
+            GroupedRewardTrainer(
+                **arguments, use_margin=config.use_margin, tie_rule=config.tie_rule, tie_nu=config.tie_nu
+            )
+            if grouped or keep_ties
             else RewardTrainer(**arguments)
         )
-        if isinstance(trainer, GroupedRewardTrainer):
+        if grouped and isinstance(trainer, GroupedRewardTrainer):
             reporter.log(f"reward: {len(trainer.groups)} groups (rankings and single pairs) per epoch")
         bridge = connect(trainer, reporter)
 
@@ -170,8 +220,15 @@ def train_reward(
 
         # 6. held-out pairwise accuracy on the tokenized held-out set
         held_out = cast("Dataset | None", trainer.eval_dataset)  # TRL keeps the tokenized datasets.Dataset
+        log_nu = trainer.log_nu if isinstance(trainer, GroupedRewardTrainer) else None
         if held_out is not None and len(held_out) > 0:
-            bridge.report(pairwise_eval(trainer, held_out))
+            bridge.report(pairwise_eval(trainer, held_out, tie_rule=config.tie_rule, log_nu=log_nu))
+        tie_figures = {"data/ties": float(ties_used)}
+        if log_nu is not None:
+            nu = math.exp(float(log_nu.detach()))
+            tie_figures["tie/nu"] = nu
+            reporter.log(f"reward: Davidson nu {nu:.4g} ({'learned' if config.tie_nu is None else 'fixed'})")
+        bridge.report(tie_figures)
 
         # 7. save once, atomically
         metrics = bridge.result_metrics()

@@ -53,6 +53,7 @@ def preference_rows(
     include_both_bad: bool = False,
     min_agreement: float = 0.0,
     ties: Ties = "drop",
+    keep_ties: bool = False,
     date_from: datetime | None = None,
     date_to: datetime | None = None,
     rater_ids: Iterable[int] | None = None,
@@ -65,7 +66,7 @@ def preference_rows(
     Rows come ordered by comparison id (then judgment id for ``per_rater``). The session must
     stay open while the iterator is consumed.
     """
-    rules = RuleSet(aggregation, ties, include_both_bad, min_agreement)
+    rules = RuleSet(aggregation, ties, include_both_bad, min_agreement, keep_ties)
     selection = JudgmentFilter(
         judgment_ids=frozenset(judgment_ids) if judgment_ids is not None else None,
         label_source=label_source,

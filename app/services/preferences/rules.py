@@ -15,8 +15,11 @@ case it is an ordinary vote (its choice and strength count as given).
 **Ties.** A tie vote (``choice = tie``, strength 0) prefers neither side. With ``ties="drop"``
 (the default) it still counts as a vote: it lowers the winner's agreement, and a comparison whose
 outcome is a tie is dropped. With ``ties="ignore"`` tie votes are removed before counting, as if
-never cast. Either way no row ever has a tie as its label, and tie judgments produce no
-``per_rater`` rows.
+never cast. Either way no row has a tie as its label unless ``keep_ties`` is set (a reward run
+whose ``tie_rule`` is ``half`` or ``davidson``): then a comparison whose outcome is a tie (no A/B
+vote, or a gold tie) gives a row with ``tie = True`` (completion A as ``chosen``, margin 0,
+agreement the share of tie votes), and in ``per_rater`` each tie vote gives such a row. A split
+vote is still dropped.
 
 **Aggregation.**
 
@@ -85,6 +88,7 @@ class RuleSet:
     ties: Ties = "drop"
     include_both_bad: bool = False
     min_agreement: float = 0.0
+    keep_ties: bool = False  # a tie outcome gives a row flagged `tie` instead of being dropped
 
     def describe(self) -> list[str]:
         agg = {
@@ -109,7 +113,12 @@ class RuleSet:
         )
         lines = [
             f"Aggregation: {agg}.",
-            f"Ties: {ties}; a tie is never a label.",
+            f"Ties: {ties}; "
+            + (
+                "a tie outcome is kept as a row flagged tie (A as chosen, margin 0)."
+                if self.keep_ties
+                else "a tie is never a label."
+            ),
             f"Both bad: {both_bad}.",
             "Gold and resolved pairs: in aggregated rows the known answer (or the admin's "
             "resolution) is the label and agreement is the share of votes that match it.",
@@ -157,6 +166,7 @@ class PreferenceStats:
     rankings_read: int = 0
     implied_pairs: int = 0  # pairs of rankings given to `decide` (rankings.py)
     rows: int = 0
+    ties_kept: int = 0  # rows flagged tie (keep_ties)
     dropped: Counter[str] = field(default_factory=Counter)
 
 
@@ -220,6 +230,7 @@ class PreferenceRow:
     ranking_id: int | None = None
     pair: tuple[int, int] | None = None  # positions (A, B) in the ranking's completion_ids
     completion_ids: tuple[int, int] | None = None  # (A, B)
+    tie: bool = False  # keep_ties: a tie outcome, chosen/rejected are A/B in no order of merit
 
     @property
     def chosen(self) -> str:
@@ -278,24 +289,27 @@ def decide(
         rows = []
         for vote in counted:
             choice = vote.choice
-            if choice == "tie":
+            if choice == "tie" and not rules.keep_ties:
                 stats.dropped["tie_votes"] += 1
                 continue
             agreement = round(tally[choice] / n, 6)
             if agreement < minimum:
                 stats.dropped["below_min_agreement"] += 1
                 continue
+            tie = choice == "tie"
+            stats.ties_kept += tie
             rows.append(
                 PreferenceRow(
                     comparison_id,
                     prompt_id,
                     kind,
                     gold_choice,
-                    choice,
-                    round(float(vote.strength), 6),
+                    "A" if tie else choice,
+                    0.0 if tie else round(float(vote.strength), 6),
                     agreement,
                     n,
                     [vote],
+                    tie=tie,
                 )  # fmt: skip
             )
         return rows
@@ -303,13 +317,14 @@ def decide(
     if kind in LABELLED_KINDS and gold_choice is not None:
         winner = str(gold_choice)
         if winner == "tie":
-            stats.dropped["tie"] += 1
-            return []
+            return _tie_row(counted, rules, stats, comparison_id, prompt_id, kind, gold_choice)
         margin = _majority_margin(counted, winner, n)
     else:
         a, b = tally.get("A", 0), tally.get("B", 0)
         if rules.aggregation == "majority":
             if a == b:
+                if a == 0 and rules.keep_ties:
+                    return _tie_row(counted, rules, stats, comparison_id, prompt_id, kind, gold_choice)
                 stats.dropped["split" if a else "tie"] += 1
                 return []
             winner = "A" if a > b else "B"
@@ -317,6 +332,8 @@ def decide(
         else:  # mean_strength
             score = sum(v.strength if v.choice == "A" else -v.strength for v in counted if v.choice != "tie")
             if score == 0:
+                if not (a or b) and rules.keep_ties:
+                    return _tie_row(counted, rules, stats, comparison_id, prompt_id, kind, gold_choice)
                 stats.dropped["split" if a or b else "tie"] += 1
                 return []
             winner = "A" if score > 0 else "B"
@@ -337,3 +354,29 @@ def _majority_margin(counted: Sequence[Vote], winner: str, n: int) -> float:
     if not strengths:
         return 0.0
     return (len(strengths) / n) * (sum(strengths) / len(strengths))
+
+
+def _tie_row(
+    counted: Sequence[Vote],
+    rules: RuleSet,
+    stats: PreferenceStats,
+    comparison_id: int,
+    prompt_id: int,
+    kind: str,
+    gold_choice: str | None,
+) -> list[PreferenceRow]:
+    """A tie outcome: a row flagged tie under keep_ties (A as chosen, margin 0), else dropped."""
+    if not rules.keep_ties:
+        stats.dropped["tie"] += 1
+        return []
+    n = len(counted)
+    agreement = round(sum(vote.choice == "tie" for vote in counted) / n, 6)
+    if agreement < rules.min_agreement:
+        stats.dropped["below_min_agreement"] += 1
+        return []
+    stats.ties_kept += 1
+    return [
+        PreferenceRow(
+            comparison_id, prompt_id, kind, gold_choice, "A", 0.0, agreement, n, list(counted), tie=True
+        )
+    ]
