@@ -30,6 +30,14 @@ def test_task_mix_member_kinds_and_prompts_for_writing(tmp_path: Path) -> None:
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert "tasks compare=0.7,write=0.3" in made.stdout
+    bad_k = _rlhf(env, "projects", "add", "r", "--tasks", "rank", "--rank-k", "12")
+    assert bad_k.returncode == 1 and "rank_k" in bad_k.stderr
+    ranked = _rlhf(
+        env, "projects", "add", "r", "--tasks", "rank=1,compare=1", "--rank-k", "6", "--selection", "mix",
+        "--random-share", "0.3",
+    )  # fmt: skip
+    assert ranked.returncode == 0, ranked.stderr
+    assert "pairs by mix" in ranked.stdout
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "Explain tides."}\n{"prompt": "Write a haiku."}\n')
@@ -54,6 +62,9 @@ def test_task_mix_member_kinds_and_prompts_for_writing(tmp_path: Path) -> None:
         assert project.task_mix == {"compare": 0.7, "write": 0.3}
         assert (project.writing_overlap, project.review_overlap) == (2, 3)
         assert (project.min_words, project.max_words, project.max_answer_chars) == (20, 300, 5000)
+        ranked_project = session.scalars(select(Project).where(Project.slug == "r")).one()
+        assert (ranked_project.rank_k, ranked_project.selection_strategy) == (6, "mix")
+        assert ranked_project.random_share == 0.3
         tasks = session.scalars(select(WritingTask).where(WritingTask.project_id == project.id)).all()
         assert sorted(t.kind for t in tasks) == ["write", "write"]
         wendy = session.scalars(select(User).where(User.username == "wendy")).one()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from app.cli._common import console, factory, fail
 from app.db import session_scope
-from app.models import Scale
+from app.models import Scale, SelectionStrategy
 
 projects_cli = typer.Typer(help="Labeling projects.", no_args_is_help=True)
 
@@ -46,6 +46,19 @@ def add_project(
     min_words: Annotated[int | None, typer.Option(help="Length guidance for writers: at least.")] = None,
     max_words: Annotated[int | None, typer.Option(help="Length guidance for writers: at most.")] = None,
     max_answer_chars: Annotated[int, typer.Option(help="The longest written answer accepted.")] = 20_000,
+    rank_k: Annotated[
+        int, typer.Option(help="Ranking tasks: the completions of one prompt a rater orders (3 to 9).")
+    ] = 4,
+    selection: Annotated[
+        SelectionStrategy,
+        typer.Option(
+            help="Which open pair raters get next: arrival (newest first), random, uncertainty (the "
+            "pairs the latest score run is least sure of first) or mix (uncertainty with a random share)."
+        ),
+    ] = SelectionStrategy.arrival,
+    random_share: Annotated[
+        float, typer.Option(help="Under --selection mix: the share (0..1) of claims served a random pair.")
+    ] = 0.2,
 ) -> None:
     """Create a labeling project."""
     from pydantic import ValidationError
@@ -67,6 +80,9 @@ def add_project(
             min_words=min_words,
             max_words=max_words,
             max_answer_chars=max_answer_chars,
+            rank_k=rank_k,
+            selection_strategy=selection,
+            random_share=random_share,
             slug=slug,
             name=name or slug,
             overlap=overlap,
@@ -87,7 +103,8 @@ def add_project(
     except ProjectExists as error:
         raise fail(str(error)) from None
     console.print(
-        f"Created project [bold]{project.slug}[/bold] (overlap {project.overlap}; tasks {format_mix(mix)})."
+        f"Created project [bold]{project.slug}[/bold] (overlap {project.overlap}; tasks {format_mix(mix)}; "
+        f"pairs by {project.selection_strategy.value})."
     )
 
 
