@@ -149,3 +149,41 @@ def test_ties_teach_what_the_few_decisive_pairs_cannot(tiny_base, tmp_path: Path
     assert logs["davidson"][1]["tie/nu"] > 0
     assert logs["drop"][1]["data/ties"] == 0 and logs["half"][1]["data/ties"] == 84
     assert any("tie rule half: 84 of the training pairs are ties" in line for line in logs["half"][0])
+
+
+@pytest.mark.parametrize("tie_rule", ["davidson", "drop"])
+def test_a_reward_run_keeps_ties_by_its_rule_and_says_how_many(
+    pg_factory, pg_url: str, tmp_path: Path, tie_rule: str
+) -> None:
+    """Through the runner: the rule reaches the data builder, the trainer and the run's log."""
+    from sqlalchemy import select
+
+    from app.db import session_scope
+    from app.models import ModelKind, ModelVersion, RunKind, RunLog
+    from tests.utils.factories import make_comparison, make_human_judgment, make_project, make_user
+    from tests.utils.tiny_models import make_tiny_causal_lm
+    from tests.worker.conftest import run_to_end
+
+    base_dir = make_tiny_causal_lm(tmp_path / "base", seed=0)
+    with session_scope(pg_factory) as session:
+        project = make_project(session, "tied")
+        rater = make_user(session, "ann")
+        for n, messages in enumerate(make_prompts(8, seed=1)):
+            comparison = make_comparison(session, project, messages, f"{TARGET} red {n}", f"blue green {n}")
+            make_human_judgment(session, comparison, rater, "A" if n < 3 else "tie")
+        base = ModelVersion(name="tiny-base", kind=ModelKind.policy, uri=str(base_dir))
+        session.add(base)
+        session.flush()
+        base_id = base.id
+    config = {"max_steps": 2, "batch_size": 4, "max_length": 64, "eval_fraction": 0.0, "tie_rule": tie_rule}
+    run = run_to_end(pg_factory, pg_url, tmp_path, kind=RunKind.reward, base_model_id=base_id, config=config)
+    with pg_factory() as session:
+        log = " | ".join(session.scalars(select(RunLog.message).where(RunLog.run_id == run.id)))
+    if tie_rule == "drop":
+        assert "3 pairs from 8 judgments on 8 comparisons; 5 comparisons gave no pair" in log
+        assert "tie rule drop: 0 of the training pairs are ties" in log
+        assert run.summary["data/ties"] == 0 and "tie/nu" not in run.summary
+    else:
+        assert "8 pairs from 8 judgments on 8 comparisons; 5 of the pairs are ties" in log
+        assert "tie rule davidson: 5 of the training pairs are ties" in log and "Davidson nu" in log
+        assert run.summary["data/ties"] == 5 and run.summary["tie/nu"] > 0
