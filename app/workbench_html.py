@@ -81,6 +81,7 @@ class _WorkbenchParser(HTMLParser):
         self._pending_role: str | None = None
         self._lists: list[list[int] | None] = []  # per open list: [next number] for <ol>, None for <ul>
         self._pre = 0  # depth of <pre>
+        self._textarea = False  # inside a <textarea>: its text is raw, line breaks and all
         self._in_original = False  # inside <details class="original"> until its text is read
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -137,6 +138,7 @@ class _WorkbenchParser(HTMLParser):
             self.page.rationale_required = "required" in a
         if tag == "textarea" and a.get("name") == "text":
             self._captures.append(["answer", 1, []])
+            self._textarea = True
             return
         if tag == "details" and "original" in classes:
             self._in_original = True
@@ -162,6 +164,8 @@ class _WorkbenchParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _VOID:
             return
+        if tag == "textarea":
+            self._textarea = False
         if tag in ("ol", "ul") and self._lists:
             self._lists.pop()
         elif tag == "pre" and self._pre:
@@ -182,8 +186,12 @@ class _WorkbenchParser(HTMLParser):
             self._store(capture[0], raw if capture[0] == "answer" else _clean_text(capture[2]))
 
     def handle_data(self, data: str) -> None:
-        # Outside <pre> a line break in the source is white space, as the browser lays it out.
-        self._text(_preformatted(data) if self._pre else data.replace("\n", " "))
+        # Outside <pre> a line break in the source is white space, as the browser lays it out; a
+        # textarea's text is what the editor holds, as it is.
+        if self._textarea:
+            self._text(data)
+        else:
+            self._text(_preformatted(data) if self._pre else data.replace("\n", " "))
 
     def _text(self, data: str) -> None:
         for capture in self._captures:

@@ -501,6 +501,7 @@ def run(args: argparse.Namespace) -> Result:
     create_database(url)
     faulty = Faulty(args, url, secrets.token_urlsafe(36))
     try:
+        args.mode = "pairs"  # rating_load's seed: the raters here label pairs only
         seeded = seed(url, args)
         faulty.start().wait_ready()
         console.print(f"Server up: {faulty.server.command}")
