@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from app.models import Demonstration
@@ -18,18 +18,10 @@ from app.task_kinds import TASK_KINDS, TaskKind
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, DraftForm, ReviewForm, WritingForm
 from app.web.render import render_markdown
-from app.web.routes.rate import _workbench
+from app.web.routes.rate import _after_post, _not_found, _workbench
 from app.web.templating import is_htmx
 
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
-
-
-def _not_found() -> HTTPException:
-    return HTTPException(404, "No active project with this name.")
-
-
-def _after_post(request: Request, slug: str) -> Response | None:
-    return None if is_htmx(request) else RedirectResponse(f"/rate/{slug}", status_code=303)
 
 
 @router.post("/{slug}/drafts", include_in_schema=False)
