@@ -18,6 +18,7 @@ from app.models.membership import ApiTokenProject, ProjectMember, RaterGroup, Ra
 from app.models.project import Project, Scale, SelectionStrategy, Visibility
 from app.models.prompt import Completion, Prompt
 from app.models.ranking import Ranking, RankingAssignment, RankingJudgment
+from app.models.tallies import ComparisonTally, RaterFlagTally, RaterHour, RaterPairTally, RaterTally
 from app.models.training import (
     ModelKind,
     ModelStatus,
@@ -58,6 +59,7 @@ __all__ = [
     "Choice",
     "Comparison",
     "ComparisonKind",
+    "ComparisonTally",
     "Completion",
     "Demonstration",
     "DemonstrationReview",
@@ -75,6 +77,10 @@ __all__ = [
     "Ranking",
     "RankingAssignment",
     "RankingJudgment",
+    "RaterFlagTally",
+    "RaterHour",
+    "RaterPairTally",
+    "RaterTally",
     "Role",
     "Scale",
     "SelectionStrategy",

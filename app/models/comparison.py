@@ -135,6 +135,8 @@ class Judgment(Base):
         UniqueConstraint("comparison_id", "rater_id"),
         CheckConstraint("strength BETWEEN 0 AND 2", name="strength_range"),
         Index("ix_judgments_rater_created", "rater_id", "created_at"),
+        # A rater's median time per judgment is read from the middle of this index.
+        Index("ix_judgments_project_rater_time", "project_id", "rater_id", "time_spent_ms"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
