@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Exists, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Exists, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.models import (
@@ -85,6 +85,56 @@ def may_rate(session: Session, project: Project, rater_id: int) -> bool:
         return True  # no query: open projects are the common case on the rating path
     user = session.get(User, rater_id)
     return user is not None and can_rate(session, user, project)
+
+
+def allowed_kinds(rows: Iterable[list[str] | None]) -> frozenset[str] | None:
+    """The task kinds a user's member rows of one project allow: the union of their lists; None
+    (no limit) when there is no row or a row without a list."""
+    rows = list(rows)
+    if not rows or any(kinds is None for kinds in rows):
+        return None
+    return frozenset(kind for kinds in rows for kind in (kinds or []))
+
+
+@dataclass(frozen=True)
+class RatingSeat:
+    """An active project as one user may rate in it, with the task kinds their member rows allow
+    (`allowed_kinds`; app/services/rating/tasks.py narrows the project's mix with them)."""
+
+    project: Project
+    user_id: int
+    task_kinds: frozenset[str] | None
+
+
+_groups_of_user = select(RaterGroupMember.group_id).where(RaterGroupMember.user_id == bindparam("user_id"))
+# The project and the user's member rows in it (direct or through groups): one row per member row,
+# or one row with no member when the user is none.
+_SEAT = (
+    select(Project, ProjectMember.id, ProjectMember.task_kinds)
+    .outerjoin(
+        ProjectMember,
+        and_(
+            ProjectMember.project_id == Project.id,
+            or_(ProjectMember.user_id == bindparam("user_id"), ProjectMember.group_id.in_(_groups_of_user)),
+        ),
+    )
+    .where(Project.slug == bindparam("slug"), Project.is_active.is_(True))
+)
+
+
+def rating_seat(session: Session, user: User, slug: str) -> RatingSeat | None:
+    """The active project named `slug` when `user` may rate in it (the rules of `can_rate`), with
+    their task kinds, in one statement; None when it is missing, inactive or not theirs."""
+    rows = session.execute(_SEAT, {"slug": slug, "user_id": user.id}).all()
+    if not rows:
+        return None
+    project = rows[0][0]
+    member_rows = [kinds for _, member_id, kinds in rows if member_id is not None]
+    if user.role != Role.admin and (
+        user.role != Role.rater or (project.visibility != Visibility.open and not member_rows)
+    ):
+        return None
+    return RatingSeat(project, user.id, allowed_kinds(member_rows))
 
 
 def rateable_projects(session: Session, user: User) -> list[Project]:

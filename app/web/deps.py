@@ -189,12 +189,15 @@ def get_project_dep(slug: str, session: SessionDep, user: CurrentUser) -> Projec
     return project
 
 
-def get_active_project_dep(slug: str, session: SessionDep, user: CurrentUser) -> Project:
-    """Raters see only the projects that take judgments and that they may rate in."""
-    project = projects.get_active_project(session, slug)
-    if project is None or not membership.can_rate(session, user, project):
+def get_active_project_dep(request: Request, slug: str, session: SessionDep, user: CurrentUser) -> Project:
+    """Raters see only the projects that take judgments and that they may rate in. The project
+    and the user's member rows are one statement (`membership.rating_seat`); the seat stays on
+    `request.state.rating_seat`, so the workbench narrows the task mix without reading it again."""
+    seat = membership.rating_seat(session, user, slug)
+    if seat is None:
         raise HTTPException(404, "No active project with this name.")
-    return project
+    request.state.rating_seat = seat
+    return seat.project
 
 
 ProjectDep = Annotated[Project, Depends(get_project_dep)]

@@ -35,8 +35,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Select, bindparam, exists, func, select
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
 from app.models import (
@@ -50,9 +63,10 @@ from app.models import (
     Prompt,
     SelectionStrategy,
 )
-from app.models.types import utcnow
+from app.models.types import UTCDateTime, utcnow
 from app.services.rating.common import (
     NOT_AN_EDIT,
+    ROOM_FOR_RATER,
     active_leases,
     has_room,
     lock_comparison,
@@ -178,14 +192,38 @@ def current_lease(
     ).first()
 
 
-def claim_next(
-    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
-) -> Assignment | None:
-    """The rater's current pair, or a newly claimed one; None when nothing is left for them."""
-    require_rater(session, project, rater_id)
-    now = now or utcnow()
-    lease = timedelta(seconds=project.lease_seconds)
+_ASSIGN_COLUMNS = (
+    "comparison_id",
+    "rater_id",
+    "project_id",
+    "a_on_left",
+    "status",
+    "leased_at",
+    "lease_expires_at",
+)
+# Lease a locked comparison to the rater if it still has room (`ROOM_FOR_RATER`, counted afresh
+# by this statement): the recount and the insert in one round trip; no row when it is full.
+_ASSIGN_IF_ROOM = select(Assignment).from_statement(
+    insert(cast(Table, Assignment.__table__))
+    .from_select(
+        _ASSIGN_COLUMNS,
+        select(
+            Comparison.id,
+            bindparam("rater_id", type_=Integer),
+            bindparam("project_id", type_=Integer),
+            bindparam("a_on_left", type_=Boolean),
+            literal(AssignmentStatus.active.value, String),
+            bindparam("leased_at", type_=UTCDateTime),
+            bindparam("lease_expires_at", type_=UTCDateTime),
+        ).where(Comparison.id == bindparam("comparison_id"), ROOM_FOR_RATER),
+    )
+    .returning(*Assignment.__table__.c)
+)
 
+
+def _held(session: Session, project: Project, rater_id: int, now: datetime) -> Assignment | None:
+    """The rater's lease here, read once: an unexpired one as it is, else the first expired one
+    that can be renewed (renewed); expired ones that cannot are marked lapsed."""
     own = session.scalars(
         select(Assignment)
         .where(
@@ -198,61 +236,76 @@ def claim_next(
     for assignment in own:
         if assignment.lease_expires_at > now:
             return assignment
+    for assignment in own:
         # An expired lease of this rater's: renew it if the pair still has room.
         lock_comparison(session, assignment.comparison_id)
         if has_room(session, project, assignment.comparison_id, now, rater_id):
             assignment.leased_at = now
-            assignment.lease_expires_at = now + lease
+            assignment.lease_expires_at = now + timedelta(seconds=project.lease_seconds)
             session.flush()
             return assignment
         assignment.status = AssignmentStatus.lapsed
-    session.flush()
-
-    def assign(comparison_id: int) -> Assignment:
-        assignment = Assignment(
-            comparison_id=comparison_id,
-            rater_id=rater_id,
-            project_id=project.id,
-            a_on_left=random.random() < 0.5,
-            status=AssignmentStatus.active,
-            leased_at=now,
-            lease_expires_at=now + lease,
-        )
-        session.add(assignment)
+    if own:
         session.flush()
-        return assignment
+    return None
 
-    if project.gold_rate > 0 and random.random() < project.gold_rate:
-        gold_id = session.execute(
-            _GOLD_CANDIDATE, {"project_id": project.id, "rater_id": rater_id}
-        ).scalar_one_or_none()
-        if gold_id is not None:
-            return assign(gold_id)
 
-    walks, extra = _walks(project)
+def claim_next(
+    session: Session, *, project: Project, rater_id: int, now: datetime | None = None
+) -> Assignment | None:
+    """The rater's current pair, or a newly claimed one; None when nothing is left for them.
+
+    A claim with nothing held is three statements: the rater's leases, the candidate (locked),
+    and the recount with the insert (`_ASSIGN_IF_ROOM`); more only when a candidate filled up
+    meanwhile, when the gold draw runs, or when a random walk wraps round.
+    """
+    require_rater(session, project, rater_id)
+    now = now or utcnow()
+    held = _held(session, project, rater_id, now)
+    if held is not None:
+        return held
     params = {
         "project_id": project.id,
         "overlap": project.overlap,
         "max_overlap": max_overlap(project),
         "rater_id": rater_id,
         "now": now,
-        **extra,
     }
+
+    def assign(comparison_id: int) -> Assignment | None:
+        """Lease the candidate (locked by the query that found it) if it still has room."""
+        values = {
+            **params,
+            "comparison_id": comparison_id,
+            "a_on_left": random.random() < 0.5,
+            "leased_at": now,
+            "lease_expires_at": now + timedelta(seconds=project.lease_seconds),
+        }
+        return session.scalars(_ASSIGN_IF_ROOM, values).one_or_none()
+
+    if project.gold_rate > 0 and random.random() < project.gold_rate:
+        gold_id = session.execute(_GOLD_CANDIDATE, params).scalar_one_or_none()
+        if gold_id is not None:
+            gold = assign(gold_id)  # gold pairs are never full: no lock needed
+            if gold is not None:
+                return gold
+
+    walks, extra = _walks(project)
     skipped: list[int] = []
     for _ in range(MAX_CLAIM_ATTEMPTS):
         comparison_id = None
         for walk in walks:
             query = walk.where(Comparison.id.not_in(skipped)) if skipped else walk
-            comparison_id = session.execute(query, params).scalar_one_or_none()
+            comparison_id = session.execute(query, {**params, **extra}).scalar_one_or_none()
             if comparison_id is not None:
                 break
         if comparison_id is None:
             return None
-        # The candidate query's snapshot may predate another rater's claim: recount under lock.
-        if not has_room(session, project, comparison_id, now, rater_id):
-            skipped.append(comparison_id)
-            continue
-        return assign(comparison_id)
+        # The candidate query's snapshot may predate another rater's claim: the insert recounts.
+        assignment = assign(comparison_id)
+        if assignment is not None:
+            return assignment
+        skipped.append(comparison_id)
     return None
 
 
@@ -282,10 +335,14 @@ def pair_view(session: Session, assignment: Assignment) -> PairView:
     )
 
 
-_DONE_COUNTS = select(
-    func.count().filter(Judgment.created_at >= bindparam("midnight")),
-    func.count(),
-).where(Judgment.rater_id == bindparam("rater_id"), Judgment.project_id == bindparam("project_id"))
+_DONE_COUNTS = (
+    select(
+        func.count().filter(Judgment.created_at >= bindparam("midnight")).label("today"),
+        func.count().label("total"),
+    )
+    .where(Judgment.rater_id == bindparam("rater_id"), Judgment.project_id == bindparam("project_id"))
+    .subquery()
+)
 _seen = aliased(Assignment)
 _REMAINING = select(func.count()).select_from(
     select(Comparison.id)
@@ -305,6 +362,8 @@ _REMAINING = select(func.count()).select_from(
     .limit(REMAINING_CAP + 1)
     .subquery()
 )
+# Both in one statement: the done counts (one row) beside the capped count of what is left.
+_PROGRESS = select(_DONE_COUNTS.c.today, _DONE_COUNTS.c.total, _REMAINING.scalar_subquery())
 
 
 def progress(session: Session, *, project: Project, rater_id: int, now: datetime | None = None) -> Progress:
@@ -317,6 +376,5 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
         "overlap": project.overlap,
         "max_overlap": max_overlap(project),
     }
-    done_today, done_total = session.execute(_DONE_COUNTS, {**params, "midnight": midnight}).one()
-    remaining = session.execute(_REMAINING, params).scalar_one()
+    done_today, done_total, remaining = session.execute(_PROGRESS, {**params, "midnight": midnight}).one()
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, select
+from sqlalchemy import ColumnElement, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.models import (
@@ -128,6 +128,17 @@ _SLOTS_TAKEN = select(
     Comparison.extra_raters,
     Comparison.kind,
 ).where(Comparison.id == bindparam("comparison_id"))
+
+
+# The same test as a condition on a `Comparison` row (bound parameters `now`, `rater_id` and
+# `overlap`): gold pairs always have room, a regular pair while judgments + other raters' active
+# leases < overlap + extra raters. A statement that reads it decides on fresh counts only when it
+# runs after the row is locked (a new statement sees what committed before the lock was granted).
+ROOM_FOR_RATER: ColumnElement[bool] = or_(
+    Comparison.kind == ComparisonKind.gold,
+    Comparison.judgment_count + active_leases(Comparison.id, except_rater=True)
+    < bindparam("overlap") + Comparison.extra_raters,
+)
 
 
 def has_room(session: Session, project: Project, comparison_id: int, now: datetime, rater_id: int) -> bool:

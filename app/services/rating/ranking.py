@@ -167,9 +167,10 @@ def claim_next_ranking(
         )
         .order_by(RankingAssignment.id)
     ).all()
-    for assignment in own:
+    for assignment in own:  # an unexpired lease comes before renewing an expired one
         if assignment.lease_expires_at > now:
             return assignment
+    for assignment in own:
         lock_ranking(session, assignment.ranking_id)
         if has_room(session, project, assignment.ranking_id, now, rater_id):
             assignment.leased_at = now

@@ -8,11 +8,16 @@
 * Otherwise one kind is drawn by weight among them; when it has nothing for the rater the draw
   goes on among the others (by weight), so a rater idles only when no kind has work.
 * Membership and pausing are checked by each kind's claim and by the routes, as for pairs.
+* One read per request: the routes read the rater's member rows with the project
+  (`membership.rating_seat`) and pass the mix down (`next_task(mix=...)`); a mix of one kind
+  goes straight to that kind's claim, which returns the lease the rater holds before claiming
+  anything, so the lease is read once too.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Project, ProjectMember, RaterGroupMember
 from app.models.types import utcnow
+from app.services.membership import allowed_kinds
 from app.services.rating.common import require_rater
 from app.task_kinds import DEFAULT_MIX, TASK_KINDS, TaskKind, TaskSpec
 
@@ -38,7 +44,7 @@ class Task:
         return self.spec.kind
 
 
-def member_kinds(session: Session, project: Project, rater_id: int) -> set[str] | None:
+def member_kinds(session: Session, project: Project, rater_id: int) -> frozenset[str] | None:
     """The task kinds the rater's membership rows allow; None: no limit (not a member, or a row
     without a list)."""
     groups = select(RaterGroupMember.group_id).where(RaterGroupMember.user_id == rater_id)
@@ -48,20 +54,23 @@ def member_kinds(session: Session, project: Project, rater_id: int) -> set[str] 
             or_(ProjectMember.user_id == rater_id, ProjectMember.group_id.in_(groups)),
         )
     ).all()
-    if not rows or any(kinds is None for kinds in rows):
-        return None
-    return {kind for kinds in rows for kind in (kinds or [])}
+    return allowed_kinds(rows)
 
 
-def rater_mix(session: Session, project: Project, rater_id: int) -> dict[TaskKind, float]:
-    """The kinds this rater may be given here, with their weights (table order)."""
+def mix_for(project: Project, allowed: Collection[str] | None) -> dict[TaskKind, float]:
+    """The project's kinds with a weight above 0, narrowed to `allowed` (None: all), with their
+    weights (table order)."""
     mix = project.task_mix or DEFAULT_MIX
-    allowed = member_kinds(session, project, rater_id)
     return {
         kind: float(mix[kind.value])
         for kind in TASK_KINDS
         if float(mix.get(kind.value, 0) or 0) > 0 and (allowed is None or kind.value in allowed)
     }
+
+
+def rater_mix(session: Session, project: Project, rater_id: int) -> dict[TaskKind, float]:
+    """The kinds this rater may be given here, with their weights (table order)."""
+    return mix_for(project, member_kinds(session, project, rater_id))
 
 
 def _draw_order(mix: dict[TaskKind, float], rng: random.Random | None) -> list[TaskKind]:
@@ -78,11 +87,17 @@ def _draw_order(mix: dict[TaskKind, float], rng: random.Random | None) -> list[T
 
 
 def current_task(
-    session: Session, project: Project, rater_id: int, now: datetime | None = None
+    session: Session,
+    project: Project,
+    rater_id: int,
+    now: datetime | None = None,
+    *,
+    mix: dict[TaskKind, float] | None = None,
 ) -> Task | None:
-    """The unexpired lease the rater holds here, of any kind they may be given."""
+    """The unexpired lease the rater holds here, of any kind they may be given (`mix`: the
+    rater's, when the caller has it)."""
     now = now or utcnow()
-    for kind in rater_mix(session, project, rater_id):
+    for kind in rater_mix(session, project, rater_id) if mix is None else mix:
         lease = TASK_KINDS[kind].current(session, project=project, rater_id=rater_id, now=now)
         if lease is not None:
             return Task(TASK_KINDS[kind], lease)
@@ -94,17 +109,23 @@ def next_task(
     project: Project,
     rater_id: int,
     *,
+    mix: dict[TaskKind, float] | None = None,
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Task | None:
     """The rater's current task, or a newly claimed one drawn by the mix; None when no kind has
-    anything for them."""
+    anything for them. `mix` is the rater's (`rater_mix`, or `mix_for` of what the route read
+    with the project); without it, it is read here."""
     require_rater(session, project, rater_id)
     now = now or utcnow()
-    held = current_task(session, project, rater_id, now)
-    if held is not None:
-        return held
-    for kind in _draw_order(rater_mix(session, project, rater_id), rng):
+    if mix is None:
+        mix = rater_mix(session, project, rater_id)
+    if len(mix) > 1:  # a lease of any kind comes before a draw
+        held = current_task(session, project, rater_id, now, mix=mix)
+        if held is not None:
+            return held
+    # One kind: its claim returns the lease the rater holds before claiming anything.
+    for kind in _draw_order(mix, rng):
         spec = TASK_KINDS[kind]
         lease = spec.claim(session, project=project, rater_id=rater_id, now=now)
         if lease is not None:

@@ -131,9 +131,10 @@ def claim(
         )
         .order_by(WritingAssignment.id)
     ).all()
-    for assignment in own:
+    for assignment in own:  # an unexpired lease comes before renewing an expired one
         if assignment.lease_expires_at > now:
             return assignment
+    for assignment in own:
         lock_task(session, assignment.writing_task_id)
         if _has_room(session, project, assignment.writing_task_id, rater_id, now):
             assignment.leased_at, assignment.lease_expires_at = now, now + lease

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.models import Project, User
 from app.services import membership, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
-from app.services.rating.tasks import Task, has_work, next_task, rater_mix
+from app.services.rating.tasks import Task, has_work, mix_for, next_task, rater_mix
 from app.task_kinds import TASK_KINDS, TaskKind, TaskSpec
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
@@ -52,14 +52,15 @@ def _workbench(
     here, another kind through its table entry's view and template."""
     rater = session.get(User, rater_id)  # already in the session's identity map: no query
     paused = bool(rater is not None and rater.is_paused)
+    mix = _rater_mix(request, session, project, rater_id)
     if task is None and assignment is not None:
         task = Task(TASK_KINDS[TaskKind.compare], assignment)
     if task is None and not paused:
         try:
-            task = next_task(session, project, rater_id)
+            task = next_task(session, project, rater_id, mix=mix)
         except rating.NotAMember:
             raise _not_found() from None
-    spec = task.spec if task is not None else _idle_spec(session, project, rater_id)
+    spec = task.spec if task is not None else _idle_spec(mix)
     view = spec.view(session, task.lease) if task is not None else None
     picks = SCALE_PICKS[project.scale]
     context = {
@@ -85,10 +86,19 @@ def _workbench(
     return render(request, template, context, status_code=status_code)
 
 
-def _idle_spec(session: Session, project: Project, rater_id: int) -> TaskSpec:
+def _rater_mix(request: Request, session: Session, project: Project, rater_id: int) -> dict[TaskKind, float]:
+    """The kinds the rater may be given here: from the member rows ActiveProjectDep read with the
+    project (no query), else read now."""
+    seat = getattr(request.state, "rating_seat", None)
+    if isinstance(seat, membership.RatingSeat) and seat.project is project and seat.user_id == rater_id:
+        return mix_for(project, seat.task_kinds)
+    return rater_mix(session, project, rater_id)
+
+
+def _idle_spec(mix: dict[TaskKind, float]) -> TaskSpec:
     """The kind whose page says there is nothing to do: pairs when the rater compares here (its
     page tells waiting from done), else the first kind they are given."""
-    kinds = list(rater_mix(session, project, rater_id))
+    kinds = list(mix)
     return TASK_KINDS[TaskKind.compare if TaskKind.compare in kinds or not kinds else kinds[0]]
 
 
