@@ -84,19 +84,36 @@ def _validate(project: Project, data: JudgmentInput) -> tuple[list[str], str]:
     return sorted(set(data.flags), key=project.flags.index), rationale
 
 
-def _insert_ignoring_duplicate(session: Session, values: dict[str, object]) -> int | None:
-    statement = (
-        insert_ignoring_conflicts(session, Judgment, index_elements=["comparison_id", "rater_id"])
-        .values(**values)
-        .returning(Judgment.id)
-    )
-    return session.execute(statement).scalar_one_or_none()
+def _insert_ignoring_duplicate(session: Session, values: dict[str, object]) -> Judgment | None:
+    """The stored judgment (the INSERT's RETURNING row, no second read), or None when the rater's
+    judgment of this comparison exists already."""
+    statement = insert_ignoring_conflicts(
+        session, Judgment, index_elements=["comparison_id", "rater_id"]
+    ).returning(*Judgment.__table__.c)
+    return session.scalars(select(Judgment).from_statement(statement), values).one_or_none()
 
 
 def _stored_judgment(session: Session, comparison_id: int, rater_id: int) -> Judgment:
     return session.scalars(
         select(Judgment).where(Judgment.comparison_id == comparison_id, Judgment.rater_id == rater_id)
     ).one()
+
+
+# The common case in one statement: the rater's own lease, active and unexpired, closed as done,
+# returning what the judgment needs. The row lock it takes orders concurrent submits of the same
+# assignment: the second one finds it done and takes the careful path (a repeat).
+_CLOSE_LEASE = (
+    update(Assignment)
+    .where(
+        Assignment.id == bindparam("lease_id"),
+        Assignment.rater_id == bindparam("lease_rater_id"),
+        Assignment.project_id == bindparam("lease_project_id"),
+        Assignment.status == AssignmentStatus.active,
+        Assignment.lease_expires_at > bindparam("now"),
+    )
+    .values(status=AssignmentStatus.done)
+    .returning(Assignment.comparison_id, Assignment.a_on_left, Assignment.leased_at)
+)
 
 
 def submit_judgment(
@@ -107,65 +124,85 @@ def submit_judgment(
     data: JudgmentInput,
     now: datetime | None = None,
 ) -> tuple[Judgment, bool]:
-    """Store a judgment; returns (judgment, created). A repeat returns the stored one."""
+    """Store a judgment; returns (judgment, created). A repeat returns the stored one.
+
+    An answer on the rater's unexpired lease takes three statements: the lease closed
+    (`_CLOSE_LEASE`), the judgment inserted, the comparison's count raised (a fourth when the
+    pair's last vote may widen it). Anything else (a repeat, a late or foreign assignment, an
+    invalid answer) reads the assignment first and is decided as before.
+    """
     require_rater(session, project, rater_id)
     now = now or utcnow()
-    assignment = session.get(Assignment, data.assignment_id)
-    if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
-        raise NotAssigned("This pair was never assigned to you.")
+    try:
+        flags, rationale = _validate(project, data)
+        problem = None
+    except InvalidJudgment as invalid:
+        problem = invalid
+    closed = None
+    if problem is None:
+        mine = {"lease_id": data.assignment_id, "lease_rater_id": rater_id, "lease_project_id": project.id}
+        closed = session.execute(_CLOSE_LEASE, {**mine, "now": now}).one_or_none()
+    if closed is not None:
+        comparison_id, a_on_left, leased_at = closed
+    else:
+        assignment = session.get(Assignment, data.assignment_id)
+        if assignment is None or assignment.rater_id != rater_id or assignment.project_id != project.id:
+            raise NotAssigned("This pair was never assigned to you.")
+        if assignment.status == AssignmentStatus.done:  # a repeat: return what is stored
+            return _stored_judgment(session, assignment.comparison_id, rater_id), False
+        if problem is not None:
+            raise problem
+        comparison_id, a_on_left, leased_at = (
+            assignment.comparison_id,
+            assignment.a_on_left,
+            assignment.leased_at,
+        )
+        if assignment.status != AssignmentStatus.active or assignment.lease_expires_at <= now:
+            # A late submit: keep it only if the pair still has a free slot.
+            lock_comparison(session, comparison_id)
+            if not has_room(session, project, comparison_id, now, rater_id):
+                assignment.status = AssignmentStatus.lapsed
+                session.flush()
+                raise PairFilled(
+                    "Your reservation of this pair expired and other raters have since completed it, "
+                    "so this answer was not stored. Here is your next pair."
+                )
+        assignment.status = AssignmentStatus.done
 
-    if assignment.status == AssignmentStatus.done:  # a repeat: return what is stored
-        return _stored_judgment(session, assignment.comparison_id, rater_id), False
-
-    flags, rationale = _validate(project, data)
-    if assignment.status != AssignmentStatus.active or assignment.lease_expires_at <= now:
-        # A late submit: keep it only if the pair still has a free slot.
-        lock_comparison(session, assignment.comparison_id)
-        if not has_room(session, project, assignment.comparison_id, now, rater_id):
-            assignment.status = AssignmentStatus.lapsed
-            session.flush()
-            raise PairFilled(
-                "Your reservation of this pair expired and other raters have since completed it, "
-                "so this answer was not stored. Here is your next pair."
-            )
-
-    choice, strength = pick_to_choice(data.pick, a_on_left=assignment.a_on_left)
-    elapsed = int((now - assignment.leased_at).total_seconds() * 1000)
-    judgment_id = _insert_ignoring_duplicate(
+    choice, strength = pick_to_choice(data.pick, a_on_left=a_on_left)
+    elapsed = int((now - leased_at).total_seconds() * 1000)
+    judgment = _insert_ignoring_duplicate(
         session,
         {
-            "comparison_id": assignment.comparison_id,
+            "comparison_id": comparison_id,
             "rater_id": rater_id,
             "project_id": project.id,
-            "assignment_id": assignment.id,
+            "assignment_id": data.assignment_id,
             "choice": choice.value,
             "strength": strength,
             "both_bad": data.both_bad,
             "flags": flags,
             "rationale": rationale,
             "time_spent_ms": max(0, min(elapsed, MAX_TIME_SPENT_MS)),
-            "a_on_left": assignment.a_on_left,
+            "a_on_left": a_on_left,
             "source": JudgmentSource.human.value,
             "created_at": now,
         },
     )
-    if judgment_id is None:  # a concurrent duplicate won the race: return its row
+    if judgment is None:  # a concurrent duplicate won the race: return its row
         session.expire_all()
-        return _stored_judgment(session, assignment.comparison_id, rater_id), False
-    assignment.status = AssignmentStatus.done
+        return _stored_judgment(session, comparison_id, rater_id), False
     # The update locks the comparison row until commit: the values it returns are current, and
     # concurrent submits on the same pair decide on extra raters one after the other.
     count, extra, kind = session.execute(
         update(Comparison)
-        .where(Comparison.id == assignment.comparison_id)
+        .where(Comparison.id == comparison_id)
         .values(judgment_count=Comparison.judgment_count + 1)
         .returning(Comparison.judgment_count, Comparison.extra_raters, Comparison.kind)
     ).one()
     if kind == ComparisonKind.regular:
-        _widen_if_split(session, project, assignment.comparison_id, count, extra)
+        _widen_if_split(session, project, comparison_id, count, extra)
     session.flush()
-    judgment = session.get(Judgment, judgment_id)
-    assert judgment is not None
     return judgment, True
 
 
