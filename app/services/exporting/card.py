@@ -307,7 +307,12 @@ def render_card(*, export: PreparedExport, files: dict[str, str]) -> str:
         session = object_session(project)
         if session is not None:
             body += model_versions_section(session, stats.versions)
-            body += label_quality_section(session, project)
+            quality = export.label_quality
+            body += (
+                label_quality_section(session, project)
+                if quality is None
+                else quality.section(session, project)
+            )
     elif export.kind == "rankings":
         pref = stats.preference
         body += [

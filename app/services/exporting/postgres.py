@@ -1,12 +1,17 @@
 """The PostgreSQL export path: PostgreSQL decides the rows and writes each JSON line itself.
 
-`sql_lines` turns a comparisons export (JSONL or Parquet, any layout, any filter) into one
-``COPY (SELECT …) TO STDOUT``: the judgments query of services/preferences, the aggregation rules
-of `rules.decide` (ties, both bad, excluded flags, majority, mean strength, per rater, gold and
-resolved pairs, minimum agreement), the train/test split of `split_of`, the pseudonyms, and every
-column of the row as the JSON text that `writers.JsonlWriter` writes. Python only routes the lines
-by split, writes them (JSONL) or parses them with Arrow's JSON reader (Parquet), and adds up the
-dataset card's figures; no Python object is built per judgment.
+`sql_export` turns a comparisons export (JSONL or Parquet, any layout, any filter) into one
+``COPY (SELECT …) TO STDOUT`` (its SQL text: postgres_sql.py): the judgments query of
+services/preferences, the aggregation rules of `rules.decide` (ties, both bad, excluded flags,
+majority, mean strength, per rater, gold and resolved pairs, minimum agreement), the train/test
+split of `split_of`, the pseudonyms, and every column of the row as the JSON text that
+`writers.JsonlWriter` writes. Python only routes the lines by split, writes them (JSONL) or parses
+them with Arrow's JSON reader (Parquet), and adds up the dataset card's figures; no Python object
+is built per judgment.
+
+The judgments are read once: the statement's last row holds the card's vote figures (`Summary`),
+counted from the same pass as the rows. The card's label-quality section (`LabelQuality`) runs on
+a second connection while the rows stream, where that connection sees the same data.
 
 What it guarantees: the same files, byte for byte, as the Python row path (prepare.py over
 preferences/postgres.py) on the same database and spec, and the same `CardStats`
@@ -19,33 +24,38 @@ care to be identical:
   counted votes), and printed as the shortest text of the rounded double, with ``.0`` where
   Python's ``repr`` has it.
 * Strings go through ``to_json(text)``, whose escapes are Python's ``ensure_ascii=False`` ones;
+  values that never need escapes (kinds, choices, label sources, pseudonyms) are only quoted;
   prompts are the stored JSONB text, which prints ``{"role": …, "content": …}`` messages as
   ``json.dumps`` does.
 * Sampling settings (``*_sampling``, Python's ``json.dumps(sort_keys=True)``), pseudonyms (an
-  HMAC under the server's key) and version names are computed in Python for the few distinct
-  values and joined in; a project with more than `MAX_LOOKUP` distinct sampling settings takes
-  the Python path.
+  HMAC under the server's key) and version names are computed and JSON-encoded in Python, with
+  the JSON writer's own string encoder, for the few distinct values and joined in; a project with
+  more than `MAX_LOOKUP` distinct sampling settings or model versions takes the Python path.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text as sql_text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.models import Project
 from app.schemas.export import ComparisonExport
 from app.services.exporting.columns import Column, Pseudonyms
+from app.services.exporting.postgres_sql import statement
 from app.services.preferences.records import VersionNames, judgments_query
 from app.services.preferences.rules import JudgmentFilter, PreferenceStats, RuleSet
 
 WRITE_BATCH = 5000  # rows per batch, as prepare.WRITE_BATCH: Parquet row groups depend on it
 WORK_MEM = "128MB"  # PostgreSQL's memory for the export's hash joins and sorts (this transaction only)
 MAX_LOOKUP = 1024  # distinct sampling settings or model versions looked up in a list; more: Python path
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the JSON writer's strings
 
 
 @dataclass
@@ -63,13 +73,51 @@ class LineStats:
 
 @dataclass
 class Summary:
-    """What the card reports beyond the rows' own figures (one aggregate query after the rows)."""
+    """What the card reports beyond the rows' own figures (the statement's last row)."""
 
     comparisons: int
     judgments: int
     raters: set[int]
     sources: dict[str, int]
     preference: PreferenceStats
+
+
+class LabelQuality:
+    """The "Label quality" section of one export's card, which may be computed on a second
+    connection while the rows stream (`start`), so that PostgreSQL works on both at once."""
+
+    def __init__(self, project: Project) -> None:
+        self.project_id = project.id
+        self._future: Future[list[str]] | None = None
+
+    def start(self, session: Session) -> None:
+        """Compute the section on a connection of its own, in a thread. Only where that connection
+        sees what this session sees: a session on an engine, in a transaction that wrote nothing."""
+
+        from app.services.exporting.card import label_quality_section
+
+        bind = session.get_bind()
+        if self._future is not None or not isinstance(bind, Engine):
+            return
+        if not session.execute(sql_text("SELECT pg_current_xact_id_if_assigned() IS NULL")).scalar():
+            return  # uncommitted writes, which another connection would not see
+
+        def section() -> list[str]:
+            with Session(bind) as other:
+                project = other.get(Project, self.project_id)
+                assert project is not None
+                return label_quality_section(other, project)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card-quality")
+        self._future = pool.submit(section)
+        pool.shutdown(wait=False)
+
+    def section(self, session: Session, project: Project) -> list[str]:
+        """The section: the started computation's, else computed now on ``session``."""
+        from app.services.exporting.card import label_quality_section
+
+        future, self._future = self._future, None
+        return label_quality_section(session, project) if future is None else future.result()
 
 
 def split_threshold(test_fraction: float) -> int:
@@ -87,354 +135,38 @@ def split_threshold(test_fraction: float) -> int:
     return low
 
 
-def _round6(expr: str) -> str:
-    """SQL: Python's ``round(x, 6) * 10**6`` (numeric) of the float8 ``expr``: half to even, from
-    the shortest text of the double."""
-    m = f"(({expr})::text)::numeric * 1000000"
-    return f"(CASE WHEN mod({m}, 1) = 0.5 THEN 2 * round({m} / 2) ELSE round({m}) END)"
-
-
-def _f6(q: str) -> str:
-    """SQL: ``repr(round(x, 6))`` from ``q``, the numeric of `_round6` (x >= 0)."""
-    return (
-        f"(CASE WHEN mod({q}, 1000000) = 0 THEN ({q}::bigint / 1000000)::text || '.0'"
-        f" ELSE ({q}::float8 / 1000000)::text END)"
-    )
-
-
-def _str(expr: str) -> str:
-    return f"to_json(({expr})::text)::text"
-
-
-def _time(expr: str) -> str:
-    """SQL: ``'"' + value.astimezone(UTC).isoformat() + '"'`` of a timestamptz."""
-    utc = f"(({expr}) AT TIME ZONE 'UTC')"
-    return f"""'"' || replace(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || '+00:00"'"""
-
-
-def _bool(expr: str) -> str:
-    return f"CASE WHEN {expr} THEN 'true' ELSE 'false' END"
-
-
-def _assistant(text: str) -> str:
-    return f"""'{{"role": "assistant", "content": ' || {_str(text)} || '}}'"""
-
-
-def _transcript(messages: str, response: str | None) -> str:
-    """SQL: `columns.transcript` of a JSONB messages array (and an assistant response)."""
-    turns = (
-        "(SELECT string_agg(E'\\n\\n'"
-        f" || CASE WHEN m->>'role' = 'assistant' THEN 'Assistant' ELSE 'Human' END"
-        f" || ': ' || (m->>'content'), '' ORDER BY i) FROM jsonb_array_elements({messages})"
-        " WITH ORDINALITY AS t(m, i))"
-    )
-    turns = f"coalesce({turns}, '')"
-    if response is not None:
-        turns = f"{turns} || E'\\n\\nAssistant: ' || {response}"
-    return turns
-
-
-def _prompt_text(messages: str) -> str:
-    return (
-        f"CASE WHEN jsonb_array_length({messages}) = 1 AND {messages}->0->>'role' = 'user'"
-        f" THEN {messages}->0->>'content' ELSE ltrim({_transcript(messages, None)}, E'\\n') END"
-    )
-
-
-def _with_assistant(messages: str, text: str) -> str:
-    """SQL: the JSON text of ``[*messages, {"role": "assistant", "content": text}]``."""
-    return (
-        f"CASE WHEN jsonb_array_length({messages}) = 0 THEN '[' ELSE"
-        f" left(({messages})::text, -1) || ', ' END || {_assistant(text)} || ']'"
-    )
-
-
-def _column_sql(name: str, aggregated: bool) -> str:
-    """SQL for the JSON text of one column, over the final query's aliases (see `_SELECT`)."""
-    layout = {
-        "prompt": "tx.messages::text",
-        "chosen": f"'[' || {_assistant('tx.ch_text')} || ']'",
-        "rejected": f"'[' || {_assistant('tx.rj_text')} || ']'",
-    }
-    common = {
-        "margin": "x.margin_json",
-        "agreement": "x.agreement_json",
-        "votes": "x.n::text",
-        "comparison_id": "x.cid::text",
-        "ranking_id": "'0'",
-        "prompt_id": "x.prompt_id::text",
-        "kind": _str("x.kind"),
-        "gold_choice": _str("coalesce(x.gold, '')"),
-        "chosen_completion": _str("x.winner"),
-        "chosen_model": _str("coalesce(nullif(tx.ch_model, ''), nullif(tx.ch_base, ''), '')"),
-        "chosen_model_version_id": "coalesce(tx.ch_vid, 0)::text",
-        "chosen_model_version": _str("coalesce(tx.ch_vname, '')"),
-        "chosen_sampling": _str("coalesce(tx.ch_sampling, '')"),
-        "rejected_model": _str("coalesce(nullif(tx.rj_model, ''), nullif(tx.rj_base, ''), '')"),
-        "rejected_model_version_id": "coalesce(tx.rj_vid, 0)::text",
-        "rejected_model_version": _str("coalesce(tx.rj_vname, '')"),
-        "rejected_sampling": _str("coalesce(tx.rj_sampling, '')"),
-        "split": "CASE WHEN x.test THEN '\"test\"' ELSE '\"train\"' END",
-    }
-    aggregated_columns = {
-        "judgment_ids": "'[' || x.judgment_ids || ']'",
-        "raters": "'[' || x.raters || ']'",
-        "choices": "'[' || x.choices || ']'",
-        "strengths": "'[' || x.strengths || ']'",
-        "both_bad_votes": "x.both_bad_votes::text",
-        "flags": (
-            "CASE WHEN x.flag_lists IS NULL THEN '\"\"' ELSE to_json(coalesce((SELECT string_agg(DISTINCT e"
-            ' COLLATE "C", \',\' ORDER BY e COLLATE "C") FROM jsonb_array_elements(x.flag_lists) AS l(a),'
-            " jsonb_array_elements_text(l.a) AS f(e)), ''))::text END"
-        ),
-        "rationales": "'[' || x.rationales || ']'",
-        "time_spent_ms": "'[' || x.times || ']'",
-        "a_on_left": "'[' || x.lefts || ']'",
-        "source": _str("x.sources"),
-    }
-    vote_columns = {
-        "judgment_id": "x.jid::text",
-        "rater": "'\"' || x.rater_name || '\"'",
-        "source": _str("x.source"),
-        "strength": "x.strength::text",
-        "both_bad": _bool("x.both_bad"),
-        "flags": (
-            "CASE WHEN x.flags = '[]'::jsonb THEN '\"\"' ELSE"
-            " to_json(array_to_string(ARRAY(SELECT jsonb_array_elements_text(x.flags)), ','))::text END"
-        ),
-        "rationale": _str("x.rationale"),
-        "time_spent_ms": "x.time_spent_ms::text",
-        "a_on_left": _bool("x.a_on_left"),
-        "created_at": _time("x.created_at"),
-    }
-    found = {**layout, **common, **(aggregated_columns if aggregated else vote_columns)}
-    return found[name]
-
-
-def _layout_sql(layout: str) -> dict[str, str]:
-    if layout == "conversational":
-        return {}
-    if layout == "implicit":
-        return {
-            "chosen": _with_assistant("tx.messages", "tx.ch_text"),
-            "rejected": _with_assistant("tx.messages", "tx.rj_text"),
-        }
-    if layout == "text":
-        return {
-            "prompt": _str(_prompt_text("tx.messages")),
-            "chosen": _str("tx.ch_text"),
-            "rejected": _str("tx.rj_text"),
-        }
-    return {  # hh
-        "chosen": _str(_transcript("tx.messages", "tx.ch_text")),
-        "rejected": _str(_transcript("tx.messages", "tx.rj_text")),
-    }
-
-
-def _line_sql(columns: list[Column], layout: str, aggregated: bool) -> str:
-    """SQL: the whole JSON line, ``{"name": value, …}``, as `JsonlWriter`'s template writes it."""
-    overrides = _layout_sql(layout)
-    parts = []  # concat() builds the line in one buffer; `||` would copy it once per piece
-    for i, column in enumerate(columns):
-        key = json.dumps(column.name, ensure_ascii=False)
-        value = overrides.get(column.name) or _column_sql(column.name, aggregated)
-        parts += ["'" + ("{" if i == 0 else ", ") + key.replace("'", "''") + ": '", value]
-    return "concat(" + ", ".join([*parts, "'}'"]) + ")"
-
-
-# The votes read (the judgments query of services/preferences), each marked as counted or not.
-_VOTES = """
-r AS ({judgments}),
-v AS (
-  SELECT r.*, ps.name AS rater_name,
-         (cardinality(%(x_excluded)s::text[]) > 0 AND r.flags ?| %(x_excluded)s::text[]) AS flagged
-  FROM r JOIN unnest(%(x_user_ids)s::int[], %(x_user_names)s::text[]) AS ps(id, name) ON ps.id = r.rater_id
-),
-c AS (
-  SELECT v.*, (NOT flagged AND (%(x_both_bad)s OR NOT both_bad)
-               AND NOT (%(x_ignore_ties)s AND choice = 'tie')) AS counted
-  FROM v
-),
-t AS (
-  SELECT cid, min(prompt_id) AS prompt_id, min(kind) AS kind, min(gold) AS gold,
-         count(*) FILTER (WHERE counted) AS n,
-         count(*) FILTER (WHERE counted AND choice = 'A') AS na,
-         count(*) FILTER (WHERE counted AND choice = 'B') AS nb,
-         coalesce(sum(strength) FILTER (WHERE counted AND choice = 'A'), 0) AS sa,
-         coalesce(sum(strength) FILTER (WHERE counted AND choice = 'B'), 0) AS sb{aggregates}
-  FROM c GROUP BY cid
-)"""
-
-_AGGREGATES = """,
-         string_agg(jid::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS judgment_ids,
-         string_agg('"' || rater_name || '"', ', ' ORDER BY jid) FILTER (WHERE counted) AS raters,
-         string_agg('"' || choice || '"', ', ' ORDER BY jid) FILTER (WHERE counted) AS choices,
-         string_agg(strength::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS strengths,
-         count(*) FILTER (WHERE counted AND both_bad) AS both_bad_votes,
-         jsonb_agg(flags) FILTER (WHERE counted AND flags <> '[]'::jsonb) AS flag_lists,
-         string_agg(to_json(rationale)::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS rationales,
-         string_agg(time_spent_ms::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS times,
-         string_agg(CASE WHEN a_on_left THEN 'true' ELSE 'false' END, ', ' ORDER BY jid)
-             FILTER (WHERE counted) AS lefts,
-         string_agg(DISTINCT source::text COLLATE "C", '+' ORDER BY source::text COLLATE "C")
-             FILTER (WHERE counted) AS sources"""
-
-# per_rater: one row per counted A/B vote; agreement = votes for its choice / counted votes.
-_PER_RATER_ROWS = """,
-tt AS MATERIALIZED (
-  SELECT t.cid, t.prompt_id, t.kind, t.gold, t.n, t.na::float8 / t.n::float8 AS agreement_a,
-         t.nb::float8 / t.n::float8 AS agreement_b, {test} AS test
-  FROM t JOIN prompts pp ON pp.id = t.prompt_id WHERE t.n > 0
-),
-d AS (
-  SELECT c.jid, c.cid, tt.prompt_id, tt.kind, tt.gold, c.choice AS winner, tt.n, c.strength, c.both_bad,
-         c.flags, c.rationale, c.time_spent_ms, c.a_on_left, c.source, c.created_at, c.rater_id,
-         c.rater_name, c.strength::text || '.0' AS margin_json, tt.test,
-         CASE WHEN c.choice = 'A' THEN tt.agreement_a ELSE tt.agreement_b END AS agreement_x
-  FROM c JOIN tt ON tt.cid = c.cid
-  WHERE c.counted AND c.choice <> 'tie'
-),
-fa AS MATERIALIZED (  -- the JSON text of each distinct agreement, computed once
-  SELECT x, {agreement_json} AS json FROM (SELECT DISTINCT agreement_x AS x FROM d) s
-),
-decided AS (SELECT d.*, fa.json AS agreement_json FROM d JOIN fa ON fa.x = d.agreement_x)"""
-
-# majority / mean_strength: one row per comparison, as `decide`.
-_AGGREGATED_ROWS = """,
-w AS (
-  SELECT t.*,
-         (t.kind IN ('gold', 'resolved') AND t.gold IS NOT NULL) AS labelled,
-         CASE WHEN t.kind IN ('gold', 'resolved') AND t.gold IS NOT NULL THEN t.gold
-              WHEN %(x_majority)s THEN CASE WHEN t.na > t.nb THEN 'A' WHEN t.nb > t.na THEN 'B' END
-              ELSE CASE WHEN t.sa > t.sb THEN 'A' WHEN t.sb > t.sa THEN 'B' END END AS winner
-  FROM t WHERE t.n > 0
-),
-d AS (
-  SELECT w.*, w.cid AS jid,
-         CASE WHEN NOT w.labelled AND NOT %(x_majority)s THEN abs(w.sa - w.sb)::float8 / w.n::float8
-              WHEN (CASE WHEN w.winner = 'A' THEN w.na ELSE w.nb END) = 0 THEN 0.0::float8
-              ELSE ((CASE WHEN w.winner = 'A' THEN w.na ELSE w.nb END)::float8 / w.n::float8)
-                 * ((CASE WHEN w.winner = 'A' THEN w.sa ELSE w.sb END)::float8
-                    / (CASE WHEN w.winner = 'A' THEN w.na ELSE w.nb END)::float8) END AS margin_x,
-         (CASE WHEN w.winner = 'A' THEN w.na WHEN w.winner = 'B' THEN w.nb ELSE 0 END)::float8
-             / w.n::float8 AS agreement_x
-  FROM w WHERE w.winner IN ('A', 'B')
-),
-fa AS MATERIALIZED (  -- the JSON text of each distinct agreement and margin, computed once
-  SELECT x, {agreement_json} AS json FROM (SELECT DISTINCT agreement_x AS x FROM d) s
-),
-fm AS MATERIALIZED (SELECT x, {margin_json} AS json FROM (SELECT DISTINCT margin_x AS x FROM d) s),
-decided AS (
-  SELECT d.*, fa.json AS agreement_json, fm.json AS margin_json, {test} AS test
-  FROM d JOIN fa ON fa.x = d.agreement_x JOIN fm ON fm.x = d.margin_x JOIN prompts pp ON pp.id = d.prompt_id
-)"""
-
-# `split_of` in SQL: test when the first 8 bytes of sha256("<seed>:<prompt hash>"), unsigned, are
-# below the threshold of `split_threshold`.
-_TEST = (
-    "(%(x_threshold)s::numeric > 0"
-    " AND ((h.u)::numeric + CASE WHEN h.u < 0 THEN 18446744073709551616 ELSE 0 END)"
-    " < %(x_threshold)s::numeric)"
-).replace(
-    "h.u",
-    "('x' || encode(substring(sha256(convert_to(%(x_seed)s || ':' || pp.content_hash, 'UTF8'))"
-    " FROM 1 FOR 8), 'hex'))::bit(64)::bigint",
-)
-
-_SIDE = """
-         {side}.text AS {side}_text, {side}.model_name AS {side}_model, {side}.model_version_id AS {side}_vid,
-         (%(x_version_names)s::text[])[array_position(%(x_version_ids)s::int[], {side}.model_version_id)]
-             AS {side}_vname,
-         (%(x_version_bases)s::text[])[array_position(%(x_version_ids)s::int[], {side}.model_version_id)]
-             AS {side}_base,
-         (%(x_sampling_canonical)s::text[])[array_position(%(x_sampling_raw)s::text[], {side}.sampling::text)]
-             AS {side}_sampling"""
-
-_SELECT = (
-    """
-SELECT CASE WHEN x.test THEN 'test' ELSE 'train' END, x.agreement_json, x.margin_json,
-       char_length(tx.ch_text), char_length(tx.rj_text), coalesce(tx.ch_vid, 0), coalesce(tx.rj_vid, 0),
-       {line}
-FROM (
-  SELECT decided.* FROM decided
-  WHERE decided.agreement_json::float8 >= %(x_min_agreement)s::float8
-  ORDER BY decided.cid, decided.jid
-) x
-CROSS JOIN LATERAL (
-  -- one row's texts, looked up by key in the rows' order (no sort of the wide rows)
-  SELECT p.messages,"""
-    + _SIDE.format(side="ch")
-    + ","
-    + _SIDE.format(side="rj")
-    + """
-  FROM comparisons cc
-  JOIN prompts p ON p.id = cc.prompt_id
-  JOIN completions ch ON ch.id = CASE WHEN x.winner = 'A' THEN cc.completion_a_id ELSE cc.completion_b_id END
-  JOIN completions rj ON rj.id = CASE WHEN x.winner = 'A' THEN cc.completion_b_id ELSE cc.completion_a_id END
-  WHERE cc.id = x.cid OFFSET 0
-) tx
-ORDER BY x.cid, x.jid
-"""
-)
-
-_SUMMARY_PER_RATER = """
-SELECT (SELECT count(*) FROM c), (SELECT count(DISTINCT cid) FROM c),
-       (SELECT count(*) FILTER (WHERE flagged) FROM c),
-       (SELECT count(*) FILTER (WHERE NOT flagged AND both_bad AND NOT %(x_both_bad)s) FROM c),
-       (SELECT count(*) FILTER (WHERE NOT flagged AND (%(x_both_bad)s OR NOT both_bad) AND choice = 'tie')
-        FROM c),
-       0, 0,
-       (SELECT count(*) FROM decided WHERE agreement_json::float8 < %(x_min_agreement)s::float8),
-       (SELECT count(DISTINCT cid) FROM kept), (SELECT count(*) FROM kept),
-       (SELECT array_agg(DISTINCT rater_id) FROM kept),
-       (SELECT json_object_agg(source, n) FROM (SELECT source, count(*) AS n FROM kept GROUP BY source) s)
-"""
-
-_SUMMARY_AGGREGATED = """
-SELECT (SELECT count(*) FROM c), (SELECT count(DISTINCT cid) FROM c),
-       (SELECT count(*) FILTER (WHERE flagged) FROM c),
-       (SELECT count(*) FILTER (WHERE NOT flagged AND both_bad AND NOT %(x_both_bad)s) FROM c),
-       (SELECT count(*) FILTER (WHERE NOT flagged AND (%(x_both_bad)s OR NOT both_bad) AND %(x_ignore_ties)s
-                                AND choice = 'tie') FROM c),
-       (SELECT count(*) FROM w WHERE winner IS NULL AND NOT labelled AND (%(x_majority)s AND na = 0
-                                     OR NOT %(x_majority)s AND na + nb = 0) OR winner = 'tie'),
-       (SELECT count(*) FROM w WHERE winner IS NULL AND NOT labelled AND (%(x_majority)s AND na > 0
-                                     OR NOT %(x_majority)s AND na + nb > 0)),
-       (SELECT count(*) FROM decided WHERE agreement_json::float8 < %(x_min_agreement)s::float8),
-       (SELECT count(*) FROM kept), (SELECT count(*) FROM kept_votes),
-       (SELECT array_agg(DISTINCT rater_id) FROM kept_votes),
-       (SELECT json_object_agg(source, n)
-        FROM (SELECT source, count(*) AS n FROM kept_votes GROUP BY source) s)
-"""
-
-
 @dataclass
 class SqlExport:
-    """The statement of one export and its parameters; `lines` runs it, `summary` the figures."""
+    """The statement of one export and its parameters; `lines` runs it and then holds `summary`."""
 
     session: Session
     aggregated: bool
-    sql_lines: str
-    sql_summary: str
+    sql: str
     params: dict[str, Any]
+    summary: Summary | None = None
 
     def _raw(self) -> Any:
         raw = self.session.connection().connection.driver_connection
         assert raw is not None, "the session's connection is closed"
         return raw
 
-    def _statement(self, sql: str) -> str:
+    def _statement(self) -> str:
         from psycopg import ClientCursor
 
-        return ClientCursor(self._raw()).mogrify(sql, self.params)
+        return ClientCursor(self._raw()).mogrify(self.sql, self.params)
 
     def lines(self) -> Iterator[tuple[list[tuple[str, bytes]], LineStats]]:
-        """Batches of ``WRITE_BATCH`` (split, JSON line) and their figures, in row order."""
+        """Batches of ``WRITE_BATCH`` (split, JSON line) and their figures, in row order; once the
+        last batch is out, `summary` holds the figures of the statement's last row."""
         raw = self._raw()
-        statement = self._statement(self.sql_lines)
+        statement = self._statement()
         with raw.cursor() as cursor:
             cursor.execute("SET LOCAL extra_float_digits = 1")  # floats' shortest text, as Python's repr
             cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # the texts' joins and sorts in memory
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # rows, then the summary row
+            cursor.execute(
+                "SET LOCAL jit = off"
+            )  # compiling the statement's expressions costs more than it saves
             batch: list[tuple[str, bytes]] = []
             stats = LineStats()
             with cursor.copy(
@@ -444,6 +176,9 @@ class SqlExport:
                     split, agreement, margin, chosen, rejected, chosen_version, rejected_version, line = (
                         bytes(data).split(b"\t", 7)
                     )
+                    if split == b"summary":
+                        self.summary = self._summary(json.loads(line))
+                        continue
                     name = "test" if split == b"test" else "train"
                     batch.append((name, line))
                     stats.splits.append(name)
@@ -459,11 +194,7 @@ class SqlExport:
             if batch:
                 yield batch, stats
 
-    def summary(self) -> Summary:
-        with self._raw().cursor() as cursor:
-            cursor.execute(self._statement(self.sql_summary))
-            found = cursor.fetchone()
-        assert found is not None
+    def _summary(self, found: list[Any]) -> Summary:
         (read, comparisons_read, flagged, both_bad, tie_votes, tie, split, below, comparisons, judgments,
          raters, sources) = found  # fmt: skip
         preference = PreferenceStats(judgments_read=read, comparisons_read=comparisons_read)
@@ -501,41 +232,13 @@ def sql_export(
     judgments = judgments_query(project.id, selection).compile(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
-    names = (
-        "jid, cid, rater_id, choice, strength, both_bad, prompt_id, flags, rationale, time_spent_ms,"
-        " a_on_left,"
-        " source, created_at, kind, gold"
-    )
-    votes = _VOTES.format(
-        judgments=f"SELECT * FROM ({judgments}) AS r0({names})",
-        aggregates=_AGGREGATES if aggregated else "",
-    )
-    if aggregated:
-        rows = _AGGREGATED_ROWS.format(
-            agreement_json=_f6(_round6("s.x")), margin_json=_f6(_round6("s.x")), test=_TEST
-        )
-    else:
-        rows = _PER_RATER_ROWS.format(test=_TEST, agreement_json=_f6(_round6("s.x")))
-    line = _line_sql(columns, spec.resolved_layout, aggregated)
-    head = "WITH " + votes.lstrip() + rows
-    sql_lines = head + _SELECT.format(line=line)
-    if aggregated:
-        summary = (
-            head + ", kept AS (SELECT cid FROM decided"
-            " WHERE agreement_json::float8 >= %(x_min_agreement)s::float8),"
-            " kept_votes AS (SELECT c.rater_id, c.source FROM c JOIN kept ON kept.cid = c.cid"
-            " WHERE c.counted)" + _SUMMARY_AGGREGATED
-        )
-    else:
-        summary = (
-            head + ", kept AS (SELECT cid, rater_id, source FROM decided"
-            " WHERE agreement_json::float8 >= %(x_min_agreement)s::float8)" + _SUMMARY_PER_RATER
-        )
+    sql = statement(str(judgments), columns, spec.resolved_layout, aggregated)
     user_ids = sorted(session.execute(sql_text("SELECT id FROM users")).scalars())
     versions = VersionNames(session)
     version_rows = session.execute(sql_text("SELECT id, name FROM model_versions ORDER BY id")).all()
     if len(version_rows) > MAX_LOOKUP:
         return None
+    bases = [versions.base(vid) for vid, _ in version_rows]
     params = dict(judgments.params)
     params.update(
         x_excluded=sorted(selection.exclude_flags),
@@ -548,12 +251,12 @@ def sql_export(
         x_threshold=str(split_threshold(spec.test_fraction)),
         x_seed=str(spec.split_seed),
         x_version_ids=[vid for vid, _ in version_rows],
-        x_version_names=[name for _, name in version_rows],
-        x_version_bases=[versions.base(vid) for vid, _ in version_rows],
+        x_version_names=[_json_str(name) for _, name in version_rows],
+        x_version_bases=[_json_str(base) if base else None for base in bases],
         x_sampling_raw=list(samplings),
-        x_sampling_canonical=list(samplings.values()),
+        x_sampling_canonical=[_json_str(value) for value in samplings.values()],
     )
-    return SqlExport(session, aggregated, sql_lines, summary, params)
+    return SqlExport(session, aggregated, sql, params)
 
 
 def _samplings(session: Session, project_id: int) -> dict[str, str] | None:

@@ -28,7 +28,7 @@ from app.services.exporting.columns import (
     Pseudonyms,
     comparison_columns,
 )
-from app.services.exporting.postgres import LineStats, Summary, sql_export
+from app.services.exporting.postgres import LabelQuality, LineStats, Summary, sql_export
 from app.services.preferences.rows import iter_preference_rows, rater_ids_for
 from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet
 
@@ -200,6 +200,8 @@ class PreparedExport:
     # On PostgreSQL, for JSONL and Parquet: batches of (split, JSON line), the same rows as
     # `batches` written by PostgreSQL (exporting/postgres.py); the outputs prefer it.
     lines: Callable[[], Iterator[list[tuple[str, bytes]]]] | None = None
+    # The card's label-quality section, started beside `lines` on a second connection.
+    label_quality: LabelQuality | None = None
 
     @property
     def extension(self) -> str:
@@ -231,6 +233,7 @@ def prepare_comparisons(
         rater=pseudonyms,
     )
     stats = CardStats()
+    quality = LabelQuality(project)
     getters = [c.get for c in columns]
     with_split = spec.metadata
     # per_rater: the values that depend only on (comparison, winner) are computed once for the
@@ -293,7 +296,8 @@ def prepare_comparisons(
         stats=stats,
         rules=rules.describe(),
         filters=describe_filters(spec),
-        lines=_sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats),
+        lines=_sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats, quality),
+        label_quality=quality,
     )
 
 
@@ -306,8 +310,10 @@ def _sql_lines(
     selection: JudgmentFilter,
     pseudonyms: Pseudonyms,
     stats: CardStats,
+    quality: LabelQuality,
 ) -> Callable[[], Iterator[list[tuple[str, bytes]]]] | None:
-    """The rows as JSON lines written by PostgreSQL (exporting/postgres.py), where it can."""
+    """The rows as JSON lines written by PostgreSQL (exporting/postgres.py), where it can; the
+    card's label-quality section is computed meanwhile on a second connection."""
     if not is_postgres(session):
         return None
     sql = sql_export(
@@ -324,10 +330,12 @@ def _sql_lines(
     found = sql
 
     def lines() -> Iterator[list[tuple[str, bytes]]]:
+        quality.start(session)
         for batch, figures in found.lines():
             stats.add_lines(figures)
             yield batch
-        stats.add_summary(found.summary())
+        assert found.summary is not None, "the statement ends with its summary row"
+        stats.add_summary(found.summary)
 
     return lines
 
