@@ -244,7 +244,8 @@ def _pg_function() -> str:
         "SELECT comparison_id FROM unnest(added) UNION SELECT comparison_id FROM unnest(removed))"
     )
     before = (
-        f"SELECT * FROM ({after}) a WHERE a.id NOT IN (SELECT id FROM unnest(added)) UNION ALL "
+        f"SELECT * FROM ({after}) a WHERE NOT EXISTS (SELECT 1 FROM unnest(added) n WHERE n.id = a.id) "
+        "UNION ALL "
         "SELECT id, comparison_id, project_id, rater_id, choice FROM unnest(removed) WHERE source = 'human'"
     )
     pair_rows = f"{_pairs_of(after, '1')} UNION ALL {_pairs_of(before, '-1')}"

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from app.models import Choice, Comparison, Completion, Judgment, JudgmentSource, ModelVersion, Prompt
+from app.models import ComparisonTally, Completion, Judgment, JudgmentSource, ModelVersion, Prompt
 from app.services.evaluation.bradley_terry import _log1pexp, _score, _sigmoid
 from app.services.preferences import LabelSource
 
@@ -161,37 +161,14 @@ def _bin_label(low: int, high: int | None) -> str:
 def label_length_bias(session: Session, project_id: int, *, source: Source = "human") -> LabelLengthBias:
     """The length bias of a project's labels (see `LabelLengthBias`).
 
-    Aggregated in the database: the votes are counted per comparison first, so each pair's two
-    completion lengths are read once however many raters judged it, and the sums per length
-    bin come back as a handful of rows."""
-    votes = (
-        select(
-            Judgment.comparison_id.label("comparison_id"),
-            func.sum(case((Judgment.choice == Choice.A, 1), else_=0)).label("a"),
-            func.sum(case((Judgment.choice == Choice.B, 1), else_=0)).label("b"),
-            func.sum(case((Judgment.choice == Choice.tie, 1), else_=0)).label("tie"),
-        )
-        .where(Judgment.project_id == project_id, *_source_filter(source))
-        .group_by(Judgment.comparison_id)
-        .subquery()
-    )
-    comp_a, comp_b = aliased(Completion), aliased(Completion)
-    pairs = (
-        select(
-            votes.c.a,
-            votes.c.b,
-            votes.c.tie,
-            func.length(comp_a.text).label("la"),
-            func.length(comp_b.text).label("lb"),
-        )
-        .join(Comparison, Comparison.id == votes.c.comparison_id)
-        .join(comp_a, comp_a.id == Comparison.completion_a_id)
-        .join(comp_b, comp_b.id == Comparison.completion_b_id)
-        # OFFSET 0 keeps PostgreSQL from inlining the subquery: the lengths are taken once and
-        # the texts do not travel into the grouping (which would sort them on disk).
-        .offset(0)
-        .subquery()
-    )
+    Aggregated in the database from the comparison tallies (votes per choice and the two
+    completions' lengths, kept per comparison and source): the sums per length bin come back as
+    a handful of rows."""
+    t = ComparisonTally
+    where = [t.project_id == project_id, t.votes > 0]
+    if source != "both":
+        where.append(t.source == JudgmentSource(source).value)
+    pairs = select(t.a, t.b, t.tie, t.chars_a.label("la"), t.chars_b.label("lb")).where(*where).subquery()
     la, lb, a, b = pairs.c.la, pairs.c.lb, pairs.c.a, pairs.c.b
     delta = case((la > lb, la - lb), else_=lb - la)
     # -1: equal lengths; otherwise the index of the bin of the length difference

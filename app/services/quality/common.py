@@ -1,8 +1,9 @@
 """What the label-quality reports share: the vote columns and counts in SQL, vote shares.
 
-Reports read narrow columns and aggregate in SQL (a handful of queries per report, none per
-rater or per comparison), so they stay usable on projects with a million judgments. The
-arithmetic lives in `app.services.quality.agreement`.
+Reports read the tallies the database keeps of the judgments (`app.models.tallies`: per
+comparison, per rater, per rater and hour, per rater and flag, per pair of raters) and a few
+narrow columns, so their cost follows the number of raters and comparisons, not of judgments.
+The arithmetic lives in `app.services.quality.agreement`.
 
 **Whose votes.** Human statistics use the judgments with ``source = human``. AI judgments
 (``source = ai``, owned by a ``judge`` user, who never logs in) are never counted as a human
@@ -27,15 +28,16 @@ rater; they appear only in the judge table, beside the human-human agreement.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func
 from sqlalchemy.orm import Session
 
 import app.services.quality.agreement as agreement
 from app.db import set_local_work_mem
-from app.models import Choice, Comparison, Judgment, JudgmentSource
+from app.models import Comparison, Judgment, JudgmentSource
 
 SIGNED_VALUES: tuple[int, ...] = (-2, -1, 0, 1, 2)
 NOMINAL: dict[Hashable, Hashable] = {v: agreement.nominal_of_signed(v) for v in SIGNED_VALUES}
@@ -45,11 +47,6 @@ _j = Judgment.__table__.c
 _c = Comparison.__table__.c
 _HUMAN = _j.source == JudgmentSource.human.value
 _AI = _j.source == JudgmentSource.ai.value
-_signed_vote = case(
-    (_j.choice == Choice.A.value, _j.strength),
-    (_j.choice == Choice.B.value, -_j.strength),
-    else_=0,
-)
 
 
 def _count_if(condition: Any) -> Any:
@@ -90,8 +87,10 @@ class _VoteShares:
     def left_share(self) -> float | None:
         return _rate(self.left, self.non_tie)
 
-    @property
+    @functools.cached_property
     def left_p_value(self) -> float | None:
+        # An exact test over every count of the tail: computed once per report row (the page,
+        # the outlier rule and its reason all read it).
         return agreement.binomial_test(self.left, self.non_tie) if self.non_tie else None
 
 
@@ -102,21 +101,6 @@ ANALYTICS_WORK_MEM = "64MB"
 
 def _analytics(session: Session) -> None:
     set_local_work_mem(session, ANALYTICS_WORK_MEM)
-
-
-def _human_units(project_id: int) -> Any:
-    """Per comparison with human votes: the votes per choice and in all (a hash aggregate)."""
-    return (
-        select(
-            _j.comparison_id.label("comparison_id"),
-            _count_if(_j.choice == Choice.A.value).label("a"),
-            _count_if(_j.choice == Choice.B.value).label("b"),
-            _count_if(_j.choice == Choice.tie.value).label("tie"),
-            func.count().label("votes"),
-        )
-        .where(_j.project_id == project_id, _HUMAN)
-        .group_by(_j.comparison_id)
-    )
 
 
 class QualityError(Exception):

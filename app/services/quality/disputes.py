@@ -22,6 +22,7 @@ from app.models import (
     Choice,
     Comparison,
     ComparisonKind,
+    ComparisonTally,
     Completion,
     Judgment,
     JudgmentSource,
@@ -30,7 +31,7 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
-from app.services.quality.common import _HUMAN, VALUE_LABELS, QualityError, _analytics, _c, _count_if, _j
+from app.services.quality.common import VALUE_LABELS, QualityError, _analytics, _c
 
 DisputeStatus = Literal["unresolved", "resolved", "all"]
 DISPUTE_STATUSES: tuple[str, ...] = ("unresolved", "resolved", "all")
@@ -93,18 +94,21 @@ class DisputePage:
 
 def _split_units(project: Project, scope: DisputeScope = "split") -> Any:
     """Comparisons whose human votes are split under the project's threshold (scope "split"),
-    or not unanimous (scope "any")."""
+    or not unanimous (scope "any"), from the comparison tallies."""
     share = project.split_threshold if scope == "split" else 1.0
     threshold = literal(share - 1e-9)
-    n = func.count()
-    a = _count_if(_j.choice == Choice.A.value)
-    b = _count_if(_j.choice == Choice.B.value)
-    tie = _count_if(_j.choice == Choice.tie.value)
+    t = ComparisonTally
+    n = t.votes
     return (
-        select(_j.comparison_id.label("comparison_id"))
-        .where(_j.project_id == project.id, _HUMAN)
-        .group_by(_j.comparison_id)
-        .having(n >= 2, a < threshold * n, b < threshold * n, tie < threshold * n)
+        select(t.comparison_id.label("comparison_id"))
+        .where(
+            t.project_id == project.id,
+            t.source == JudgmentSource.human.value,
+            n >= 2,
+            t.a < threshold * n,
+            t.b < threshold * n,
+            t.tie < threshold * n,
+        )
         .subquery()
     )
 

@@ -20,12 +20,24 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from app.db import hour_bucket, json_array_length
-from app.models import Choice, Comparison, ComparisonKind, Judgment, Project, Role, User
+from app.models import (
+    Comparison,
+    ComparisonKind,
+    Judgment,
+    JudgmentSource,
+    Project,
+    RaterFlagTally,
+    RaterHour,
+    RaterPairTally,
+    RaterTally,
+    Role,
+    User,
+)
 from app.services.quality.agreement import PairCounts
 from app.services.quality.common import (
     _HUMAN,
@@ -34,13 +46,13 @@ from app.services.quality.common import (
     _analytics,
     _c,
     _count_if,
-    _human_units,
     _j,
     _rate,
-    _signed_vote,
     _VoteShares,
 )
-from app.services.stats import median_seconds
+from app.services.stats import project_median_seconds
+
+SIGNED_COLUMNS = ("s_m2", "s_m1", "s_0", "s_p1", "s_p2")  # the tallies' columns of SIGNED_VALUES
 
 POSITION_MIN_VOTES = 30
 POSITION_P_VALUE = 0.01
@@ -118,28 +130,24 @@ class RaterQuality(_VoteShares):
 
 
 def _rater_rows(session: Session, project_id: int) -> list[RaterQuality]:
-    """Counts per human rater of the project: one hash aggregate, then gold, hours and names."""
-    left = or_(
-        and_(_j.choice == Choice.A.value, _j.a_on_left.is_(True)),
-        and_(_j.choice == Choice.B.value, _j.a_on_left.is_(False)),
-    )
+    """Counts per human rater of the project, from the tallies the database keeps
+    (app/models/tallies.py); gold (few pairs), first and last judgment (two index probes per
+    rater) and names are read as they stand."""
+    t = RaterTally
     counts = session.execute(
         select(
-            _j.rater_id,
-            func.count(),
-            _count_if(_j.choice == Choice.tie.value),
-            _count_if(_j.both_bad.is_(True)),
-            _count_if(_j.choice != Choice.tie.value),
-            _count_if(left),
-            func.min(Judgment.created_at),
-            func.max(Judgment.created_at),
-            *[_count_if(_signed_vote == v) for v in SIGNED_VALUES],
-        )
-        .where(_j.project_id == project_id, _HUMAN)
-        .group_by(_j.rater_id)
+            t.rater_id,
+            t.judgments,
+            t.ties,
+            t.both_bad,
+            t.non_tie,
+            t.left_picks,
+            *[getattr(t, column) for column in SIGNED_COLUMNS],
+        ).where(t.project_id == project_id, t.source == JudgmentSource.human.value, t.judgments > 0)
     ).all()
     if not counts:
         return []
+    rater_ids = [row[0] for row in counts]
     # Gold pairs are few: read through the (comparison, rater) index from the gold comparisons.
     gold = {
         rid: (int(n), int(correct))
@@ -155,28 +163,31 @@ def _rater_rows(session: Session, project_id: int) -> list[RaterQuality]:
             .group_by(_j.rater_id)
         )
     }
-    hours = select(_j.rater_id.label("rater_id"), hour_bucket(session, _j.created_at).label("hour")).where(
-        _j.project_id == project_id, _HUMAN
+    active_hours: dict[int, int] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(RaterHour.rater_id, func.count())
+            .where(
+                RaterHour.project_id == project_id,
+                RaterHour.source == JudgmentSource.human.value,
+                RaterHour.judgments > 0,
+            )
+            .group_by(RaterHour.rater_id)
+        ).all()
     )
-    hours_sub = hours.distinct().subquery()
-    active_hours: dict[int, int] = {
-        rid: int(n)
-        for rid, n in session.execute(
-            select(hours_sub.c.rater_id, func.count()).group_by(hours_sub.c.rater_id)
-        )
-    }
     users = {
         u.id: u
         for u in session.execute(
             select(User.id, User.username, User.role, User.is_active, User.is_paused).where(
-                User.id.in_([row[0] for row in counts])
+                User.id.in_(rater_ids)
             )
         )
     }
+    first_last = _first_and_last(session, project_id, rater_ids)
     raters = []
     for row in counts:
         user = users[row[0]]
         n_gold, n_correct = gold.get(row[0], (0, 0))
+        first_at, last_at = first_last.get(row[0], (None, None))
         raters.append(
             RaterQuality(
                 rater_id=row[0],
@@ -192,45 +203,79 @@ def _rater_rows(session: Session, project_id: int) -> list[RaterQuality]:
                 gold_judgments=n_gold,
                 gold_correct=n_correct,
                 active_hours=int(active_hours.get(row[0], 0)),
-                first_at=row[6],
-                last_at=row[7],
-                values={v: int(n) for v, n in zip(SIGNED_VALUES, row[8:], strict=True)},
+                first_at=first_at,
+                last_at=last_at,
+                values={v: int(n) for v, n in zip(SIGNED_VALUES, row[6:], strict=True)},
             )
         )
     raters.sort(key=lambda r: (-r.judgments, r.username))
     return raters
 
 
+def _first_and_last(
+    session: Session, project_id: int, rater_ids: list[int]
+) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """Per rater: their first and last human judgment here, each one probe of the (rater,
+    created_at) index."""
+
+    def edge(rater_id: int, aggregate: Any) -> Any:
+        return (
+            select(aggregate(Judgment.created_at))
+            .where(Judgment.rater_id == rater_id, Judgment.project_id == project_id, _HUMAN)
+            .scalar_subquery()
+        )
+
+    rows = session.execute(
+        union_all(*[select(literal(rid), edge(rid, func.min), edge(rid, func.max)) for rid in rater_ids])
+    ).all()
+    return {rid: (first, last) for rid, first, last in rows}
+
+
 def _rater_agreement(session: Session, project_id: int) -> dict[int, PairCounts]:
-    """Per rater: (agreeing, all) pairs of their vote with another human vote on the same pair."""
-    units = _human_units(project_id).having(func.count() >= 2).subquery()
-    same = case(
-        (_j.choice == Choice.A.value, units.c.a),
-        (_j.choice == Choice.B.value, units.c.b),
-        else_=units.c.tie,
-    )
-    query = (
-        select(_j.rater_id, func.sum(same - 1), func.sum(units.c.votes - 1))
-        .select_from(Judgment.__table__.join(units, units.c.comparison_id == _j.comparison_id))
-        .where(_j.project_id == project_id, _HUMAN)
-        .group_by(_j.rater_id)
-    )
-    return {rid: PairCounts(int(a or 0), int(t or 0)) for rid, a, t in session.execute(query)}
+    """Per rater: (agreeing, all) pairs of their vote with another human vote on the same pair,
+    from the pair tallies (each pair of votes is kept once, under the rater of the later vote)."""
+    p = RaterPairTally
+    result: dict[int, PairCounts] = {}
+    for side in (p.rater_id, p.other_id):
+        for rid, agreeing, pairs in session.execute(
+            select(side, func.sum(p.agreeing), func.sum(p.pairs))
+            .where(p.project_id == project_id)
+            .group_by(side)
+        ):
+            result[rid] = result.get(rid, PairCounts()) + PairCounts(int(agreeing or 0), int(pairs or 0))
+    return {rid: counts for rid, counts in result.items() if counts.pairs}
 
 
 def _flag_counts(session: Session, project_id: int) -> dict[int, tuple[int, Counter[str]]]:
-    """Per rater: flagged judgments, and judgments per flag (only flagged judgments are read)."""
-    query = (
-        select(_j.rater_id, _j.flags)
-        .where(_j.project_id == project_id, _HUMAN, json_array_length(session, _j.flags) > 0)
-        .execution_options(yield_per=5000)
-    )
-    flagged: Counter[int] = Counter()
-    counts: dict[int, Counter[str]] = {}
-    for rater_id, flags in session.execute(query):
-        flagged[rater_id] += 1
-        counts.setdefault(rater_id, Counter()).update(set(flags or []))
-    return {rid: (flagged[rid], counts[rid]) for rid in flagged}
+    """Per rater: flagged judgments, and judgments per flag, from the tallies."""
+    human = JudgmentSource.human.value
+    flagged = session.execute(
+        select(RaterTally.rater_id, RaterTally.flagged).where(
+            RaterTally.project_id == project_id, RaterTally.source == human, RaterTally.flagged > 0
+        )
+    ).all()
+    counts: dict[int, Counter[str]] = {rid: Counter() for rid, _ in flagged}
+    for rid, flag, n in session.execute(
+        select(RaterFlagTally.rater_id, RaterFlagTally.flag, RaterFlagTally.judgments).where(
+            RaterFlagTally.project_id == project_id,
+            RaterFlagTally.source == human,
+            RaterFlagTally.judgments > 0,
+        )
+    ):
+        counts.setdefault(rid, Counter())[flag] = int(n)
+    return {rid: (int(n), counts[rid]) for rid, n in flagged}
+
+
+def _judgments_per_rater(session: Session, project_id: int, raters: list[RaterQuality]) -> dict[int, int]:
+    """Per rater: their judgments here of any source (what the median is taken over)."""
+    return {
+        rid: int(n)
+        for rid, n in session.execute(
+            select(RaterTally.rater_id, func.sum(RaterTally.judgments))
+            .where(RaterTally.project_id == project_id, RaterTally.rater_id.in_([r.rater_id for r in raters]))
+            .group_by(RaterTally.rater_id)
+        )
+    }
 
 
 def _mark_outliers(raters: list[RaterQuality], total: PairCounts, gold: PairCounts) -> None:
@@ -262,7 +307,7 @@ def rater_report(session: Session, project: Project) -> list[RaterQuality]:
         return []
     pairs = _rater_agreement(session, project.id)
     flags = _flag_counts(session, project.id)
-    medians = median_seconds(session, [r.rater_id for r in raters], project.id)
+    medians = project_median_seconds(session, project.id, _judgments_per_rater(session, project.id, raters))
     for rater in raters:
         rater.agreement = pairs.get(rater.rater_id, PairCounts())
         rater.flagged, counts = flags.get(rater.rater_id, (0, Counter()))

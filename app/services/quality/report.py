@@ -14,21 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import app.services.quality.agreement as agreement
-from app.models import Judgment, JudgmentSource, Project, User
+from app.models import ComparisonTally, Judgment, JudgmentSource, Project, RaterTally, User
 from app.services.evaluation.length_bias import LabelLengthBias, label_length_bias
 from app.services.quality.agreement import Histogram, PairCounts
 from app.services.quality.common import (
     _AI,
-    _HUMAN,
     NOMINAL,
     SIGNED_VALUES,
-    _count_if,
-    _human_units,
     _j,
-    _signed_vote,
     _VoteShares,
 )
-from app.services.quality.raters import RaterQuality, rater_report
+from app.services.quality.raters import SIGNED_COLUMNS, RaterQuality, rater_report
 
 
 @dataclass(frozen=True)
@@ -107,16 +103,15 @@ class ProjectQuality(_VoteShares):
 
 
 def _signed_histograms(session: Session, project_id: int) -> list[tuple[Histogram, int]]:
-    """Distinct histograms of signed human votes over comparisons with >= 2 votes, with counts."""
-    per_unit = (
-        select(*[_count_if(_signed_vote == v).label(f"n{i}") for i, v in enumerate(SIGNED_VALUES)])
-        .where(_j.project_id == project_id, _HUMAN)
-        .group_by(_j.comparison_id)
-        .having(func.count() >= 2)
-        .subquery()
+    """Distinct histograms of signed human votes over comparisons with >= 2 votes, with counts
+    (from the comparison tallies)."""
+    t = ComparisonTally
+    columns = [getattr(t, column) for column in SIGNED_COLUMNS]
+    query = (
+        select(*columns, func.count())
+        .where(t.project_id == project_id, t.source == JudgmentSource.human.value, t.votes >= 2)
+        .group_by(*columns)
     )
-    columns = [per_unit.c[f"n{i}"] for i in range(len(SIGNED_VALUES))]
-    query = select(*columns, func.count()).group_by(*columns)
     result: list[tuple[Histogram, int]] = []
     for row in session.execute(query):
         hist: Histogram = tuple((v, int(n)) for v, n in zip(SIGNED_VALUES, row[:-1], strict=True) if n)
@@ -148,7 +143,15 @@ def _judges(session: Session, project_id: int) -> list[JudgeQuality]:
         session.execute(select(User.id, User.username).where(User.id.in_([r[0] for r in judge_rows]))).all()
     )
     # Each AI vote with the human tally of its comparison; equal combinations are counted once.
-    units = _human_units(project_id).subquery()
+    units = (
+        select(ComparisonTally.comparison_id, ComparisonTally.a, ComparisonTally.b, ComparisonTally.tie)
+        .where(
+            ComparisonTally.project_id == project_id,
+            ComparisonTally.source == JudgmentSource.human.value,
+            ComparisonTally.votes > 0,
+        )
+        .subquery()
+    )
     ai = Judgment.__table__.alias("ai")
     with_humans: dict[int, PairCounts] = {}
     shared: Counter[int] = Counter()
@@ -184,7 +187,9 @@ def _judges(session: Session, project_id: int) -> list[JudgeQuality]:
 def project_quality(session: Session, project: Project, *, with_length_bias: bool = True) -> ProjectQuality:
     raters = rater_report(session, project)
     ai_judgments = session.scalar(
-        select(func.count()).select_from(Judgment.__table__).where(_j.project_id == project.id, _AI)
+        select(func.sum(RaterTally.judgments)).where(
+            RaterTally.project_id == project.id, RaterTally.source == JudgmentSource.ai.value
+        )
     )
     histograms = _signed_histograms(session, project.id) if raters else []
     values = Counter[int]()
