@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -68,6 +69,14 @@ class Comparison(Base):
         # same way: pairs with votes first, then by the key.
         Index("ix_comparisons_priority", "project_id", "judgment_count", "priority", "id"),
         Index("ix_comparisons_random", "project_id", "judgment_count", "random_key"),
+        # The triage report reads only the pairs triage decided (most pairs stay untriaged).
+        Index(
+            "ix_comparisons_triaged",
+            "project_id",
+            "triage",
+            postgresql_where=text("triage <> 'untriaged'"),
+            sqlite_where=text("triage <> 'untriaged'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

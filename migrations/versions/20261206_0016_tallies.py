@@ -1,5 +1,6 @@
 """tallies: running counts of the judgments kept by triggers (app/models/tallies.py), filled
-from the judgments already stored; an index for the median time per rater
+from the judgments already stored; indexes for the median time per rater and for the pairs
+triage decided
 
 Revision ID: 0016_tallies
 Revises: 0015_triage
@@ -356,12 +357,21 @@ def upgrade() -> None:
     op.create_index(
         "ix_judgments_project_rater_time", "judgments", ["project_id", "rater_id", "time_spent_ms"]
     )
+    triaged = sa.text("triage <> 'untriaged'")
+    op.create_index(
+        "ix_comparisons_triaged",
+        "comparisons",
+        ["project_id", "triage"],
+        postgresql_where=triaged,
+        sqlite_where=triaged,
+    )
     _backfill()
     create_triggers()
 
 
 def downgrade() -> None:
     drop_triggers()
+    op.drop_index("ix_comparisons_triaged", table_name="comparisons")
     op.drop_index("ix_judgments_project_rater_time", table_name="judgments")
     for table in reversed(TABLES):
         op.drop_table(table)

@@ -268,14 +268,15 @@ def _tail_sum(start: int, stop: int, step: int, n: int, p: float) -> float:
     """Sum of pmf(i) for i from `start` towards `stop` (inclusive), stopping once terms vanish.
 
     Moving away from the mode the terms only shrink, so the sum is cut when a term no longer
-    changes it.
+    changes it, or underflows to zero (so do all the terms after it: a tail far beyond the
+    observed count of a large sample costs a few steps, not one per trial).
     """
     total = 0.0
     i = start
     while (step > 0 and i <= stop) or (step < 0 and i >= stop):
         term = math.exp(_log_pmf(i, n, p))
         total += term
-        if term < total * 1e-17:
+        if term == 0.0 or term < total * 1e-17:
             break
         i += step
     return total

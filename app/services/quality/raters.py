@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -218,16 +218,15 @@ def _first_and_last(
     """Per rater: their first and last human judgment here, each one probe of the (rater,
     created_at) index."""
 
-    def edge(rater_id: int, aggregate: Any) -> Any:
+    def edge(aggregate: Any) -> Any:
         return (
             select(aggregate(Judgment.created_at))
-            .where(Judgment.rater_id == rater_id, Judgment.project_id == project_id, _HUMAN)
+            .where(Judgment.rater_id == User.id, Judgment.project_id == project_id, _HUMAN)
+            .correlate(User)
             .scalar_subquery()
         )
 
-    rows = session.execute(
-        union_all(*[select(literal(rid), edge(rid, func.min), edge(rid, func.max)) for rid in rater_ids])
-    ).all()
+    rows = session.execute(select(User.id, edge(func.min), edge(func.max)).where(User.id.in_(rater_ids)))
     return {rid: (first, last) for rid, first, last in rows}
 
 

@@ -132,9 +132,20 @@ def agreement_summary(histograms: Sequence[tuple[Histogram, int]]) -> AgreementS
 
 
 def _judges(session: Session, project_id: int) -> list[JudgeQuality]:
+    # The judges are the raters with AI tallies here: their votes are read through the rater
+    # index rather than by scanning the project's judgments.
+    judge_ids = session.scalars(
+        select(RaterTally.rater_id).where(
+            RaterTally.project_id == project_id,
+            RaterTally.source == JudgmentSource.ai.value,
+            RaterTally.judgments > 0,
+        )
+    ).all()
+    if not judge_ids:
+        return []
     judge_rows = session.execute(
         select(_j.rater_id, func.count(), func.count(func.distinct(_j.run_id)))
-        .where(_j.project_id == project_id, _AI)
+        .where(_j.rater_id.in_(judge_ids), _j.project_id == project_id, _AI)
         .group_by(_j.rater_id)
     ).all()
     if not judge_rows:
@@ -159,7 +170,11 @@ def _judges(session: Session, project_id: int) -> list[JudgeQuality]:
     for rid, choice, a, b, tie, n in session.execute(
         select(ai.c.rater_id, ai.c.choice, units.c.a, units.c.b, units.c.tie, func.count())
         .select_from(ai.join(units, units.c.comparison_id == ai.c.comparison_id))
-        .where(ai.c.project_id == project_id, ai.c.source == JudgmentSource.ai.value)
+        .where(
+            ai.c.rater_id.in_(judge_ids),
+            ai.c.project_id == project_id,
+            ai.c.source == JudgmentSource.ai.value,
+        )
         .group_by(ai.c.rater_id, ai.c.choice, units.c.a, units.c.b, units.c.tie)
     ):
         tally = {"A": int(a), "B": int(b), "tie": int(tie)}

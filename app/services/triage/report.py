@@ -80,7 +80,7 @@ def triage_report(session: Session, project: Project) -> TriageReport:
     counts = dict(
         session.execute(
             select(Comparison.triage, func.count())
-            .where(Comparison.project_id == project.id)
+            .where(Comparison.project_id == project.id, Comparison.triage != TriageState.untriaged)
             .group_by(Comparison.triage)
         ).all()
     )
