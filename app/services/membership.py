@@ -126,7 +126,16 @@ def rating_seat(session: Session, user: User, slug: str) -> RatingSeat | None:
     """The active project named `slug` when `user` may rate in it (the rules of `can_rate`), with
     their task kinds, in one statement; None when it is missing, inactive or not theirs."""
     rows = session.execute(_SEAT, {"slug": slug, "user_id": user.id}).all()
-    if not rows:
+    return seat_from_rows(user, [(project, member, kinds) for project, member, kinds in rows])
+
+
+def seat_from_rows(
+    user: User, rows: list[tuple[Project | None, int | None, list[str] | None]]
+) -> RatingSeat | None:
+    """The seat from (project, member row id, task kinds) rows as `_SEAT` returns them (a
+    statement that reads more alongside may return them too); None when `user` may not rate
+    there or there is no project."""
+    if not rows or rows[0][0] is None:
         return None
     project = rows[0][0]
     member_rows = [kinds for _, member_id, kinds in rows if member_id is not None]

@@ -85,16 +85,22 @@ def session_user(request: Request, db: Session) -> User | None:
         .join(User, User.id == WebSession.user_id)
         .where(WebSession.id == session_id(token))
     ).one_or_none()
-    now = utcnow()
-    if found is not None:
-        row, user = found
-        idle = timedelta(seconds=_settings(request).session_idle_timeout_s)
-        if row.ended_at is None and now < row.expires_at and now - row.last_seen_at < idle and user.is_active:
-            if now - row.last_seen_at >= TOUCH_INTERVAL:
-                row.last_seen_at = now
-            return user
+    if found is not None and live_session(request, *found):
+        return found[1]
     request.session.clear()
     return None
+
+
+def live_session(request: Request, row: WebSession, user: User) -> bool:
+    """Whether the session row is live (not ended, not expired, not idle too long) and its user
+    active; a live one's ``last_seen_at`` is refreshed when over a minute old."""
+    now = utcnow()
+    idle = timedelta(seconds=_settings(request).session_idle_timeout_s)
+    if row.ended_at is None and now < row.expires_at and now - row.last_seen_at < idle and user.is_active:
+        if now - row.last_seen_at >= TOUCH_INTERVAL:
+            row.last_seen_at = now
+        return True
+    return False
 
 
 def csrf_token(request: Request) -> str:

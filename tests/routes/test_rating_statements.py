@@ -18,12 +18,12 @@ from tests.utils.web import assignment_id, csrf_from, htmx_post, login
 
 # The session with its user, the project with the rater's member rows, the rater's leases, the
 # candidate pair (locked), the recount with the lease's insert, the pair's texts, the progress.
-GET_CLAIMING = 7
+GET_CLAIMING = 6
 # The same without the claim: the session, the project, the lease, the texts, the progress.
-GET_HOLDING = 5
+GET_HOLDING = 4
 # The session, the project, the lease closed, the judgment inserted, the pair's count raised,
 # then the next pair as a claiming GET takes it (leases, candidate, insert, texts, progress).
-POST_JUDGMENT = 10
+POST_JUDGMENT = 9
 
 
 @contextmanager

@@ -4,6 +4,7 @@ app/task_kinds.py, drawn by app/services/rating/tasks.py), by mouse or keyboard,
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -17,6 +18,7 @@ from app.services.rating.tasks import Task, has_work, mix_for, next_task, rater_
 from app.task_kinds import TASK_KINDS, TaskKind, TaskSpec
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
+from app.web.rater_request import RaterGate, in_one_thread, parse_form
 from app.web.templating import is_htmx, render
 
 router = APIRouter(prefix="/rate", tags=["rate"], dependencies=[Depends(verify_csrf)])
@@ -122,7 +124,11 @@ def list_projects(request: Request, session: SessionDep, user: RaterUser) -> Res
 
 
 @router.get("/{slug}", include_in_schema=False)
-def rate_page(request: Request, session: SessionDep, user: RaterUser, project: ActiveProjectDep) -> Response:
+async def rate_page(request: Request, slug: str, _: RaterGate) -> Response:
+    return await in_one_thread(request, slug, partial(_show, request))
+
+
+def _show(request: Request, session: Session, user: User, project: Project) -> Response:
     undone = request.session.pop("undone", None)
     if undone:
         previous = JudgmentInput(**{**undone, "flags": tuple(undone["flags"])})
@@ -140,13 +146,13 @@ def rate_page(request: Request, session: SessionDep, user: RaterUser, project: A
 
 
 @router.post("/{slug}/judgments", include_in_schema=False)
-def submit_judgment(
-    request: Request,
-    session: SessionDep,
-    user: RaterUser,
-    project: ActiveProjectDep,
-    form: Annotated[JudgmentForm, Form()],
-) -> Response:
+async def submit_judgment(request: Request, slug: str, _: RaterGate) -> Response:
+    data = await request.form()  # parsed once: the CSRF check read it already when it had to
+    return await in_one_thread(request, slug, partial(_submit, request, data))
+
+
+def _submit(request: Request, fields: Any, session: Session, user: User, project: Project) -> Response:
+    form = parse_form(JudgmentForm, fields)  # after the checks, as a `Form()` parameter was
     slug = project.slug
     data = JudgmentInput(
         assignment_id=form.assignment_id,
