@@ -7,7 +7,7 @@ gets a connection pool; its assignment uses row locks with ``SKIP LOCKED`` (serv
 SQLAlchemy leaves ``FOR UPDATE`` out on SQLite by itself).
 
 The services ask this module rather than the dialect: `is_postgres`, `insert_ignoring_conflicts`,
-`grouped_median`, `set_local_work_mem`, `hour_bucket` and `json_array_length`.
+`grouped_median`, `set_local_work_mem` and `json_array_length`.
 """
 
 from __future__ import annotations
@@ -146,13 +146,6 @@ def set_local_work_mem(session: Session, size: str) -> None:
     """
     if is_postgres(session):
         session.execute(text(f"SET LOCAL work_mem = '{size}'"))
-
-
-def hour_bucket(session: Session, column: Any) -> ColumnElement[Any]:
-    """A timestamp column truncated to its hour (PostgreSQL: a timestamp; SQLite: its text)."""
-    if is_postgres(session):
-        return func.date_trunc("hour", column)
-    return func.substr(column, 1, 13)  # SQLite stores 'YYYY-MM-DD HH:MM:SS...'
 
 
 def json_array_length(session: Session, column: Any) -> ColumnElement[int]:
