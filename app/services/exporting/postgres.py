@@ -5,9 +5,11 @@
 services/preferences, the aggregation rules of `rules.decide` (ties, both bad, excluded flags,
 majority, mean strength, per rater, gold and resolved pairs, minimum agreement), the train/test
 split of `split_of`, the pseudonyms, and every column of the row as the JSON text that
-`writers.JsonlWriter` writes. Python only routes the lines by split, writes them (JSONL) or parses
-them with Arrow's JSON reader (Parquet), and adds up the dataset card's figures; no Python object
-is built per judgment.
+`writers.JsonlWriter` writes. It writes one row per comparison: the values that lines share (the
+prompt, each completion's text and provenance) once, then each line's own (postgres_lines.py), so
+that each text is read and escaped once. Python only joins each line's pieces with the keys,
+routes the lines by split, writes them (JSONL) or parses them with Arrow's JSON reader (Parquet),
+and adds up the dataset card's figures; no Python object is built per judgment.
 
 The judgments are read once: the statement's last row holds the card's vote figures (`Summary`),
 counted from the same pass as the rows. The card's label-quality section (`LabelQuality`) runs on
@@ -48,6 +50,7 @@ from sqlalchemy.orm import Session
 from app.models import Project
 from app.schemas.export import ComparisonExport
 from app.services.exporting.columns import Column, Pseudonyms
+from app.services.exporting.postgres_lines import LINE_SEP, ROW_SEP, LinePlan, Lines
 from app.services.exporting.postgres_sql import statement
 from app.services.preferences.records import VersionNames, judgments_query
 from app.services.preferences.rules import JudgmentFilter, PreferenceStats, RuleSet
@@ -143,6 +146,7 @@ class SqlExport:
     aggregated: bool
     sql: str
     params: dict[str, Any]
+    plan: LinePlan
     summary: Summary | None = None
 
     def _raw(self) -> Any:
@@ -160,6 +164,8 @@ class SqlExport:
         last batch is out, `summary` holds the figures of the statement's last row."""
         raw = self._raw()
         statement = self._statement()
+        joiner = Lines(self.plan)
+        row_sep, line_sep = ROW_SEP.encode(), LINE_SEP.encode()
         with raw.cursor() as cursor:
             cursor.execute("SET LOCAL extra_float_digits = 1")  # floats' shortest text, as Python's repr
             cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # the texts' joins and sorts in memory
@@ -173,24 +179,30 @@ class SqlExport:
                 f"COPY ({statement}) TO STDOUT (FORMAT csv, DELIMITER E'\\t', QUOTE E'\\x01')"
             ) as copy:
                 for data in copy:
-                    split, agreement, margin, chosen, rejected, chosen_version, rejected_version, line = (
-                        bytes(data).split(b"\t", 7)
-                    )
-                    if split == b"summary":
-                        self.summary = self._summary(json.loads(line))
+                    fields = bytes(data).split(b"\t")
+                    if fields[0] == b"summary":
+                        self.summary = self._summary(json.loads(fields[-1]))
                         continue
-                    name = "test" if split == b"test" else "train"
-                    batch.append((name, line))
-                    stats.splits.append(name)
-                    stats.agreements.append(float(agreement))
-                    stats.margins.append(float(margin))
-                    stats.chosen_chars.append(int(chosen))
-                    stats.rejected_chars.append(int(rejected))
-                    stats.chosen_versions.append(int(chosen_version))
-                    stats.rejected_versions.append(int(rejected_version))
-                    if len(batch) >= WRITE_BATCH:
-                        yield batch, stats
-                        batch, stats = [], LineStats()
+                    name = "test" if fields[0] == b"test" else "train"
+                    a_chars, b_chars, a_version, b_version = (int(f) for f in fields[1:5])
+                    templates = joiner.templates(fields[5:-1])
+                    for found in fields[-1][:-1].split(line_sep):
+                        winner, agreement, margin, *segments = found.split(row_sep)
+                        parts, slots = templates[winner]
+                        for slot, segment in zip(slots, segments, strict=True):
+                            parts[slot] = segment
+                        batch.append((name, b"".join(parts)))
+                        a_wins = winner == b"A"
+                        stats.splits.append(name)
+                        stats.agreements.append(float(agreement))
+                        stats.margins.append(float(margin))
+                        stats.chosen_chars.append(a_chars if a_wins else b_chars)
+                        stats.rejected_chars.append(b_chars if a_wins else a_chars)
+                        stats.chosen_versions.append(a_version if a_wins else b_version)
+                        stats.rejected_versions.append(b_version if a_wins else a_version)
+                        if len(batch) >= WRITE_BATCH:
+                            yield batch, stats
+                            batch, stats = [], LineStats()
             if batch:
                 yield batch, stats
 
@@ -232,7 +244,7 @@ def sql_export(
     judgments = judgments_query(project.id, selection).compile(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
-    sql = statement(str(judgments), columns, spec.resolved_layout, aggregated)
+    sql, plan = statement(str(judgments), columns, spec.resolved_layout, aggregated)
     user_ids = sorted(session.execute(sql_text("SELECT id FROM users")).scalars())
     versions = VersionNames(session)
     version_rows = session.execute(sql_text("SELECT id, name FROM model_versions ORDER BY id")).all()
@@ -256,7 +268,7 @@ def sql_export(
         x_sampling_raw=list(samplings),
         x_sampling_canonical=[_json_str(value) for value in samplings.values()],
     )
-    return SqlExport(session, aggregated, sql, params)
+    return SqlExport(session, aggregated, sql, params, plan)
 
 
 def _samplings(session: Session, project_id: int) -> dict[str, str] | None:

@@ -1,17 +1,20 @@
 """The SQL text of the PostgreSQL export (postgres.py): the statement that decides the rows of a
-comparisons export, writes each as the JSON line `writers.JsonlWriter` writes, and ends with one
-row of the dataset card's figures, so that the judgments are read once.
+comparisons export, writes the pieces of each JSON line `writers.JsonlWriter` writes, and ends
+with one row of the dataset card's figures, so that the judgments are read once.
 
-Its result columns: split, agreement, margin, chosen length, rejected length, chosen version id,
-rejected version id, the JSON line; the last row has ``summary`` as its split and, in place of the
-line, the JSON array `postgres.SqlExport.lines` reads as the card's `Summary`.
+It writes one row per comparison that has lines, in comparison order (postgres_lines.py says
+which piece is written where): split, completion A's and B's lengths and model version ids, the
+comparison's values (`LinePlan.comparison_sql`), each side field's value showing A then B
+(`LinePlan.side_sql`), then its lines in line order, separated by ``LINE_SEP``, each as its
+winner, agreement and margin and its row segments, separated by ``ROW_SEP``. The last row has
+``summary`` as its split and, in place of the lines, the JSON array `postgres.SqlExport.lines`
+reads as the card's `Summary`.
 """
 
 from __future__ import annotations
 
-import json
-
 from app.services.exporting.columns import Column
+from app.services.exporting.postgres_lines import LinePlan, line_plan
 
 
 def _round6(expr: str) -> str:
@@ -27,151 +30,6 @@ def _f6(q: str) -> str:
         f"(CASE WHEN mod({q}, 1000000) = 0 THEN ({q}::bigint / 1000000)::text || '.0'"
         f" ELSE ({q}::float8 / 1000000)::text END)"
     )
-
-
-def _str(expr: str) -> str:
-    return f"to_json(({expr})::text)::text"
-
-
-def _time(expr: str) -> str:
-    """SQL: ``'"' + value.astimezone(UTC).isoformat() + '"'`` of a timestamptz."""
-    utc = f"(({expr}) AT TIME ZONE 'UTC')"
-    return f"""'"' || replace(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || '+00:00"'"""
-
-
-def _word(expr: str) -> str:
-    """SQL: the JSON text of a value that needs no escapes (enum values such as kinds and sources)."""
-    return f"""'"' || {expr} || '"'"""
-
-
-def _bool(expr: str) -> str:
-    return f"CASE WHEN {expr} THEN 'true' ELSE 'false' END"
-
-
-def _assistant(text: str) -> str:
-    return f"""'{{"role": "assistant", "content": ' || {_str(text)} || '}}'"""
-
-
-def _transcript(messages: str, response: str | None) -> str:
-    """SQL: `columns.transcript` of a JSONB messages array (and an assistant response)."""
-    turns = (
-        "(SELECT string_agg(E'\\n\\n'"
-        f" || CASE WHEN m->>'role' = 'assistant' THEN 'Assistant' ELSE 'Human' END"
-        f" || ': ' || (m->>'content'), '' ORDER BY i) FROM jsonb_array_elements({messages})"
-        " WITH ORDINALITY AS t(m, i))"
-    )
-    turns = f"coalesce({turns}, '')"
-    if response is not None:
-        turns = f"{turns} || E'\\n\\nAssistant: ' || {response}"
-    return turns
-
-
-def _prompt_text(messages: str) -> str:
-    return (
-        f"CASE WHEN jsonb_array_length({messages}) = 1 AND {messages}->0->>'role' = 'user'"
-        f" THEN {messages}->0->>'content' ELSE ltrim({_transcript(messages, None)}, E'\\n') END"
-    )
-
-
-def _with_assistant(messages: str, text: str) -> str:
-    """SQL: the JSON text of ``[*messages, {"role": "assistant", "content": text}]``."""
-    return (
-        f"CASE WHEN jsonb_array_length({messages}) = 0 THEN '[' ELSE"
-        f" left(({messages})::text, -1) || ', ' END || {_assistant(text)} || ']'"
-    )
-
-
-def _column_sql(name: str, aggregated: bool) -> str:
-    """SQL for the JSON text of one column, over the final query's aliases (see `_SELECT`)."""
-    layout = {
-        "prompt": "tx.messages::text",
-        "chosen": f"'[' || {_assistant('tx.ch_text')} || ']'",
-        "rejected": f"'[' || {_assistant('tx.rj_text')} || ']'",
-    }
-    common = {
-        "margin": "x.margin_json",
-        "agreement": "x.agreement_json",
-        "votes": "x.n::text",
-        "comparison_id": "x.cid::text",
-        "ranking_id": "'0'",
-        "prompt_id": "x.prompt_id::text",
-        "kind": _word("x.kind"),
-        "gold_choice": _word("coalesce(x.gold, '')"),
-        "chosen_completion": _word("x.winner"),
-        "chosen_model": "coalesce(to_json(nullif(tx.ch_model, ''))::text, tx.ch_base, '\"\"')",
-        "chosen_model_version_id": "coalesce(tx.ch_vid, 0)::text",
-        "chosen_model_version": "coalesce(tx.ch_vname, '\"\"')",
-        "chosen_sampling": "coalesce(tx.ch_sampling, '\"\"')",
-        "rejected_model": "coalesce(to_json(nullif(tx.rj_model, ''))::text, tx.rj_base, '\"\"')",
-        "rejected_model_version_id": "coalesce(tx.rj_vid, 0)::text",
-        "rejected_model_version": "coalesce(tx.rj_vname, '\"\"')",
-        "rejected_sampling": "coalesce(tx.rj_sampling, '\"\"')",
-        "split": "CASE WHEN x.test THEN '\"test\"' ELSE '\"train\"' END",
-    }
-    aggregated_columns = {
-        "judgment_ids": "'[' || x.judgment_ids || ']'",
-        "raters": "'[' || x.raters || ']'",
-        "choices": "'[' || x.choices || ']'",
-        "strengths": "'[' || x.strengths || ']'",
-        "both_bad_votes": "x.both_bad_votes::text",
-        "flags": (
-            "CASE WHEN x.flag_lists IS NULL THEN '\"\"' ELSE to_json(coalesce((SELECT string_agg(DISTINCT e"
-            ' COLLATE "C", \',\' ORDER BY e COLLATE "C") FROM jsonb_array_elements(x.flag_lists) AS l(a),'
-            " jsonb_array_elements_text(l.a) AS f(e)), ''))::text END"
-        ),
-        "rationales": "'[' || x.rationales || ']'",
-        "time_spent_ms": "'[' || x.times || ']'",
-        "a_on_left": "'[' || x.lefts || ']'",
-        "source": _word("x.sources"),
-    }
-    vote_columns = {
-        "judgment_id": "x.jid::text",
-        "rater": "'\"' || x.rater_name || '\"'",
-        "source": _word("x.source"),
-        "strength": "x.strength::text",
-        "both_bad": _bool("x.both_bad"),
-        "flags": (
-            "CASE WHEN x.flags = '[]'::jsonb THEN '\"\"' ELSE"
-            " to_json(array_to_string(ARRAY(SELECT jsonb_array_elements_text(x.flags)), ','))::text END"
-        ),
-        "rationale": f"CASE WHEN x.rationale = '' THEN '\"\"' ELSE {_str('x.rationale')} END",
-        "time_spent_ms": "x.time_spent_ms::text",
-        "a_on_left": _bool("x.a_on_left"),
-        "created_at": _time("x.created_at"),
-    }
-    found = {**layout, **common, **(aggregated_columns if aggregated else vote_columns)}
-    return found[name]
-
-
-def _layout_sql(layout: str) -> dict[str, str]:
-    if layout == "conversational":
-        return {}
-    if layout == "implicit":
-        return {
-            "chosen": _with_assistant("tx.messages", "tx.ch_text"),
-            "rejected": _with_assistant("tx.messages", "tx.rj_text"),
-        }
-    if layout == "text":
-        return {
-            "prompt": _str(_prompt_text("tx.messages")),
-            "chosen": _str("tx.ch_text"),
-            "rejected": _str("tx.rj_text"),
-        }
-    return {  # hh
-        "chosen": _str(_transcript("tx.messages", "tx.ch_text")),
-        "rejected": _str(_transcript("tx.messages", "tx.rj_text")),
-    }
-
-
-def _line_sql(columns: list[Column], layout: str, aggregated: bool) -> str:
-    """SQL: the whole JSON line, ``{"name": value, …}``, as `JsonlWriter`'s template writes it."""
-    overrides = _layout_sql(layout)
-    parts = []  # concat() builds the line in one buffer; `||` would copy it once per piece
-    for i, column in enumerate(columns):
-        key = json.dumps(column.name, ensure_ascii=False)
-        value = overrides.get(column.name) or _column_sql(column.name, aggregated)
-        parts += ["'" + ("{" if i == 0 else ", ") + key.replace("'", "''") + ": '", value]
-    return "concat(" + ", ".join([*parts, "'}'"]) + ")"
 
 
 # The votes read (the judgments query of services/preferences), each marked as counted or not.
@@ -282,32 +140,34 @@ _SIDE = """
          (%(x_sampling_canonical)s::text[])[array_position(%(x_sampling_raw)s::jsonb[], {side}.sampling)]
              AS {side}_sampling"""
 
+# One row per comparison: its lines' row segments in one field, in line order (see postgres_lines).
 _SELECT = (
     """
-(SELECT CASE WHEN x.test THEN 'test' ELSE 'train' END, x.agreement_json, x.margin_json,
-       char_length(tx.ch_text), char_length(tx.rj_text), coalesce(tx.ch_vid, 0), coalesce(tx.rj_vid, 0),
-       {line}
+(SELECT CASE WHEN x.test THEN 'test' ELSE 'train' END, char_length(tx.a_text), char_length(tx.b_text),
+       coalesce(tx.a_vid, 0), coalesce(tx.b_vid, 0), {values}x.lines
 FROM (
-  SELECT decided.* FROM decided
-  WHERE decided.agreement_json::float8 >= %(x_min_agreement)s::float8
-  ORDER BY decided.cid, decided.jid
+  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test,
+         string_agg(concat({row}), E'\\x1e' ORDER BY x.jid) AS lines
+  FROM decided x
+  WHERE x.agreement_json::float8 >= %(x_min_agreement)s::float8
+  GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test
 ) x
 CROSS JOIN LATERAL (
-  -- one row's texts, looked up by key in the rows' order (no sort of the wide rows)
+  -- the comparison's texts, looked up by key in the comparisons' order (no sort of the wide rows)
   SELECT p.messages,"""
-    + _SIDE.format(side="ch")
+    + _SIDE.format(side="a")
     + ","
-    + _SIDE.format(side="rj")
+    + _SIDE.format(side="b")
     + """
   FROM comparisons cc
   JOIN prompts p ON p.id = cc.prompt_id
-  JOIN completions ch ON ch.id = CASE WHEN x.winner = 'A' THEN cc.completion_a_id ELSE cc.completion_b_id END
-  JOIN completions rj ON rj.id = CASE WHEN x.winner = 'A' THEN cc.completion_b_id ELSE cc.completion_a_id END
+  JOIN completions a ON a.id = cc.completion_a_id
+  JOIN completions b ON b.id = cc.completion_b_id
   WHERE cc.id = x.cid OFFSET 0
 ) tx
-ORDER BY x.cid, x.jid)
+ORDER BY x.cid)
 UNION ALL
-SELECT 'summary', '0', '0', 0, 0, 0, 0, json_build_array({figures})::text
+SELECT 'summary', 0, 0, 0, 0, {nulls}json_build_array({figures})::text
 FROM (
   SELECT count(*) AS n_read, count(DISTINCT cid) AS n_comparisons,
          count(*) FILTER (WHERE flagged) AS n_flagged,
@@ -371,8 +231,9 @@ kept_votes AS NOT MATERIALIZED (  -- the counted votes of the rows
 )"""
 
 
-def statement(judgments: str, columns: list[Column], layout: str, aggregated: bool) -> str:
-    """The whole statement of an export over ``judgments`` (the judgments query's SQL)."""
+def statement(judgments: str, columns: list[Column], layout: str, aggregated: bool) -> tuple[str, LinePlan]:
+    """The whole statement of an export over ``judgments`` (the judgments query's SQL), and the
+    plan by which its rows' pieces make the lines."""
     names = (
         "jid, cid, rater_id, choice, strength, both_bad, prompt_id, flags, rationale, time_spent_ms,"
         " a_on_left, source, created_at, kind, gold"
@@ -389,5 +250,19 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
     else:
         rows = _PER_RATER_ROWS.format(test=_TEST, agreement_json=number) + _JUDGED
         figures, ties, kept = _FIGURES_PER_RATER, "true", _KEPT_PER_RATER
-    line = _line_sql(columns, layout, aggregated)
-    return "WITH " + votes.lstrip() + rows + _SELECT.format(line=line, figures=figures, ties=ties, kept=kept)
+    plan = line_plan(columns, layout, aggregated)
+    values = "".join(f"{value}, " for value in plan.comparison_sql + plan.side_sql)
+    sep = "E'\\x1f'"
+    row = ", ".join(
+        [
+            "x.winner",
+            sep,
+            "x.agreement_json",
+            sep,
+            "x.margin_json",
+            *(f"{sep}, {s}" for s in plan.segment_sql),
+        ]
+    )
+    nulls = "NULL, " * (len(plan.comparison_sql) + len(plan.side_sql))
+    select = _SELECT.format(values=values, row=row, nulls=nulls, figures=figures, ties=ties, kept=kept)
+    return "WITH " + votes.lstrip() + rows + select, plan
