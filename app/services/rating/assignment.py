@@ -69,6 +69,7 @@ from app.services.rating.common import (
     ROOM_FOR_RATER,
     active_leases,
     has_room,
+    known_no_lease,
     lock_comparison,
     max_overlap,
     require_rater,
@@ -261,9 +262,10 @@ def claim_next(
     """
     require_rater(session, project, rater_id)
     now = now or utcnow()
-    held = _held(session, project, rater_id, now)
-    if held is not None:
-        return held
+    if not known_no_lease(session, project.id, rater_id):
+        held = _held(session, project, rater_id, now)
+        if held is not None:
+            return held
     params = {
         "project_id": project.id,
         "overlap": project.overlap,

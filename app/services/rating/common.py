@@ -150,6 +150,23 @@ def has_room(session: Session, project: Project, comparison_id: int, now: dateti
     return int(taken) < project.overlap + int(extra)
 
 
+# The key of `session.info` under which a store notes that the rater holds no other lease.
+_NO_LEASE = "rating_no_lease"
+
+
+def note_no_lease(session: Session, project_id: int, rater_id: int) -> None:
+    """Note, for the claim that follows in this transaction, that the rater holds no lease here
+    (the store that closed theirs counted the others)."""
+    session.info[_NO_LEASE] = (project_id, rater_id, session.get_transaction())
+
+
+def known_no_lease(session: Session, project_id: int, rater_id: int) -> bool:
+    """Whether a store in this transaction noted that the rater holds no lease here; the note is
+    used once, and only in the transaction that made it."""
+    note = session.info.pop(_NO_LEASE, None)
+    return note is not None and note[:2] == (project_id, rater_id) and note[2] is session.get_transaction()
+
+
 def lock_comparison(session: Session, comparison_id: int) -> None:
     session.execute(
         select(Comparison.id).where(Comparison.id == comparison_id).with_for_update()

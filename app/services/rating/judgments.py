@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app.db import insert_ignoring_conflicts
+from app.db import insert_ignoring_conflicts, is_postgres
 from app.models import (
     Assignment,
     AssignmentStatus,
@@ -41,10 +41,13 @@ from app.services.rating.common import (
     NotAssigned,
     PairFilled,
     has_room,
+    known_no_lease,
     lock_comparison,
     max_overlap,
+    note_no_lease,
     require_rater,
 )
+from app.services.rating.store import STORE_ON_LEASE, judgment_values
 
 MAX_RATIONALE_CHARS = 10_000
 MAX_TIME_SPENT_MS = 60 * 60 * 1000
@@ -139,7 +142,11 @@ def submit_judgment(
     except InvalidJudgment as invalid:
         problem = invalid
     closed = None
-    if problem is None:
+    if problem is None and is_postgres(session):
+        stored = _store_on_lease(session, project, rater_id, data, flags, rationale, now)
+        if stored is not None:
+            return stored
+    elif problem is None:
         mine = {"lease_id": data.assignment_id, "lease_rater_id": rater_id, "lease_project_id": project.id}
         closed = session.execute(_CLOSE_LEASE, {**mine, "now": now}).one_or_none()
     if closed is not None:
@@ -206,6 +213,41 @@ def submit_judgment(
     return judgment, True
 
 
+def _store_on_lease(
+    session: Session,
+    project: Project,
+    rater_id: int,
+    data: JudgmentInput,
+    flags: list[str],
+    rationale: str,
+    now: datetime,
+) -> tuple[Judgment, bool] | None:
+    """PostgreSQL: the judgment on the rater's unexpired lease in one statement (`STORE_ON_LEASE`);
+    None when there is no such lease (nothing was written)."""
+    choice_a_left, strength = pick_to_choice(data.pick, a_on_left=True)
+    choice_b_left, _ = pick_to_choice(data.pick, a_on_left=False)
+    params = {
+        "lease": data.assignment_id, "rater": rater_id, "project": project.id, "now": now,
+        "choice_a_left": choice_a_left, "choice_b_left": choice_b_left, "picked_strength": strength,
+        "picked_both_bad": data.both_bad, "picked_flags": flags, "picked_rationale": rationale,
+    }  # fmt: skip
+    row = session.execute(STORE_ON_LEASE, params).one_or_none()
+    if row is None:
+        return None
+    values = judgment_values(row)
+    if values is None:  # a concurrent duplicate won the race: return its row
+        session.expire_all()
+        return _stored_judgment(session, row.closed_comparison_id, rater_id), False
+    judgment = Judgment(**values)
+    make_transient_to_detached(judgment)
+    session.add(judgment)
+    if row.other_leases == 0:
+        note_no_lease(session, project.id, rater_id)
+    if row.kind == ComparisonKind.regular:
+        _widen_if_split(session, project, row.closed_comparison_id, row.judgment_count, row.extra_raters)
+    return judgment, True
+
+
 _VOTES = (
     select(Judgment.choice, func.count())
     .where(Judgment.comparison_id == bindparam("comparison_id"), Judgment.source == JudgmentSource.human)
@@ -257,6 +299,7 @@ def undo_last(
     when there is nothing recent to undo.
     """
     require_rater(session, project, rater_id)
+    known_no_lease(session, project.id, rater_id)  # the lease re-opened below makes a note wrong
     now = now or utcnow()
     judgment = session.scalars(
         select(Judgment)
