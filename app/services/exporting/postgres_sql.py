@@ -146,11 +146,10 @@ _SELECT = (
 (SELECT CASE WHEN x.test THEN 'test' ELSE 'train' END, char_length(tx.a_text), char_length(tx.b_text),
        coalesce(tx.a_vid, 0), coalesce(tx.b_vid, 0), {values}x.lines
 FROM (
-  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test,
-         string_agg(concat({row}), E'\\x1e' ORDER BY x.jid) AS lines
+  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test, {lines} AS lines
   FROM decided x
   WHERE x.agreement_json::float8 >= %(x_min_agreement)s::float8
-  GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test
+  {group}
 ) x
 CROSS JOIN LATERAL (
   -- the comparison's texts, looked up by key in the comparisons' order (no sort of the wide rows)
@@ -218,16 +217,18 @@ CROSS JOIN (
   FROM judged
 ) ks
 CROSS JOIN (
-  SELECT count(*) AS n_judgments, array_agg(DISTINCT rater_id) AS raters,
-         (SELECT json_object_agg(source, n) FROM (SELECT source, count(*) AS n FROM kept_votes
+  SELECT coalesce(sum(n), 0)::bigint AS n_judgments, array_agg(DISTINCT rater_id) AS raters,
+         (SELECT json_object_agg(source, n) FROM (SELECT source, sum(n)::bigint AS n FROM kept_votes
                                                  GROUP BY source) s) AS sources
   FROM kept_votes
 ) kv
 """
 
 _KEPT_VOTES = """,
-kept_votes AS NOT MATERIALIZED (  -- the counted votes of the rows
-  SELECT c.rater_id, c.source FROM c JOIN judged ON judged.cid = c.cid WHERE c.counted AND judged.kept
+kept_votes AS (  -- the counted votes of the rows, counted by source and rater in one pass
+  SELECT c.rater_id, c.source, count(*) AS n
+  FROM c WHERE c.counted AND c.cid IN (SELECT cid FROM judged WHERE kept)
+  GROUP BY c.rater_id, c.source
 )"""
 
 
@@ -264,5 +265,12 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
         ]
     )
     nulls = "NULL, " * (len(plan.comparison_sql) + len(plan.side_sql))
-    select = _SELECT.format(values=values, row=row, nulls=nulls, figures=figures, ties=ties, kept=kept)
+    if aggregated:  # one line per comparison
+        lines, group = f"concat({row})", "ORDER BY x.cid"
+    else:
+        lines = f"string_agg(concat({row}), E'\\x1e' ORDER BY x.jid)"
+        group = "GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test"
+    select = _SELECT.format(
+        values=values, lines=lines, group=group, nulls=nulls, figures=figures, ties=ties, kept=kept
+    )
     return "WITH " + votes.lstrip() + rows + select, plan
