@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Insert, Select, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -50,11 +51,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
+    # No ping per checkout (one more round trip on every request): a connection that died (a
+    # server restart) fails its request's first statement, SQLAlchemy then discards every pooled
+    # connection opened before the failure, and the request is answered 503 "try again" (nothing
+    # was stored) or, on the rating path, retried once (app/web/rater_request.py).
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         # The app's queries are short index lookups; JIT compilation would cost more than it saves.
         connect_args={"options": "-c jit=off"},
@@ -153,6 +157,11 @@ def json_array_length(session: Session, column: Any) -> ColumnElement[int]:
     if is_postgres(session):
         return func.jsonb_array_length(column)
     return func.json_array_length(column)
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """Whether `error` is a lost database connection (SQLAlchemy has discarded it)."""
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 def ping(session: Session) -> None:

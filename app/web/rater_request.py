@@ -17,6 +17,9 @@ work, commits and renders. What it guarantees is what the dependencies guarantee
 * The form is validated after those checks, as FastAPI did it when they were dependencies (a
   stranger's malformed post is answered by the login redirect or 403, not by 422).
 * The transaction commits before the answer is sent, and rolls back when the work raises.
+* The pool does not ping connections (app/db.py): when the first statement finds its connection
+  dead, nothing has been done yet and it runs again once on a fresh connection, so a database
+  restart costs the rater no error.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.db import is_disconnect
 from app.models import Project, ProjectMember, RaterGroupMember, Role, User
 from app.models.user import WebSession
 from app.services import membership
@@ -98,7 +103,15 @@ Work = Callable[[Session, User, Project], Response]
 def _run(request: Request, slug: str, work: Work) -> Response:
     with request.app.state.sessionmaker() as session:
         try:
-            user, project = _open(request, session, slug)
+            try:
+                user, project = _open(request, session, slug)
+            except DBAPIError as error:
+                if not is_disconnect(error):
+                    raise
+                # A pooled connection that died (a server restart; the pool pings none): nothing
+                # was done yet, so the request starts again on a fresh one.
+                session.rollback()
+                user, project = _open(request, session, slug)
             response = work(session, user, project)
             session.commit()
         except BaseException:
