@@ -17,15 +17,16 @@ from tests.utils.factories import make_pair, make_project, make_user
 from tests.utils.web import assignment_id, csrf_from, htmx_post, login
 
 # The session with its user and the project with the rater's member rows, the rater's leases,
-# the candidate pair (locked), the recount with the lease's insert, the pair's texts, the progress.
-GET_CLAIMING = 6
-# The same without the claim: the session with the project, the lease, the texts, the progress.
-GET_HOLDING = 4
+# the candidate pair (locked), the recount with the lease's insert, the pair's texts with the
+# rater's progress.
+GET_CLAIMING = 5
+# The same without the claim: the session with the project, the lease, the texts with the progress.
+GET_HOLDING = 3
 # The session with the project; on PostgreSQL the lease closed, the judgment inserted and the
 # pair's count raised in one statement, which also tells that the rater holds no other lease, so
-# the next pair's claim skips reading them (candidate, insert, texts, progress); on SQLite the
+# the next pair's claim skips reading them (candidate, insert, texts with progress); on SQLite the
 # three as separate statements, then the next pair as a claiming GET takes it.
-POST_JUDGMENT = {"postgresql": 6, "sqlite": 9}
+POST_JUDGMENT = {"postgresql": 5, "sqlite": 8}
 
 
 @contextmanager

@@ -49,6 +49,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    true,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -380,3 +381,48 @@ def progress(session: Session, *, project: Project, rater_id: int, now: datetime
     }
     done_today, done_total, remaining = session.execute(_PROGRESS, {**params, "midnight": midnight}).one()
     return Progress(done_today=done_today, done_total=done_total, remaining=remaining)
+
+
+# The pair's texts and the rater's progress in one statement (the workbench shows both).
+_PAIR_AND_PROGRESS = (
+    select(
+        Prompt.messages,
+        _comp_a.text,
+        _comp_b.text,
+        _DONE_COUNTS.c.today,
+        _DONE_COUNTS.c.total,
+        _REMAINING.scalar_subquery(),
+    )
+    .select_from(Comparison)
+    .join(Prompt, Prompt.id == Comparison.prompt_id)
+    .join(_comp_a, _comp_a.id == Comparison.completion_a_id)
+    .join(_comp_b, _comp_b.id == Comparison.completion_b_id)
+    .join(_DONE_COUNTS, true())
+    .where(Comparison.id == bindparam("comparison_id"))
+)
+
+
+def pair_with_progress(
+    session: Session, assignment: Assignment, *, project: Project, rater_id: int, now: datetime | None = None
+) -> tuple[PairView, Progress]:
+    """`pair_view` and `progress` in one round trip."""
+    now = now or utcnow()
+    params = {
+        "comparison_id": assignment.comparison_id,
+        "project_id": project.id,
+        "rater_id": rater_id,
+        "overlap": project.overlap,
+        "max_overlap": max_overlap(project),
+        "midnight": now.replace(hour=0, minute=0, second=0, microsecond=0),
+    }
+    messages, text_a, text_b, today, total, remaining = session.execute(_PAIR_AND_PROGRESS, params).one()
+    left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
+    view = PairView(
+        assignment_id=assignment.id,
+        comparison_id=assignment.comparison_id,
+        messages=messages,
+        left_text=left,
+        right_text=right,
+        lease_expires_at=assignment.lease_expires_at,
+    )
+    return view, Progress(done_today=today, done_total=total, remaining=remaining)

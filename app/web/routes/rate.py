@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.models import Project, User
 from app.services import membership, rating
 from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingError
+from app.services.rating.assignment import pair_with_progress
 from app.services.rating.tasks import Task, has_work, mix_for, next_task, rater_mix
 from app.task_kinds import TASK_KINDS, TaskKind, TaskSpec
 from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
@@ -63,7 +64,12 @@ def _workbench(
         except rating.NotAMember:
             raise _not_found() from None
     spec = task.spec if task is not None else _idle_spec(mix)
-    view = spec.view(session, task.lease) if task is not None else None
+    view: Any
+    if task is not None and spec.kind == TaskKind.compare:  # the common case: one statement
+        view, progress = pair_with_progress(session, task.lease, project=project, rater_id=rater_id)
+    else:
+        view = spec.view(session, task.lease) if task is not None else None
+        progress = spec.progress(session, project=project, rater_id=rater_id)
     picks = SCALE_PICKS[project.scale]
     context = {
         "project": project,
@@ -72,7 +78,7 @@ def _workbench(
         "keys": spec.keys,
         "view": view,
         "pair": view if spec.kind == TaskKind.compare else None,
-        "progress": spec.progress(session, project=project, rater_id=rater_id),
+        "progress": progress,
         "picks": [(key, pick, PICK_LABELS[pick]) for key, pick in enumerate(picks, start=1)],
         "flags": list(
             zip(REVIEW_FLAG_KEYS if spec.kind == TaskKind.review else FLAG_KEYS, project.flags, strict=False)
