@@ -83,7 +83,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import URL, make_url
 
 from app.auth import hash_password
-from app.db import normalize_url
+from app.db import make_engine, normalize_url
 from app.models import Comparison, Completion, Project, Prompt, Ranking, Role, User
 from app.services.content import messages_hash, text_hash
 
@@ -605,7 +605,10 @@ class Server:
         raise RuntimeError("the server did not answer /healthz in time")
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn worker processes (multiprocessing spawn children of the supervisor)."""
+        """The uvicorn worker processes (multiprocessing spawn children of the supervisor); with
+        one worker, uvicorn serves in the launched process itself."""
+        if self.workers == 1:
+            return [self.proc.pid] if self.proc.poll() is None else []
         pids = []
         try:
             children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -1354,7 +1357,7 @@ def count_queries(url: URL, secret_key: str, single_user: int) -> tuple[list[Sta
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(dbapi_conn, record, proxy):  # type: ignore[no-untyped-def]
-        counters["checkouts"] += 1  # each checkout also pings (pool_pre_ping): one round trip
+        counters["checkouts"] += 1  # with pool_pre_ping each checkout also pings: one round trip
 
     results = []
     # https: the production session cookie is Secure.
@@ -1703,11 +1706,13 @@ def report_single_user(single: SingleUser) -> None:
 
 def report_statements(results: list[Statements], show: int) -> None:
     console.print("\n[bold]SQL statements per request[/bold] (in-process TestClient, one rater):")
+    probe = make_engine("postgresql://localhost/x")  # the app's pool settings; connects to nothing
+    ping = " (pre-ping: +1 round trip each)" if probe.pool._pre_ping else " (no pre-ping)"
     for r in results:
         db_ms = 1000 * sum(s for _, s in r.statements)
         console.print(
             f"  {r.label}: [bold]{len(r.statements)} statements[/bold] + {r.commits} commit, "
-            f"{r.checkouts} pool checkout (pre-ping: +1 round trip each); HTTP {r.status}, "
+            f"{r.checkouts} pool checkout{ping}; HTTP {r.status}, "
             f"{1000 * r.seconds:.1f} ms in all, {db_ms:.1f} ms in statements"
         )
         if show:
