@@ -19,7 +19,7 @@ from app.services.exporting.postgres import split_threshold
 from tests.utils.factories import make_comparison, make_model_version, make_project, make_user
 
 TEXTS = [
-    "plain answer",
+    "plain answer, 100% %s sure",
     'quotes " and \\ backslash, tab\there, newline\nthere, \x01 control, \x7f del',
     "unicode: é, 中文, emoji 🙂, \u2028 line separator",
     "",
@@ -196,3 +196,43 @@ def test_split_threshold_is_where_the_python_split_turns(fraction: float) -> Non
         return
     assert threshold / 2**64 >= fraction
     assert (threshold - 1) / 2**64 < fraction
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"aggregation": "per_rater"},
+        {"layout": "implicit", "aggregation": "per_rater"},
+        {"layout": "text", "aggregation": "per_rater", "test_fraction": 0.5},
+        {"layout": "hh"},
+        {"metadata": False},
+    ],
+)
+def test_postgres_parquet_is_the_python_table(
+    pg_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, object],
+) -> None:
+    """Parquet from the statement's lines: the same schema, row groups and table as the Python
+    row path, with batches and row groups that split a comparison's lines."""
+    import pyarrow.parquet as pq
+
+    from app.services.exporting import postgres, prepare, writers
+
+    monkeypatch.setattr(prepare, "WRITE_BATCH", 7)
+    monkeypatch.setattr(postgres, "WRITE_BATCH", 7)
+    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP", 10)
+    with pg_factory() as session:
+        seed(session)
+    spec = ComparisonExport(format="parquet", **options)  # type: ignore[arg-type]
+    for fast in (False, True):
+        with pg_factory() as session:
+            project = session.scalars(select(Project).where(Project.slug == "fast")).one()
+            exporting.write_file(_prepare(session, project, spec, fast=fast), tmp_path / f"{fast}.parquet")
+    python, sql = pq.ParquetFile(tmp_path / "False.parquet"), pq.ParquetFile(tmp_path / "True.parquet")
+    assert sql.schema_arrow == python.schema_arrow
+    assert sql.metadata.num_row_groups == python.metadata.num_row_groups >= 2
+    for group in range(python.metadata.num_row_groups):
+        assert sql.read_row_group(group).equals(python.read_row_group(group)), (options, group)
+    assert (tmp_path / "True.parquet").read_bytes() == (tmp_path / "False.parquet").read_bytes()

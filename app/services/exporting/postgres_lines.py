@@ -210,39 +210,46 @@ def line_plan(columns: list[Column], layout: str, aggregated: bool) -> LinePlan:
         segments[-1] += ["'" + key.replace("'", "''") + "'", _row_sql(column.name, aggregated)]
     pieces.append(("key", "}\n", 0, 0))
     # concat() builds each segment in one buffer; `||` would copy it once per piece
-    return LinePlan(comparison_sql, side_sql, [f"concat({', '.join(s)})" for s in segments], pieces)
+    segment_sql = [f"concat({', '.join(s)})" for s in segments]
+    return LinePlan(comparison_sql, side_sql, segment_sql, pieces)
+
+
+class _Template:
+    """``text % values``, the values taken from a comparison's fields by index."""
+
+    def __init__(self, parts: list[bytes | int]) -> None:
+        self.text = b"".join(p.replace(b"%", b"%%") if isinstance(p, bytes) else b"%b" for p in parts)
+        self.indices = [p for p in parts if isinstance(p, int)]
+
+    def __call__(self, fields: list[bytes]) -> bytes:
+        return self.text % tuple(map(fields.__getitem__, self.indices))
 
 
 class Lines:
     """The lines of one comparison's row of the statement (see `postgres_sql.statement`)."""
 
     def __init__(self, plan: LinePlan) -> None:
-        self.pieces = [(kind, key.encode(), index, which) for kind, key, index, which in plan.pieces]
-        self.n_comparison = len(plan.comparison_sql)
-        self.n_side = len(plan.side_sql)
-
-    def templates(self, fields: list[bytes]) -> dict[bytes, tuple[list[bytes], list[int]]]:
-        """For a winner (b"A" or b"B"): the line's fixed parts, joined where adjacent, and the
-        positions in that list of the row segments (in order), from one comparison's fields."""
-        comparison = fields[: self.n_comparison]
-        sides = fields[self.n_comparison : self.n_comparison + self.n_side]
-        out = {}
-        for winner, flip in ((b"A", 0), (b"B", 1)):
-            parts: list[bytes] = []
-            slots: list[int] = []
-            fixed: list[bytes] = []
-            for kind, key, index, which in self.pieces:
+        n = len(plan.comparison_sql)
+        # For A winning, then for B: the templates of the line's runs between its row segments.
+        self._runs: list[list[_Template]] = []
+        for flip in (0, 1):
+            runs: list[list[bytes | int]] = [[]]
+            for kind, key, index, which in plan.pieces:
                 if kind == "key":
-                    fixed.append(key)
+                    runs[-1].append(key.encode())
                 elif kind == "comparison":
-                    fixed.append(comparison[index])
+                    runs[-1].append(index)
                 elif kind == "side":
-                    fixed.append(sides[2 * index + (which ^ flip)])
+                    runs[-1].append(n + 2 * index + (which ^ flip))
                 else:
-                    parts.append(b"".join(fixed))
-                    fixed = []
-                    slots.append(len(parts))
-                    parts.append(b"")
-            parts.append(b"".join(fixed))
-            out[winner] = (parts, slots)
-        return out
+                    runs.append([])
+            self._runs.append([_Template(run) for run in runs])
+        self.slots = list(range(1, 2 * len(plan.segment_sql), 2))  # the row segments' places
+
+    def parts(self, fields: list[bytes], b_wins: bool) -> list[bytes]:
+        """A line of this comparison (``fields``) when its winner is B (or A): its fixed parts,
+        with empty places for the row segments at `slots`."""
+        out = []
+        for run in self._runs[b_wins]:
+            out += [run(fields), b""]
+        return out[:-1]
