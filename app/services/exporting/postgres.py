@@ -165,7 +165,6 @@ class SqlExport:
         raw = self._raw()
         statement = self._statement()
         joiner = Lines(self.plan)
-        slots = joiner.slots
         row_sep, line_sep = ROW_SEP.encode(), LINE_SEP.encode()
         with raw.cursor() as cursor:
             cursor.execute("SET LOCAL extra_float_digits = 1")  # floats' shortest text, as Python's repr
@@ -187,15 +186,13 @@ class SqlExport:
                     name = "test" if fields[0] == b"test" else "train"
                     a_chars, b_chars, a_version, b_version = (int(f) for f in fields[1:5])
                     values = fields[5:-1]
-                    templates: dict[bytes, list[bytes]] = {}  # by winner, made when first needed
+                    templates: dict[bytes, bytes] = {}  # by winner, made when first needed
                     for found in fields[-1][:-1].split(line_sep):
                         winner, agreement, margin, *segments = found.split(row_sep)
-                        parts = templates.get(winner)
-                        if parts is None:
-                            parts = templates[winner] = joiner.parts(values, winner == b"B")
-                        for slot, segment in zip(slots, segments, strict=True):
-                            parts[slot] = segment
-                        batch.append((name, b"".join(parts)))
+                        template = templates.get(winner)
+                        if template is None:
+                            template = templates[winner] = joiner.template(values, winner == b"B")
+                        batch.append((name, template % tuple(segments)))
                         a_wins = winner == b"A"
                         stats.splits.append(name)
                         stats.agreements.append(float(agreement))

@@ -244,12 +244,8 @@ class Lines:
                 else:
                     runs.append([])
             self._runs.append([_Template(run) for run in runs])
-        self.slots = list(range(1, 2 * len(plan.segment_sql), 2))  # the row segments' places
 
-    def parts(self, fields: list[bytes], b_wins: bool) -> list[bytes]:
-        """A line of this comparison (``fields``) when its winner is B (or A): its fixed parts,
-        with empty places for the row segments at `slots`."""
-        out = []
-        for run in self._runs[b_wins]:
-            out += [run(fields), b""]
-        return out[:-1]
+    def template(self, fields: list[bytes], b_wins: bool) -> bytes:
+        """The lines of this comparison (``fields``) whose winner is B (or A): ``template %
+        row_segments`` is the line."""
+        return b"%b".join([run(fields).replace(b"%", b"%%") for run in self._runs[b_wins]])
