@@ -221,16 +221,25 @@ def _pairs_of(votes: str, w: str) -> str:
 # --- PostgreSQL: one statement-level trigger per operation, with transition tables -------------
 
 _PG_FUNCTION = """
-CREATE FUNCTION rlhf_tally_judgments(added judgments[], removed judgments[]) RETURNS void
-LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION {name}(added judgments[], removed judgments[]) RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = {plans} AS $fn$
 BEGIN
 {statements}
 END
 $fn$
 """
+# A statement that writes a few judgments (the rating routes: one) runs the tally statements
+# with plans made once per connection: planning them anew for each judgment would cost several
+# times what running them does. One that writes many (imports, AI judges) has them planned for
+# its size, as generic plans that assume a few rows would be slow there.
+_PG_FEW_ROWS = 64
+_PG_FUNCTIONS = {
+    "rlhf_tally_judgments": "force_generic_plan",
+    "rlhf_tally_judgments_bulk": "force_custom_plan",
+}
 
 
-def _pg_function() -> str:
+def _pg_functions() -> list[str]:
     votes = (
         _vote_rows("u", "1", True)
         + " FROM unnest(added) AS u UNION ALL "
@@ -251,7 +260,10 @@ def _pg_function() -> str:
     )
     pair_rows = f"{_pairs_of(after, '1')} UNION ALL {_pairs_of(before, '-1')}"
     statements = _tally_statements(votes, pair_rows, postgres=True)
-    return _PG_FUNCTION.format(statements="\n".join(f"  {s};" for s in statements))
+    body = "\n".join(f"  {s};" for s in statements)
+    return [
+        _PG_FUNCTION.format(name=name, plans=plans, statements=body) for name, plans in _PG_FUNCTIONS.items()
+    ]
 
 
 _PG_TRIGGERS = {
@@ -266,12 +278,17 @@ _PG_TRIGGERS = {
 
 
 def _pg_create() -> None:
-    op.execute(_pg_function())
+    for function in _pg_functions():
+        op.execute(function)
     for operation, (referencing, added, removed) in _PG_TRIGGERS.items():
         name = f"judgments_tally_{operation.lower()}"
         op.execute(
-            f"CREATE FUNCTION rlhf_{name}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
-            f"PERFORM rlhf_tally_judgments({added}, {removed}); RETURN NULL; END $fn$"
+            f"CREATE FUNCTION rlhf_{name}() RETURNS trigger LANGUAGE plpgsql AS $fn$ "
+            f"DECLARE added judgments[] := {added}; removed judgments[] := {removed}; BEGIN "
+            f"IF cardinality(added) + cardinality(removed) <= {_PG_FEW_ROWS} THEN "
+            "PERFORM rlhf_tally_judgments(added, removed); "
+            "ELSE PERFORM rlhf_tally_judgments_bulk(added, removed); END IF; "
+            "RETURN NULL; END $fn$"
         )
         op.execute(
             f"CREATE TRIGGER {name} AFTER {operation} ON judgments REFERENCING {referencing} "
@@ -284,7 +301,8 @@ def _pg_drop() -> None:
         name = f"judgments_tally_{operation.lower()}"
         op.execute(f"DROP TRIGGER IF EXISTS {name} ON judgments")
         op.execute(f"DROP FUNCTION IF EXISTS rlhf_{name}()")
-    op.execute("DROP FUNCTION IF EXISTS rlhf_tally_judgments(judgments[], judgments[])")
+    for function in _PG_FUNCTIONS:
+        op.execute(f"DROP FUNCTION IF EXISTS {function}(judgments[], judgments[])")
 
 
 # --- SQLite: row-level triggers (SQLite runs them as each row is written) ------------------------

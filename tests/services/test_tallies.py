@@ -252,6 +252,27 @@ def test_tallies_follow_every_write(session: Session, world: dict[str, Any]) -> 
     session.commit()
 
 
+def test_statements_writing_many_judgments_are_tallied(session: Session, world: dict[str, Any]) -> None:
+    """More judgments in one statement than the few a rater writes (PostgreSQL plans those
+    statements for their size): inserted, edited and deleted at once."""
+    rng = random.Random(11)
+    project = world["project"]
+    more = [make_pair(session, project, f"bulk{i}", "x" * i, "y" * (2 * i)) for i in range(1, 13)]
+    rows = [_row(c, r, rng) for c in world["pairs"][:8] + more for r in world["raters"]]
+    assert len(rows) > 100
+    session.execute(insert(Judgment), rows)
+    assert_tallies(session)
+    session.execute(
+        update(Judgment).where(Judgment.project_id == project.id).values(choice="tie", strength=0)
+    )
+    assert_tallies(session)
+    session.execute(
+        delete(Judgment).where(Judgment.project_id == project.id, Judgment.rater_id != world["raters"][0].id)
+    )
+    assert_tallies(session)
+    session.commit()
+
+
 def test_a_rolled_back_write_leaves_no_tally(session: Session, world: dict[str, Any]) -> None:
     rng = random.Random(3)
     session.execute(insert(Judgment), [_row(world["pairs"][0], r, rng) for r in world["raters"][:3]])
