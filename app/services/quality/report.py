@@ -111,6 +111,7 @@ def _signed_histograms(session: Session, project_id: int) -> list[tuple[Histogra
         select(*columns, func.count())
         .where(t.project_id == project_id, t.source == JudgmentSource.human.value, t.votes >= 2)
         .group_by(*columns)
+        .order_by(*columns)  # a fixed order: alpha's float sums come out the same every time
     )
     result: list[tuple[Histogram, int]] = []
     for row in session.execute(query):
