@@ -91,7 +91,7 @@ def _comparison_sql(name: str, layout: str) -> str:
         "prompt_id": "x.prompt_id::text",
         "kind": _word("x.kind"),
         "gold_choice": _word("coalesce(x.gold, '')"),
-        "split": "CASE WHEN x.test THEN '\"test\"' ELSE '\"train\"' END",
+        "split": "CASE WHEN tx.test THEN '\"test\"' ELSE '\"train\"' END",
     }[name]
 
 

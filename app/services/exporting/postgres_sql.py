@@ -73,13 +73,13 @@ _AGGREGATES = """,
 _PER_RATER_ROWS = """,
 tt AS MATERIALIZED (
   SELECT t.cid, t.prompt_id, t.kind, t.gold, t.n, t.na::float8 / t.n::float8 AS agreement_a,
-         t.nb::float8 / t.n::float8 AS agreement_b, {test} AS test
-  FROM t JOIN prompts pp ON pp.id = t.prompt_id WHERE t.n > 0
+         t.nb::float8 / t.n::float8 AS agreement_b
+  FROM t WHERE t.n > 0
 ),
 d AS (
   SELECT c.jid, c.cid, tt.prompt_id, tt.kind, tt.gold, c.choice AS winner, tt.n, c.strength, c.both_bad,
          c.flags, c.rationale, c.time_spent_ms, c.a_on_left, c.source, c.created_at, c.rater_id,
-         c.rater_name, c.strength::text || '.0' AS margin_json, tt.test,
+         c.rater_name, c.strength::text || '.0' AS margin_json,
          CASE WHEN c.choice = 'A' THEN tt.agreement_a ELSE tt.agreement_b END AS agreement_x
   FROM c JOIN tt ON tt.cid = c.cid
   WHERE c.counted AND c.choice <> 'tie'
@@ -115,8 +115,8 @@ fa AS MATERIALIZED (  -- the JSON text of each distinct agreement and margin, co
 ),
 fm AS MATERIALIZED (SELECT x, {margin_json} AS json FROM (SELECT DISTINCT margin_x AS x FROM d) s),
 decided AS (
-  SELECT d.*, fa.json AS agreement_json, fm.json AS margin_json, {test} AS test
-  FROM d JOIN fa ON fa.x = d.agreement_x JOIN fm ON fm.x = d.margin_x JOIN prompts pp ON pp.id = d.prompt_id
+  SELECT d.*, fa.json AS agreement_json, fm.json AS margin_json
+  FROM d JOIN fa ON fa.x = d.agreement_x JOIN fm ON fm.x = d.margin_x
 )"""
 
 # `split_of` in SQL: test when the first 8 bytes of sha256("<seed>:<prompt hash>"), unsigned, are
@@ -143,17 +143,19 @@ _SIDE = """
 # One row per comparison: its lines' row segments in one field, in line order (see postgres_lines).
 _SELECT = (
     """
-(SELECT CASE WHEN x.test THEN 'test' ELSE 'train' END, char_length(tx.a_text), char_length(tx.b_text),
+(SELECT CASE WHEN tx.test THEN 'test' ELSE 'train' END, char_length(tx.a_text), char_length(tx.b_text),
        coalesce(tx.a_vid, 0), coalesce(tx.b_vid, 0), {values}x.lines
 FROM (
-  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test, {lines} AS lines
+  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, {lines} AS lines
   FROM decided x
   WHERE x.agreement_json::float8 >= %(x_min_agreement)s::float8
   {group}
 ) x
 CROSS JOIN LATERAL (
   -- the comparison's texts, looked up by key in the comparisons' order (no sort of the wide rows)
-  SELECT p.messages,"""
+  SELECT p.messages, """
+    + _TEST.replace("pp.", "p.")
+    + " AS test,"
     + _SIDE.format(side="a")
     + ","
     + _SIDE.format(side="b")
@@ -245,11 +247,11 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
     )
     number = _f6(_round6("s.x"))
     if aggregated:
-        rows = _AGGREGATED_ROWS.format(agreement_json=number, margin_json=number, test=_TEST)
+        rows = _AGGREGATED_ROWS.format(agreement_json=number, margin_json=number)
         rows += _JUDGED + _KEPT_VOTES
         figures, ties, kept = _FIGURES_AGGREGATED, "%(x_ignore_ties)s", _KEPT_AGGREGATED
     else:
-        rows = _PER_RATER_ROWS.format(test=_TEST, agreement_json=number) + _JUDGED
+        rows = _PER_RATER_ROWS.format(agreement_json=number) + _JUDGED
         figures, ties, kept = _FIGURES_PER_RATER, "true", _KEPT_PER_RATER
     plan = line_plan(columns, layout, aggregated)
     values = "".join(f"{value}, " for value in plan.comparison_sql + plan.side_sql)
@@ -269,7 +271,7 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
         lines, group = f"concat({row})", "ORDER BY x.cid"
     else:
         lines = f"string_agg(concat({row}), E'\\x1e' ORDER BY x.jid)"
-        group = "GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold, x.test"
+        group = "GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold"
     select = _SELECT.format(
         values=values, lines=lines, group=group, nulls=nulls, figures=figures, ties=ties, kept=kept
     )
