@@ -42,7 +42,10 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+    """An engine for `url`. `pre_ping`: each PostgreSQL checkout first checks its connection (one
+    round trip); without it, a connection that died (a server restart) fails its first
+    statement, and SQLAlchemy then drops every pooled connection opened before the failure."""
     url = normalize_url(url)
     if is_sqlite(url):
         database = make_url(url).database
@@ -51,14 +54,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
-    # No ping per checkout (one more round trip on every request): a connection that died (a
-    # server restart) fails its request's first statement, SQLAlchemy then discards every pooled
-    # connection opened before the failure, and the request is answered 503 "try again" (nothing
-    # was stored) or, on the rating path, retried once (app/web/rater_request.py).
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         # The app's queries are short index lookups; JIT compilation would cost more than it saves.
         connect_args={"options": "-c jit=off"},

@@ -83,7 +83,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import URL, make_url
 
 from app.auth import hash_password
-from app.db import make_engine, normalize_url
+from app.db import normalize_url
 from app.models import Comparison, Completion, Project, Prompt, Ranking, Role, User
 from app.services.content import messages_hash, text_hash
 
@@ -1317,6 +1317,7 @@ class Statements:
     statements: list[tuple[str, float]]
     checkouts: int
     commits: int
+    pinged: bool = False  # the app's pool pings each checkout (pool_pre_ping)
 
 
 @dataclass
@@ -1385,6 +1386,7 @@ def count_queries(url: URL, secret_key: str, single_user: int) -> tuple[list[Sta
                     statements=list(log),
                     checkouts=counters["checkouts"],
                     commits=counters["commits"],
+                    pinged=bool(engine.pool._pre_ping),
                 )
             )
             return response
@@ -1706,9 +1708,8 @@ def report_single_user(single: SingleUser) -> None:
 
 def report_statements(results: list[Statements], show: int) -> None:
     console.print("\n[bold]SQL statements per request[/bold] (in-process TestClient, one rater):")
-    probe = make_engine("postgresql://localhost/x")  # the app's pool settings; connects to nothing
-    ping = " (pre-ping: +1 round trip each)" if probe.pool._pre_ping else " (no pre-ping)"
     for r in results:
+        ping = " (pre-ping: +1 round trip each)" if r.pinged else " (no pre-ping)"
         db_ms = 1000 * sum(s for _, s in r.statements)
         console.print(
             f"  {r.label}: [bold]{len(r.statements)} statements[/bold] + {r.commits} commit, "

@@ -152,7 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    # No ping per checkout (one more round trip on every request): a request whose connection
+    # died (a database restart) is answered 503 "try again" with nothing stored, and the pool
+    # drops the other stale connections; the rating path retries it once instead
+    # (app/web/rater_request.py).
+    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pre_ping=False)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.readonly_sessionmaker = make_sessionmaker(app.state.engine, read_only=True)
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit, user_limit=settings.login_user_limit)

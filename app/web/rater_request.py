@@ -17,7 +17,7 @@ work, commits and renders. What it guarantees is what the dependencies guarantee
 * The form is validated after those checks, as FastAPI did it when they were dependencies (a
   stranger's malformed post is answered by the login redirect or 403, not by 422).
 * The transaction commits before the answer is sent, and rolls back when the work raises.
-* The pool does not ping connections (app/db.py): when the first statement finds its connection
+* The web app's pool does not ping connections (app/web/app.py): when the first statement finds its connection
   dead, nothing has been done yet and it runs again once on a fresh connection, so a database
   restart costs the rater no error.
 """
