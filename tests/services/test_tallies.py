@@ -314,3 +314,68 @@ def test_concurrent_votes_on_one_pair_are_counted_once(
     session.expire_all()
     assert_tallies(session)
     assert sum(p for p, _ in stored(session)["pairs"].values()) == len(pairs) * 15  # 6 raters: 15 pairs each
+
+
+def test_check_finds_drift_and_rebuild_repairs_it(session: Session, world: dict[str, Any]) -> None:
+    """Judgments written with the triggers off (here: tallies edited behind their back, a row
+    removed, one invented) are found by the recount and put right by a rebuild."""
+    from app.services import tallies
+
+    rng = random.Random(5)
+    session.execute(
+        insert(Judgment), [_row(c, r, rng) for c in world["pairs"][:4] for r in world["raters"][:3]]
+    )
+    assert all(item.ok for item in tallies.check(session))
+    session.execute(update(RaterTally).where(RaterTally.rater_id == world["raters"][0].id).values(ties=99))
+    session.execute(delete(RaterPairTally).where(RaterPairTally.rater_id == world["raters"][2].id))
+    session.add(
+        RaterFlagTally(
+            project_id=world["project"].id,
+            rater_id=world["raters"][1].id,
+            source="human",
+            flag="x",
+            judgments=3,
+        )
+    )
+    wrong = {item.table: item.wrong for item in tallies.check(session)}
+    assert (
+        wrong["rater_tallies"] >= 1 and wrong["rater_pair_tallies"] >= 1 and wrong["rater_flag_tallies"] == 1
+    )
+    assert wrong["comparison_tallies"] == 0 and wrong["rater_hours"] == 0
+    written = tallies.rebuild(session)
+    assert written["rater_tallies"] == 3
+    assert all(item.ok for item in tallies.check(session))
+    assert_tallies(session)
+    session.commit()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_rlhf_db_tallies_checks_and_repairs(db_url: str, session: Session, world: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    from tests.utils.processes import ROOT, service_env
+
+    rng = random.Random(9)
+    session.execute(
+        insert(Judgment), [_row(c, r, rng) for c in world["pairs"][:3] for r in world["raters"][:3]]
+    )
+    session.commit()
+    env = service_env(DATABASE_URL=db_url, ENVIRONMENT="development")
+
+    def rlhf(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "from app.cli import main; main()", "db", "tallies", *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    good = rlhf()
+    assert good.returncode == 0, good.stderr
+    assert "Every tally matches" in good.stdout
+    session.execute(update(ComparisonTally).values(votes=ComparisonTally.votes + 1))
+    session.commit()
+    drifted = rlhf()
+    assert drifted.returncode == 1
+    assert "rlhf db tallies --repair" in drifted.stderr
+    repaired = rlhf("--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "comparison_tallies: 3 rows rebuilt" in repaired.stdout
+    assert rlhf().returncode == 0
