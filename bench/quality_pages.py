@@ -9,7 +9,9 @@
 2. times, over ``--repeat`` rounds, each service call behind the pages (the project report, the
    rater table, the disputed pairs in both scopes, the label length bias) and then each page
    as an admin sees it (``create_app`` + ``TestClient``: routing, SQL, charts and templates);
-3. drops the database (unless ``--keep``).
+3. checks the tallies the pages read (kept by the database while the seed wrote the judgments)
+   against a recount of the judgments, and exits 1 when one differs;
+4. drops the database (unless ``--keep``).
 
 Prints the seeded counts, then per call and per page: min, median and max in ms.
 """
@@ -300,6 +302,28 @@ def time_pages(url: str, repeat: int) -> list[tuple[str, list[float]]]:
     return results
 
 
+def check_tallies(url: str) -> bool:
+    """The tallies the pages read, kept by the database's triggers while the seed inserted the
+    judgments, against a recount of the judgments (`rlhf db tallies`)."""
+    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.services import tallies
+
+    engine = make_engine(url, pool_size=1)
+    started = time.perf_counter()
+    with session_scope(make_sessionmaker(engine, read_only=True)) as session:
+        checks = tallies.check(session)
+    engine.dispose()
+    wrong = [f"{c.table} ({c.wrong:,} of {c.rows:,} rows)" for c in checks if not c.ok]
+    if wrong:
+        console.print(f"[red]error: tallies differ from a recount of the judgments: {', '.join(wrong)}[/red]")
+        return False
+    rows = sum(c.rows for c in checks)
+    console.print(
+        f"Tallies = a recount of the judgments ({rows:,} rows, {time.perf_counter() - started:.1f} s)."
+    )
+    return True
+
+
 def _table(title: str, rows: list[tuple[str, list[float]]]) -> Table:
     table = Table("call", "min ms", "median ms", "max ms", title=title)
     for name, times in rows:
@@ -330,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(_table("Service calls", services))
         pages = time_pages(url_text, args.repeat)
         console.print(_table("Pages (admin, in-process, rendering included)", pages))
+        if not check_tallies(url_text):
+            return 1
     finally:
         if args.keep:
             console.print(f"Kept the database {url.database!r}.")
