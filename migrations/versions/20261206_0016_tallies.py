@@ -285,6 +285,9 @@ def _pg_create() -> None:
         op.execute(
             f"CREATE FUNCTION rlhf_{name}() RETURNS trigger LANGUAGE plpgsql AS $fn$ "
             f"DECLARE added judgments[] := {added}; removed judgments[] := {removed}; BEGIN "
+            # A deleted project takes its tallies with it: its judgments need no tallying.
+            "IF NOT EXISTS (SELECT 1 FROM projects p WHERE p.id IN (SELECT project_id FROM unnest(added) "
+            "UNION SELECT project_id FROM unnest(removed))) THEN RETURN NULL; END IF; "
             f"IF cardinality(added) + cardinality(removed) <= {_PG_FEW_ROWS} THEN "
             "PERFORM rlhf_tally_judgments(added, removed); "
             "ELSE PERFORM rlhf_tally_judgments_bulk(added, removed); END IF; "
@@ -334,9 +337,13 @@ def _sqlite_create() -> None:
             votes, pairs = _sqlite_row(r, w)
             body += _tally_statements(votes, pairs, postgres=False)
         statements = "\n".join(f"  {s};" for s in body)
+        # A deleted project takes its tallies with it: its judgments need no tallying.
+        when = (
+            "WHEN EXISTS (SELECT 1 FROM projects WHERE id = OLD.project_id) " if operation == "DELETE" else ""
+        )
         op.execute(
             f"CREATE TRIGGER judgments_tally_{operation.lower()} AFTER {operation} ON judgments "
-            f"FOR EACH ROW BEGIN\n{statements}\nEND"
+            f"FOR EACH ROW {when}BEGIN\n{statements}\nEND"
         )
 
 
