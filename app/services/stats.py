@@ -8,7 +8,7 @@ from sqlalchemy import case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from app.db import grouped_median
-from app.models import Comparison, Demonstration, Judgment, JudgmentSource, Project, Prompt, User
+from app.models import Comparison, Demonstration, Judgment, JudgmentSource, Project, Prompt, RaterTally, User
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ def project_counts(session: Session, projects: list[Project] | None = None) -> l
         )
     }
     judgments = per_project(
-        select(Judgment.project_id, func.count())
-        .where(Judgment.project_id.in_(ids))
-        .group_by(Judgment.project_id)
+        select(RaterTally.project_id, func.sum(RaterTally.judgments))
+        .where(RaterTally.project_id.in_(ids))
+        .group_by(RaterTally.project_id)
     )
     demos = per_project(
         select(Demonstration.project_id, func.count())
@@ -92,39 +92,61 @@ def project_counts(session: Session, projects: list[Project] | None = None) -> l
 
 
 def rater_counts(session: Session, *, project_id: int | None = None) -> list[RaterCounts]:
-    """Per rater: judgments, ties, both-bad, median seconds per judgment, last activity."""
+    """Per rater: judgments, ties, both-bad, median seconds per judgment, last activity; the
+    counts from the judgment tallies, the last judgment from the (rater, created_at) index."""
+    t = RaterTally
+    judgments = func.sum(t.judgments)
     query = (
-        select(
-            User.id,
-            User.username,
-            User.is_active,
-            func.count(Judgment.id),
-            func.coalesce(func.sum(case((Judgment.choice == "tie", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Judgment.both_bad.is_(True), 1), else_=0)), 0),
-            func.max(Judgment.created_at),
-        )
-        .join(Judgment, Judgment.rater_id == User.id)
-        .where(Judgment.source == JudgmentSource.human)  # AI judges are reported apart
+        select(User.id, User.username, User.is_active, judgments, func.sum(t.ties), func.sum(t.both_bad))
+        .join(t, t.rater_id == User.id)
+        .where(t.source == JudgmentSource.human.value)  # AI judges are reported apart
         .group_by(User.id, User.username, User.is_active)
-        .order_by(func.count(Judgment.id).desc())
+        .having(judgments > 0)
+        .order_by(judgments.desc(), User.username)
     )
     if project_id is not None:
-        query = query.where(Judgment.project_id == project_id)
+        query = query.where(t.project_id == project_id)
     rows = session.execute(query).all()
-    medians = median_seconds(session, [r[0] for r in rows], project_id)
+    ids = [r[0] for r in rows]
+    if project_id is not None:
+        medians = project_median_seconds(
+            session, project_id, project_judgment_counts(session, project_id, ids)
+        )
+    else:
+        medians = median_seconds(session, ids, None)
+    last = (
+        select(func.max(Judgment.created_at))
+        .where(Judgment.rater_id == User.id, Judgment.source == JudgmentSource.human.value)
+        .correlate(User)
+    )
+    if project_id is not None:
+        last = last.where(Judgment.project_id == project_id)
+    last_at = dict(session.execute(select(User.id, last.scalar_subquery()).where(User.id.in_(ids))).all())
     return [
         RaterCounts(
             rater_id=r[0],
             username=r[1],
             is_active=r[2],
-            judgments=r[3],
+            judgments=int(r[3]),
             ties=int(r[4]),
             both_bad=int(r[5]),
             median_seconds=medians.get(r[0]),
-            last_at=r[6],
+            last_at=last_at.get(r[0]),
         )
         for r in rows
     ]
+
+
+def project_judgment_counts(session: Session, project_id: int, rater_ids: list[int]) -> dict[int, int]:
+    """Per rater: their judgments in the project, of any source (from the tallies)."""
+    return {
+        rid: int(n)
+        for rid, n in session.execute(
+            select(RaterTally.rater_id, func.sum(RaterTally.judgments))
+            .where(RaterTally.project_id == project_id, RaterTally.rater_id.in_(rater_ids))
+            .group_by(RaterTally.rater_id)
+        )
+    }
 
 
 def median_seconds(session: Session, rater_ids: list[int], project_id: int | None) -> dict[int, float]:

@@ -379,3 +379,37 @@ def test_rlhf_db_tallies_checks_and_repairs(db_url: str, session: Session, world
     assert repaired.returncode == 0, repaired.stderr
     assert "comparison_tallies: 3 rows rebuilt" in repaired.stdout
     assert rlhf().returncode == 0
+
+
+def test_dashboard_counts_read_from_the_tallies_equal_the_judgments(
+    session: Session, world: dict[str, Any]
+) -> None:
+    """The dashboard's per-rater and per-project counts (app/services/stats.py) against the
+    judgments themselves, in one project and over all of them."""
+    from app.services import stats
+
+    rng = random.Random(13)
+    raters, pairs = world["raters"], world["pairs"]
+    session.execute(
+        insert(Judgment), [_row(c, r, rng) for c in pairs for r in raters[:4] if rng.random() < 0.8]
+    )
+    session.execute(insert(Judgment), [_row(c, world["judge"], rng, source="ai") for c in pairs[:5]])
+    session.flush()
+    judgments = session.scalars(select(Judgment)).all()
+    for project_id in (world["project"].id, None):
+        mine = [j for j in judgments if project_id is None or j.project_id == project_id]
+        found = {r.rater_id: r for r in stats.rater_counts(session, project_id=project_id)}
+        human = [j for j in mine if str(j.source) == "human"]
+        assert set(found) == {j.rater_id for j in human}
+        for rid, row in found.items():
+            own = [j for j in human if j.rater_id == rid]
+            assert row.judgments == len(own)
+            assert row.ties == sum(str(j.choice) == "tie" for j in own)
+            assert row.both_bad == sum(bool(j.both_bad) for j in own)
+            assert row.last_at == max(j.created_at for j in own)
+            times = sorted(j.time_spent_ms for j in mine if j.rater_id == rid)
+            middle = len(times) // 2
+            median = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
+            assert row.median_seconds == median / 1000
+    counts = {c.project.id: c.judgments for c in stats.project_counts(session)}
+    assert counts == {p: sum(j.project_id == p for j in judgments) for p in counts}

@@ -50,7 +50,7 @@ from app.services.quality.common import (
     _rate,
     _VoteShares,
 )
-from app.services.stats import project_median_seconds
+from app.services.stats import project_judgment_counts, project_median_seconds
 
 SIGNED_COLUMNS = ("s_m2", "s_m1", "s_0", "s_p1", "s_p2")  # the tallies' columns of SIGNED_VALUES
 
@@ -265,18 +265,6 @@ def _flag_counts(session: Session, project_id: int) -> dict[int, tuple[int, Coun
     return {rid: (int(n), counts[rid]) for rid, n in flagged}
 
 
-def _judgments_per_rater(session: Session, project_id: int, raters: list[RaterQuality]) -> dict[int, int]:
-    """Per rater: their judgments here of any source (what the median is taken over)."""
-    return {
-        rid: int(n)
-        for rid, n in session.execute(
-            select(RaterTally.rater_id, func.sum(RaterTally.judgments))
-            .where(RaterTally.project_id == project_id, RaterTally.rater_id.in_([r.rater_id for r in raters]))
-            .group_by(RaterTally.rater_id)
-        )
-    }
-
-
 def _mark_outliers(raters: list[RaterQuality], total: PairCounts, gold: PairCounts) -> None:
     for rater in raters:
         rater.others_agreement = total - PairCounts(rater.agreement.agreeing, rater.agreement.pairs)
@@ -306,7 +294,9 @@ def rater_report(session: Session, project: Project) -> list[RaterQuality]:
         return []
     pairs = _rater_agreement(session, project.id)
     flags = _flag_counts(session, project.id)
-    medians = project_median_seconds(session, project.id, _judgments_per_rater(session, project.id, raters))
+    medians = project_median_seconds(
+        session, project.id, project_judgment_counts(session, project.id, [r.rater_id for r in raters])
+    )
     for rater in raters:
         rater.agreement = pairs.get(rater.rater_id, PairCounts())
         rater.flagged, counts = flags.get(rater.rater_id, (0, Counter()))
