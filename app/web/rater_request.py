@@ -1,5 +1,6 @@
 """The rating path's request frame: GET /rate/{slug} and POST /rate/{slug}/judgments, the two
-calls a rater makes for every judgment, do all their database work in one worker thread.
+calls a rater makes for every judgment, and the pair workbench's skip and undo
+(POST /rate/{slug}/skip, /undo) do all their database work in one worker thread.
 
 FastAPI runs each synchronous dependency in the thread pool, one hand-over per dependency (the
 session opened and closed, the user, the project, the route): on the rating path those

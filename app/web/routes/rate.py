@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from app.services.rating import PICK_LABELS, SCALE_PICKS, JudgmentInput, RatingE
 from app.services.rating.assignment import pair_with_progress
 from app.services.rating.tasks import Task, has_work, mix_for, next_task, rater_mix
 from app.task_kinds import TASK_KINDS, TaskKind, TaskSpec
-from app.web.deps import ActiveProjectDep, RaterUser, SessionDep, SettingsDep, verify_csrf
+from app.web.deps import RaterUser, SessionDep, verify_csrf
 from app.web.forms import AssignmentForm, JudgmentForm
 from app.web.rater_request import RaterGate, in_one_thread, parse_form
 from app.web.templating import is_htmx, render
@@ -192,13 +192,13 @@ def _submit(request: Request, fields: Any, session: Session, user: User, project
 
 
 @router.post("/{slug}/skip", include_in_schema=False)
-def skip_pair(
-    request: Request,
-    session: SessionDep,
-    user: RaterUser,
-    project: ActiveProjectDep,
-    form: Annotated[AssignmentForm, Form()],
-) -> Response:
+async def skip_pair(request: Request, slug: str, _: RaterGate) -> Response:
+    data = await request.form()  # parsed once: the CSRF check read it already when it had to
+    return await in_one_thread(request, slug, partial(_skip, request, data))
+
+
+def _skip(request: Request, fields: Any, session: Session, user: User, project: Project) -> Response:
+    form = parse_form(AssignmentForm, fields)  # after the checks, as a `Form()` parameter was
     slug = project.slug
     try:
         rating.skip(session, project=project, rater_id=user.id, assignment_id=form.assignment_id)
@@ -213,9 +213,12 @@ def skip_pair(
 
 
 @router.post("/{slug}/undo", include_in_schema=False)
-def undo_judgment(
-    request: Request, session: SessionDep, settings: SettingsDep, user: RaterUser, project: ActiveProjectDep
-) -> Response:
+async def undo_judgment(request: Request, slug: str, _: RaterGate) -> Response:
+    return await in_one_thread(request, slug, partial(_undo, request))
+
+
+def _undo(request: Request, session: Session, user: User, project: Project) -> Response:
+    settings = request.app.state.settings
     slug = project.slug
     try:
         undone = rating.undo_last(
