@@ -3,7 +3,7 @@
 Triggers on ``judgments`` (migration ``0016_tallies``) add every inserted judgment and subtract
 every deleted one (an update does both), in the transaction that writes it, whichever code
 path wrote it: the rating routes, imports, AI judges, undo, cascades from a deleted
-comparison, rater or project. The reports then read a few thousand tally rows instead of
+comparison, rater or project; a TRUNCATE of ``judgments`` empties them. The reports then read a few thousand tally rows instead of
 aggregating every judgment per request. The code never writes these tables.
 
 * ``comparison_tallies``: per comparison and source, the votes per choice and per signed

@@ -297,9 +297,21 @@ def _pg_create() -> None:
             f"CREATE TRIGGER {name} AFTER {operation} ON judgments REFERENCING {referencing} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION rlhf_{name}()"
         )
+    # TRUNCATE judgments empties the tallies (TRUNCATE fires no row or transition triggers).
+    op.execute(
+        "CREATE FUNCTION rlhf_judgments_tally_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
+        + " ".join(f"DELETE FROM {table};" for table in TABLES)
+        + " RETURN NULL; END $fn$"
+    )
+    op.execute(
+        "CREATE TRIGGER judgments_tally_truncate AFTER TRUNCATE ON judgments "
+        "FOR EACH STATEMENT EXECUTE FUNCTION rlhf_judgments_tally_truncate()"
+    )
 
 
 def _pg_drop() -> None:
+    op.execute("DROP TRIGGER IF EXISTS judgments_tally_truncate ON judgments")
+    op.execute("DROP FUNCTION IF EXISTS rlhf_judgments_tally_truncate()")
     for operation in _PG_TRIGGERS:
         name = f"judgments_tally_{operation.lower()}"
         op.execute(f"DROP TRIGGER IF EXISTS {name} ON judgments")

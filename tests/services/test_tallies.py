@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring_conflicts, make_sessionmaker
@@ -314,6 +314,19 @@ def test_concurrent_votes_on_one_pair_are_counted_once(
     session.expire_all()
     assert_tallies(session)
     assert sum(p for p, _ in stored(session)["pairs"].values()) == len(pairs) * 15  # 6 raters: 15 pairs each
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_truncating_the_judgments_empties_the_tallies(session: Session, world: dict[str, Any]) -> None:
+    rng = random.Random(21)
+    session.execute(
+        insert(Judgment), [_row(c, r, rng) for c in world["pairs"][:3] for r in world["raters"][:3]]
+    )
+    assert stored(session)["pairs"]
+    session.execute(text("TRUNCATE judgments"))
+    assert stored(session) == {name: {} for name in stored(session)}
+    assert_tallies(session)
+    session.commit()
 
 
 def test_check_finds_drift_and_rebuild_repairs_it(session: Session, world: dict[str, Any]) -> None:
