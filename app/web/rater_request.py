@@ -14,7 +14,8 @@ work, commits and renders. What it guarantees is what the dependencies guarantee
   (`RATER_ROLES`), and only then the project: one missing, inactive or not the rater's is
   answered 404 like one that does not exist (app/services/membership.py's rules).
 * The session with its user and the project with the rater's member rows are one statement
-  (`_SESSION_SEAT`), not two.
+  (`_SESSION_SEAT`), not two; the session's times are read as plain columns (its last visit is
+  written, once a minute at most, by an UPDATE of its own).
 * The form is validated after those checks, as FastAPI did it when they were dependencies (a
   stranger's malformed post is answered by the login redirect or 403, not by 422).
 * The transaction commits before the answer is sent, and rolls back when the work raises.
@@ -32,17 +33,18 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.db import is_disconnect
 from app.models import Project, ProjectMember, RaterGroupMember, Role, User
+from app.models.types import utcnow
 from app.models.user import WebSession
 from app.services import membership
 from app.web.deps import Forbidden, LoginRequired, PasswordChangeRequired, Viewer
-from app.web.sessions import live_session, session_id
+from app.web.sessions import session_id, session_liveness
 
 RATER_ROLES = frozenset({Role.rater, Role.admin})
 
@@ -51,7 +53,15 @@ _groups_of_user = select(RaterGroupMember.group_id).where(RaterGroupMember.user_
 # rows in it (direct or through groups): one row per member row; the project's columns are NULL
 # when there is no such project.
 _SESSION_SEAT = (
-    select(WebSession, User, Project, ProjectMember.id, ProjectMember.task_kinds)
+    select(
+        WebSession.ended_at,
+        WebSession.expires_at,
+        WebSession.last_seen_at,
+        User,
+        Project,
+        ProjectMember.id,
+        ProjectMember.task_kinds,
+    )
     .join(User, User.id == WebSession.user_id)
     .outerjoin(Project, and_(Project.slug == bindparam("slug"), Project.is_active.is_(True)))
     .outerjoin(
@@ -63,6 +73,8 @@ _SESSION_SEAT = (
     )
     .where(WebSession.id == bindparam("sid"))
 )
+# A live session's last visit, written when over a minute old (`session_liveness`).
+_TOUCH = update(WebSession).where(WebSession.id == bindparam("sid")).values(last_seen_at=bindparam("now"))
 
 
 async def rater_gate() -> None:
@@ -79,19 +91,32 @@ def _open(request: Request, session: Session, slug: str) -> tuple[User, Project]
     token = request.session.get("sid")
     if not isinstance(token, str):
         raise LoginRequired()
-    rows = session.execute(_SESSION_SEAT, {"sid": session_id(token), "slug": slug}).all()
-    if not rows or not live_session(request, rows[0][0], rows[0][1]):
+    sid = session_id(token)
+    rows = session.execute(_SESSION_SEAT, {"sid": sid, "slug": slug}).all()
+    if not rows:
         request.session.clear()
         raise LoginRequired()
-    user: User = rows[0][1]
+    ended_at, expires_at, last_seen_at, user, *_ = rows[0]
+    now = utcnow()
+    live, touch = session_liveness(
+        request,
+        ended_at=ended_at,
+        expires_at=expires_at,
+        last_seen_at=last_seen_at,
+        user_active=user.is_active,
+        now=now,
+    )
+    if not live:
+        request.session.clear()
+        raise LoginRequired()
+    if touch:
+        session.execute(_TOUCH, {"sid": sid, "now": now})
     request.state.user = Viewer(id=user.id, username=user.username, role=user.role)
     if user.must_change_password:
         raise PasswordChangeRequired()
     if user.role not in RATER_ROLES:
         raise Forbidden()
-    seat = membership.seat_from_rows(
-        user, [(project, member, kinds) for _, _, project, member, kinds in rows]
-    )
+    seat = membership.seat_from_rows(user, [(project, member, kinds) for *_, project, member, kinds in rows])
     if seat is None:
         raise HTTPException(404, "No active project with this name.")
     request.state.rating_seat = seat

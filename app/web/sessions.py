@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import Request
 from sqlalchemy import select, update
@@ -91,16 +91,38 @@ def session_user(request: Request, db: Session) -> User | None:
     return None
 
 
-def live_session(request: Request, row: WebSession, user: User) -> bool:
-    """Whether the session row is live (not ended, not expired, not idle too long) and its user
-    active; a live one's ``last_seen_at`` is refreshed when over a minute old."""
-    now = utcnow()
+def session_liveness(
+    request: Request,
+    *,
+    ended_at: datetime | None,
+    expires_at: datetime,
+    last_seen_at: datetime,
+    user_active: bool,
+    now: datetime,
+) -> tuple[bool, bool]:
+    """Whether a session with these times is live (not ended, not expired, not idle too long, its
+    user active), and whether its ``last_seen_at`` is over a minute old and wants refreshing."""
     idle = timedelta(seconds=_settings(request).session_idle_timeout_s)
-    if row.ended_at is None and now < row.expires_at and now - row.last_seen_at < idle and user.is_active:
-        if now - row.last_seen_at >= TOUCH_INTERVAL:
-            row.last_seen_at = now
-        return True
-    return False
+    if ended_at is None and now < expires_at and now - last_seen_at < idle and user_active:
+        return True, now - last_seen_at >= TOUCH_INTERVAL
+    return False, False
+
+
+def live_session(request: Request, row: WebSession, user: User) -> bool:
+    """Whether the session row is live (`session_liveness`); a live one's ``last_seen_at`` is
+    refreshed when over a minute old."""
+    now = utcnow()
+    live, touch = session_liveness(
+        request,
+        ended_at=row.ended_at,
+        expires_at=row.expires_at,
+        last_seen_at=row.last_seen_at,
+        user_active=user.is_active,
+        now=now,
+    )
+    if touch:
+        row.last_seen_at = now
+    return live
 
 
 def csrf_token(request: Request) -> str:

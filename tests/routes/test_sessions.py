@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from app.models import Role, User
 from app.models.types import utcnow
 from app.models.user import WebSession
-from tests.utils.factories import PASSWORD, make_user
+from tests.utils.factories import PASSWORD, make_pair, make_project, make_user
 from tests.utils.web import csrf_from, login
 
 COOKIE = "rlhf_session"
@@ -129,6 +129,33 @@ def test_idle_and_absolute_timeouts(app: Any, client: TestClient) -> None:
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     assert not _works(app, copied)  # active a moment ago, but past its lifetime
+
+
+def test_the_workbench_keeps_the_same_session_rules(app: Any, client: TestClient) -> None:
+    """GET /rate/{slug} reads the session in its own statement (app/web/rater_request.py): the
+    visit is written once a minute at most, and an idle or ended session is refused."""
+    with app.state.sessionmaker() as session, session.begin():
+        project = make_project(session, "proj")
+        make_pair(session, project, "question", "answer a", "answer b")
+    copied = _logged_in(app, client)
+    with app.state.sessionmaker() as session:
+        before = session.scalar(select(WebSession.last_seen_at))
+    assert _works(app, copied, "/rate/proj")
+    with app.state.sessionmaker() as session:
+        assert session.scalar(select(WebSession.last_seen_at)) == before  # seen under a minute ago
+    idle = app.state.settings.session_idle_timeout_s
+    with app.state.sessionmaker() as session, session.begin():
+        session.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(seconds=idle - 120)))
+    assert _works(app, copied, "/rate/proj")  # still within the idle timeout, and the visit counts
+    with app.state.sessionmaker() as session:
+        seen = session.scalar(select(WebSession.last_seen_at))
+        assert seen is not None and utcnow() - seen < timedelta(seconds=60)
+    with app.state.sessionmaker() as session, session.begin():
+        session.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(seconds=idle + 1)))
+    assert not _works(app, copied, "/rate/proj")
+    with app.state.sessionmaker() as session, session.begin():
+        session.execute(update(WebSession).values(last_seen_at=utcnow(), ended_at=utcnow()))
+    assert not _works(app, copied, "/rate/proj")
 
 
 def test_requests_do_not_write_the_session_row_each_time(app: Any, client: TestClient) -> None:
