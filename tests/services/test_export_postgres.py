@@ -129,12 +129,16 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _prepare(
-    session: Session, project: Project, spec: ComparisonExport, *, fast: bool
+    session: Session, project: Project, spec: ComparisonExport, *, fast: bool, tables: bool = True
 ) -> exporting.PreparedExport:
     export = exporting.prepare_comparisons(session, project=project, spec=spec, secret_key="k")
     assert export.lines is not None, "PostgreSQL takes the SQL path for JSONL and Parquet"
+    columnar = spec.format == "parquet" and spec.aggregation == "per_rater" and spec.layout in (None, "text")
+    assert (export.tables is not None) == columnar, "Parquet per rater is read as columns"
     if not fast:
-        export.lines = None  # the Python row path
+        export.lines = export.tables = None  # the Python row path
+    if not tables:
+        export.tables = None  # the JSON lines
     return export
 
 
@@ -204,6 +208,8 @@ def test_split_threshold_is_where_the_python_split_turns(fraction: float) -> Non
         {"aggregation": "per_rater"},
         {"layout": "implicit", "aggregation": "per_rater"},
         {"layout": "text", "aggregation": "per_rater", "test_fraction": 0.5},
+        {"aggregation": "per_rater", "metadata": False},
+        {"aggregation": "per_rater", "exclude_flags": ["unsafe"], "min_agreement": 0.6},
         {"layout": "hh"},
         {"metadata": False},
     ],
@@ -214,25 +220,30 @@ def test_postgres_parquet_is_the_python_table(
     monkeypatch: pytest.MonkeyPatch,
     options: dict[str, object],
 ) -> None:
-    """Parquet from the statement's lines: the same schema, row groups and table as the Python
-    row path, with batches and row groups that split a comparison's lines."""
+    """Parquet from the statement's lines, and from its columns where they apply: the same
+    schema, row groups and table as the Python row path, with batches, CSV blocks and row groups
+    that split a comparison's lines."""
     import pyarrow.parquet as pq
 
-    from app.services.exporting import postgres, prepare, writers
+    from app.services.exporting import postgres, postgres_columns, prepare, writers
 
     monkeypatch.setattr(prepare, "WRITE_BATCH", 7)
     monkeypatch.setattr(postgres, "WRITE_BATCH", 7)
     monkeypatch.setattr(writers, "PARQUET_ROW_GROUP", 10)
+    monkeypatch.setattr(postgres_columns, "BLOCK_SIZE", 4096)
     with pg_factory() as session:
         seed(session)
     spec = ComparisonExport(format="parquet", **options)  # type: ignore[arg-type]
-    for fast in (False, True):
+    for name, fast, tables in (("python", False, False), ("lines", True, False), ("tables", True, True)):
         with pg_factory() as session:
             project = session.scalars(select(Project).where(Project.slug == "fast")).one()
-            exporting.write_file(_prepare(session, project, spec, fast=fast), tmp_path / f"{fast}.parquet")
-    python, sql = pq.ParquetFile(tmp_path / "False.parquet"), pq.ParquetFile(tmp_path / "True.parquet")
-    assert sql.schema_arrow == python.schema_arrow
-    assert sql.metadata.num_row_groups == python.metadata.num_row_groups >= 2
-    for group in range(python.metadata.num_row_groups):
-        assert sql.read_row_group(group).equals(python.read_row_group(group)), (options, group)
-    assert (tmp_path / "True.parquet").read_bytes() == (tmp_path / "False.parquet").read_bytes()
+            export = _prepare(session, project, spec, fast=fast, tables=tables)
+            exporting.write_file(export, tmp_path / f"{name}.parquet")
+    python = pq.ParquetFile(tmp_path / "python.parquet")
+    for name in ("lines", "tables"):
+        sql = pq.ParquetFile(tmp_path / f"{name}.parquet")
+        assert sql.schema_arrow == python.schema_arrow
+        assert sql.metadata.num_row_groups == python.metadata.num_row_groups >= 2
+        for group in range(python.metadata.num_row_groups):
+            assert sql.read_row_group(group).equals(python.read_row_group(group)), (options, name, group)
+        assert (tmp_path / f"{name}.parquet").read_bytes() == (tmp_path / "python.parquet").read_bytes()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.services.exporting.card import render_card
+from app.services.exporting.postgres_columns import ColumnBatch
 from app.services.exporting.prepare import PreparedExport
 from app.services.exporting.writers import WRITERS, Writer
 
@@ -46,13 +47,27 @@ class _Chunks(io.RawIOBase):
         return data
 
 
-def _batches(export: PreparedExport) -> Iterator[list[tuple[str, Any]]]:
-    """The rows in batches of (split, row): JSON lines where PostgreSQL writes them, else tuples."""
+def _batches(export: PreparedExport) -> Iterator[Any]:
+    """The rows in batches: Arrow tables (`ColumnBatch`) or (split, JSON line) where PostgreSQL
+    writes them, else (split, row tuple)."""
+    if export.tables is not None:
+        return export.tables()
     return export.lines() if export.lines is not None else export.batches()
 
 
+def _rows(batch: Any, *splits: str) -> list[Any]:
+    """The rows of ``batch`` in ``splits`` ("all": every row), in row order."""
+    if isinstance(batch, ColumnBatch):
+        return [batch.table] if "all" in splits else batch.select(splits)
+    if "all" in splits:
+        return [values for _, values in batch]
+    return [values for split, values in batch if split in splits]
+
+
 def _write(export: PreparedExport, writer: Writer, rows: list[Any]) -> None:
-    if export.lines is not None:
+    if export.tables is not None:
+        writer.write_tables(rows)
+    elif export.lines is not None:
         writer.write_lines(rows)
     else:
         writer.write(rows)
@@ -63,7 +78,7 @@ def stream_file(export: PreparedExport, *, split: str = "all") -> Iterator[bytes
     sink = _Chunks()
     writer = WRITERS[export.spec.format](sink, export.columns)  # type: ignore[arg-type]
     for batch in _batches(export):
-        _write(export, writer, [values for row_split, values in batch if split in ("all", row_split)])
+        _write(export, writer, _rows(batch, split))
         chunk = sink.take()
         if chunk:
             yield chunk
@@ -91,8 +106,8 @@ def stream_archive(export: PreparedExport) -> Iterator[bytes]:
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spill:
             test = WRITERS[fmt](spill, export.columns)  # type: ignore[arg-type]
             for batch in _batches(export):
-                _write(export, train, [values for split, values in batch if split == "train"])
-                _write(export, test, [values for split, values in batch if split == "test"])
+                _write(export, train, _rows(batch, "train"))
+                _write(export, test, _rows(batch, "test"))
                 chunk = sink.take()
                 if chunk:
                     yield chunk
@@ -124,7 +139,7 @@ def write_directory(
         writers = {split: WRITERS[fmt](handles[split], export.columns) for split in SPLITS}
         for batch in _batches(export):
             for split in SPLITS:
-                _write(export, writers[split], [values for s, values in batch if s == split])
+                _write(export, writers[split], _rows(batch, split))
             if progress is not None:
                 progress(len(batch))
         for writer in writers.values():
@@ -147,7 +162,7 @@ def write_file(export: PreparedExport, path: Any, *, progress: Callable[[int], N
     with open(path, "wb") as handle:
         writer = WRITERS[export.spec.format](handle, export.columns)
         for batch in _batches(export):
-            _write(export, writer, [values for _, values in batch])
+            _write(export, writer, _rows(batch, "all"))
             if progress is not None:
                 progress(len(batch))
         writer.close()

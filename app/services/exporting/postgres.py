@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 from app.models import Project
 from app.schemas.export import ComparisonExport
 from app.services.exporting.columns import Column, Pseudonyms
+from app.services.exporting.postgres_columns import ColumnBatch, ColumnReader, columnar_sql
 from app.services.exporting.postgres_lines import LINE_SEP, ROW_SEP, LinePlan, Lines
 from app.services.exporting.postgres_sql import statement
 from app.services.preferences.records import VersionNames, judgments_query
@@ -148,6 +149,7 @@ class SqlExport:
     params: dict[str, Any]
     plan: LinePlan
     summary: Summary | None = None
+    columnar: str | None = None  # the statement of `tables` (postgres_columns.py), where it applies
 
     def _raw(self) -> Any:
         raw = self.session.connection().connection.driver_connection
@@ -167,12 +169,7 @@ class SqlExport:
         joiner = Lines(self.plan)
         row_sep, line_sep = ROW_SEP.encode(), LINE_SEP.encode()
         with raw.cursor() as cursor:
-            cursor.execute("SET LOCAL extra_float_digits = 1")  # floats' shortest text, as Python's repr
-            cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # the texts' joins and sorts in memory
-            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # rows, then the summary row
-            cursor.execute(
-                "SET LOCAL jit = off"
-            )  # compiling the statement's expressions costs more than it saves
+            self._settings(cursor)
             batch: list[tuple[str, bytes]] = []
             stats = LineStats()
             with cursor.copy(
@@ -206,6 +203,47 @@ class SqlExport:
                             batch, stats = [], LineStats()
             if batch:
                 yield batch, stats
+
+    def _settings(self, cursor: Any) -> None:
+        cursor.execute("SET LOCAL extra_float_digits = 1")  # floats' shortest text, as Python's repr
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")  # the texts' joins and sorts in memory
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # rows, then the summary row
+        cursor.execute(
+            "SET LOCAL jit = off"
+        )  # compiling the statement's expressions costs more than it saves
+
+    def tables(self, columns: list[Column]) -> Iterator[tuple[ColumnBatch, LineStats]]:
+        """`lines` for Parquet where `columnar` applies: batches of ``WRITE_BATCH`` lines as Arrow
+        tables in the Parquet writer's schema, read from a CSV COPY without JSON."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from psycopg import ClientCursor
+
+        from app.services.exporting.writers import _arrow_type
+
+        assert self.columnar is not None
+        raw = self._raw()
+        statement = ClientCursor(raw).mogrify(self.columnar, self.params)
+        schema = pa.schema([(c.name, _arrow_type(c.kind)) for c in columns])
+        reader = ColumnReader(columns, schema, WRITE_BATCH)
+        with raw.cursor() as cursor:
+            self._settings(cursor)
+            with cursor.copy(f"COPY ({statement}) TO STDOUT (FORMAT csv)") as copy:
+                for found, batch in reader.batches(copy):
+                    a_wins = pc.equal(found.column("winner"), "A")
+                    chosen, rejected = ("a_chars", "b_chars"), ("a_vid", "b_vid")
+                    stats = LineStats(
+                        found.column("split").to_pylist(),
+                        found.column("agreement").to_pylist(),
+                        found.column("margin").to_pylist(),
+                        *(
+                            pc.if_else(a_wins, found.column(pair[i]), found.column(pair[1 - i])).to_pylist()
+                            for pair in (chosen, rejected) for i in (0, 1)
+                        ),
+                    )  # fmt: skip
+                    yield batch, stats
+        assert reader.summary is not None, "the statement ends with its summary row"
+        self.summary = self._summary(reader.summary)
 
     def _summary(self, found: list[Any]) -> Summary:
         (read, comparisons_read, flagged, both_bad, tie_votes, tie, split, below, comparisons, judgments,
@@ -246,6 +284,9 @@ def sql_export(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
     sql, plan = statement(str(judgments), columns, spec.resolved_layout, aggregated)
+    columnar = None
+    if spec.format == "parquet":
+        columnar = columnar_sql(str(judgments), columns, spec.resolved_layout, aggregated)
     user_ids = sorted(session.execute(sql_text("SELECT id FROM users")).scalars())
     versions = VersionNames(session)
     version_rows = session.execute(sql_text("SELECT id, name FROM model_versions ORDER BY id")).all()
@@ -268,8 +309,11 @@ def sql_export(
         x_version_bases=[_json_str(base) if base else None for base in bases],
         x_sampling_raw=list(samplings),
         x_sampling_canonical=[_json_str(value) for value in samplings.values()],
+        x_version_texts=[name for _, name in version_rows],
+        x_version_base_texts=[base or None for base in bases],
+        x_sampling_texts=list(samplings.values()),
     )
-    return SqlExport(session, aggregated, sql, params, plan)
+    return SqlExport(session, aggregated, sql, params, plan, columnar=columnar)
 
 
 def _samplings(session: Session, project_id: int) -> dict[str, str] | None:

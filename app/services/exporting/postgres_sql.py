@@ -138,7 +138,30 @@ _SIDE = """
          (%(x_version_bases)s::text[])[array_position(%(x_version_ids)s::int[], {side}.model_version_id)]
              AS {side}_base,
          (%(x_sampling_canonical)s::text[])[array_position(%(x_sampling_raw)s::jsonb[], {side}.sampling)]
-             AS {side}_sampling"""
+             AS {side}_sampling,
+         (%(x_version_texts)s::text[])[array_position(%(x_version_ids)s::int[], {side}.model_version_id)]
+             AS {side}_vname_text,
+         (%(x_version_base_texts)s::text[])[array_position(%(x_version_ids)s::int[], {side}.model_version_id)]
+             AS {side}_base_text,
+         (%(x_sampling_texts)s::text[])[array_position(%(x_sampling_raw)s::jsonb[], {side}.sampling)]
+             AS {side}_sampling_text"""
+
+# The texts of comparison ``x.cid`` (prompt messages, split, each completion's text and provenance),
+# selected from its row by key, as ``tx``.
+TEXTS = (
+    "SELECT p.messages, "
+    + _TEST.replace("pp.", "p.")
+    + " AS test,"
+    + _SIDE.format(side="a")
+    + ","
+    + _SIDE.format(side="b")
+    + """
+  FROM comparisons cc
+  JOIN prompts p ON p.id = cc.prompt_id
+  JOIN completions a ON a.id = cc.completion_a_id
+  JOIN completions b ON b.id = cc.completion_b_id
+  WHERE cc.id = x.cid"""
+)
 
 # One row per comparison: its lines' row segments in one field, in line order (see postgres_lines).
 _SELECT = (
@@ -153,22 +176,17 @@ FROM (
 ) x
 CROSS JOIN LATERAL (
   -- the comparison's texts, looked up by key in the comparisons' order (no sort of the wide rows)
-  SELECT p.messages, """
-    + _TEST.replace("pp.", "p.")
-    + " AS test,"
-    + _SIDE.format(side="a")
-    + ","
-    + _SIDE.format(side="b")
-    + """
-  FROM comparisons cc
-  JOIN prompts p ON p.id = cc.prompt_id
-  JOIN completions a ON a.id = cc.completion_a_id
-  JOIN completions b ON b.id = cc.completion_b_id
-  WHERE cc.id = x.cid OFFSET 0
+  """
+    + TEXTS
+    + """ OFFSET 0
 ) tx
 ORDER BY x.cid)
 UNION ALL
-SELECT 'summary', 0, 0, 0, 0, {nulls}json_build_array({figures})::text
+SELECT 'summary', 0, 0, 0, 0, {nulls}json_build_array({{figures}})::text"""
+)
+
+# The FROM of the summary row (after its SELECT list): the votes' counts and those of the rows.
+SUMMARY_FROM = """
 FROM (
   SELECT count(*) AS n_read, count(DISTINCT cid) AS n_comparisons,
          count(*) FILTER (WHERE flagged) AS n_flagged,
@@ -177,7 +195,6 @@ FROM (
                           AND choice = 'tie') AS n_tie_votes
   FROM c
 ) cs{kept}"""
-)
 
 # The card's figures after the rows, in `Summary`'s order: judgments read, comparisons read,
 # dropped (flagged, both bad, tie votes, tie, split, below the minimum agreement), then the
@@ -234,9 +251,9 @@ kept_votes AS (  -- the counted votes of the rows, counted by source and rater i
 )"""
 
 
-def statement(judgments: str, columns: list[Column], layout: str, aggregated: bool) -> tuple[str, LinePlan]:
-    """The whole statement of an export over ``judgments`` (the judgments query's SQL), and the
-    plan by which its rows' pieces make the lines."""
+def decided(judgments: str, aggregated: bool) -> tuple[str, str]:
+    """The ``WITH`` part of an export's statement over ``judgments`` (the judgments query's SQL),
+    ending with ``decided`` (each line's decided row), and the summary row's figures and FROM."""
     names = (
         "jid, cid, rater_id, choice, strength, both_bad, prompt_id, flags, rationale, time_spent_ms,"
         " a_on_left, source, created_at, kind, gold"
@@ -253,6 +270,14 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
     else:
         rows = _PER_RATER_ROWS.format(agreement_json=number) + _JUDGED
         figures, ties, kept = _FIGURES_PER_RATER, "true", _KEPT_PER_RATER
+    summary = f"json_build_array({figures})::text" + SUMMARY_FROM.format(ties=ties, kept=kept)
+    return "WITH " + votes.lstrip() + rows, summary
+
+
+def statement(judgments: str, columns: list[Column], layout: str, aggregated: bool) -> tuple[str, LinePlan]:
+    """The whole statement of an export over ``judgments`` (the judgments query's SQL), and the
+    plan by which its rows' pieces make the lines."""
+    head, summary = decided(judgments, aggregated)
     plan = line_plan(columns, layout, aggregated)
     values = "".join(f"{value}, " for value in plan.comparison_sql + plan.side_sql)
     sep = "E'\\x1f'"
@@ -272,7 +297,5 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
     else:
         lines = f"string_agg(concat({row}), E'\\x1e' ORDER BY x.jid)"
         group = "GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold"
-    select = _SELECT.format(
-        values=values, lines=lines, group=group, nulls=nulls, figures=figures, ties=ties, kept=kept
-    )
-    return "WITH " + votes.lstrip() + rows + select, plan
+    select = _SELECT.format(values=values, lines=lines, group=group, nulls=nulls)
+    return head + select.replace("json_build_array({figures})::text", summary), plan

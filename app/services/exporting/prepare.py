@@ -29,6 +29,7 @@ from app.services.exporting.columns import (
     comparison_columns,
 )
 from app.services.exporting.postgres import LabelQuality, LineStats, Summary, sql_export
+from app.services.exporting.postgres_columns import ColumnBatch
 from app.services.preferences.rows import iter_preference_rows, rater_ids_for
 from app.services.preferences.rules import JudgmentFilter, PreferenceRow, PreferenceStats, RuleSet
 
@@ -200,6 +201,9 @@ class PreparedExport:
     # On PostgreSQL, for JSONL and Parquet: batches of (split, JSON line), the same rows as
     # `batches` written by PostgreSQL (exporting/postgres.py); the outputs prefer it.
     lines: Callable[[], Iterator[list[tuple[str, bytes]]]] | None = None
+    # On PostgreSQL, for Parquet where the columns can be read without JSON: the same rows as
+    # batches of Arrow tables (exporting/postgres_columns.py); the outputs prefer it to `lines`.
+    tables: Callable[[], Iterator[ColumnBatch]] | None = None
     # The card's label-quality section, started beside `lines` on a second connection.
     label_quality: LabelQuality | None = None
 
@@ -287,6 +291,7 @@ def prepare_comparisons(
         if batch:
             yield batch
 
+    lines, tables = _sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats, quality)
     return PreparedExport(
         kind="comparisons",
         project=project,
@@ -296,7 +301,8 @@ def prepare_comparisons(
         stats=stats,
         rules=rules.describe(),
         filters=describe_filters(spec),
-        lines=_sql_lines(session, project, spec, columns, rules, selection, pseudonyms, stats, quality),
+        lines=lines,
+        tables=tables,
         label_quality=quality,
     )
 
@@ -311,11 +317,14 @@ def _sql_lines(
     pseudonyms: Pseudonyms,
     stats: CardStats,
     quality: LabelQuality,
-) -> Callable[[], Iterator[list[tuple[str, bytes]]]] | None:
-    """The rows as JSON lines written by PostgreSQL (exporting/postgres.py), where it can; the
-    card's label-quality section is computed meanwhile on a second connection."""
+) -> tuple[
+    Callable[[], Iterator[list[tuple[str, bytes]]]] | None, Callable[[], Iterator[ColumnBatch]] | None
+]:
+    """The rows as JSON lines written by PostgreSQL (exporting/postgres.py), where it can, and as
+    Arrow tables where Parquet's columns can be read without JSON; the card's label-quality
+    section is computed meanwhile on a second connection."""
     if not is_postgres(session):
-        return None
+        return None, None
     sql = sql_export(
         session,
         project=project,
@@ -326,7 +335,7 @@ def _sql_lines(
         rater=pseudonyms,
     )
     if sql is None:
-        return None
+        return None, None
     found = sql
 
     def lines() -> Iterator[list[tuple[str, bytes]]]:
@@ -337,7 +346,15 @@ def _sql_lines(
         assert found.summary is not None, "the statement ends with its summary row"
         stats.add_summary(found.summary)
 
-    return lines
+    def tables() -> Iterator[ColumnBatch]:
+        quality.start(session)
+        for batch, figures in found.tables(columns):
+            stats.add_lines(figures)
+            yield batch
+        assert found.summary is not None, "the statement ends with its summary row"
+        stats.add_summary(found.summary)
+
+    return lines, (tables if found.columnar is not None else None)
 
 
 def describe_filters(spec: ComparisonExport | RankingExport | DemoExport) -> list[str]:

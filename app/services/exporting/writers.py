@@ -49,6 +49,10 @@ class Writer:
         """Rows given as the JSON lines `JsonlWriter` writes (the PostgreSQL path's)."""
         raise NotImplementedError
 
+    def write_tables(self, tables: list[Any]) -> None:
+        """Rows given as Arrow tables in the Parquet schema (the PostgreSQL path's, Parquet only)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Finish the format (Parquet's footer); the file object stays open."""
 
@@ -238,6 +242,14 @@ class ParquetWriter(Writer):
                 read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
                 parse_options=pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error"),
             )
+            self._pending_tables.append(table)
+            self._pending_rows += table.num_rows
+        if self._pending_rows >= PARQUET_ROW_GROUP:
+            self._write_pending_tables()
+
+    def write_tables(self, tables: list[Any]) -> None:
+        """Rows given as Arrow tables in this writer's schema; the same row groups as `write`."""
+        for table in tables:
             self._pending_tables.append(table)
             self._pending_rows += table.num_rows
         if self._pending_rows >= PARQUET_ROW_GROUP:
