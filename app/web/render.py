@@ -6,11 +6,18 @@ allows only the tags markdown produces, as a second, independent line of defence
 dropped: a remote image in model output would be a tracking pixel in the rater's browser. No
 ``style`` attribute is kept (markdown's table alignment included): the Content-Security-Policy
 forbids inline styles, so a browser would only refuse them.
+
+Prompts and completions never change once stored, and the workbench shows each to several raters
+(and again on a reload), so each process keeps the HTML of the texts it rendered last, keyed by
+the text itself (so what it returns is exactly what rendering would): a least-recently-used cache
+bounded by the characters it holds (`CACHE_CHARS`), not by a count of texts, since one text may be
+100,000 characters. A text whose source and HTML pass a sixteenth of the bound is not kept.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 
 import nh3
 from markdown_it import MarkdownIt
@@ -32,8 +39,7 @@ _ALLOWED_ATTRIBUTES = {
 }
 
 
-@lru_cache(maxsize=4096)
-def _render(text: str) -> str:
+def _sanitised(text: str) -> str:
     html = _md.render(text)
     return nh3.clean(
         html,
@@ -42,6 +48,35 @@ def _render(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="nofollow noopener noreferrer",
     )
+
+
+# Characters (source and HTML together) the cache holds per process: a few thousand typical texts,
+# some tens of MB at most.
+CACHE_CHARS = 16_000_000
+_cache: OrderedDict[str, str] = OrderedDict()  # text -> HTML, least recently used first
+_cache_lock = threading.Lock()  # the web app renders in several threads
+_cached_chars = 0
+
+
+def _render(text: str) -> str:
+    global _cached_chars
+    with _cache_lock:
+        html = _cache.get(text)
+        if html is not None:
+            _cache.move_to_end(text)
+            return html
+    html = _sanitised(text)
+    size = len(text) + len(html)
+    if size > CACHE_CHARS // 16:
+        return html
+    with _cache_lock:
+        if text not in _cache:
+            _cache[text] = html
+            _cached_chars += size
+            while _cached_chars > CACHE_CHARS:
+                old_text, old_html = _cache.popitem(last=False)
+                _cached_chars -= len(old_text) + len(old_html)
+    return html
 
 
 def render_markdown(text: str | None) -> Markup:
