@@ -3,8 +3,9 @@
 Triggers on ``judgments`` (migration ``0016_tallies``) add every inserted judgment and subtract
 every deleted one (an update does both), in the transaction that writes it, whichever code
 path wrote it: the rating routes, imports, AI judges, undo, cascades from a deleted
-comparison, rater or project; a TRUNCATE of ``judgments`` empties them. The reports then read a few thousand tally rows instead of
-aggregating every judgment per request. The code never writes these tables.
+comparison, rater or project; a TRUNCATE of ``judgments`` empties them. The reports then read
+a few thousand tally rows instead of aggregating every judgment per request. The code never
+writes these tables (`rlhf db tallies --repair` rebuilds them: app/services/tallies.py).
 
 * ``comparison_tallies``: per comparison and source, the votes per choice and per signed
   strength (-2..2), with the two completions' lengths in characters (completions never change).
