@@ -146,6 +146,14 @@ class Judgment(Base):
         Index("ix_judgments_rater_created", "rater_id", "created_at"),
         # A rater's median time per judgment is read from the middle of this index.
         Index("ix_judgments_project_rater_time", "project_id", "rater_id", "time_spent_ms"),
+        # The few edit judgments (app/services/writing/submit.py), which every claim and progress
+        # count checks pairs against (NOT_AN_EDIT), without reading the others.
+        Index(
+            "ix_judgments_edits",
+            "comparison_id",
+            postgresql_where=text("source = 'edit'"),
+            sqlite_where=text("source = 'edit'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

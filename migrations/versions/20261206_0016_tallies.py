@@ -1,6 +1,6 @@
 """tallies: running counts of the judgments kept by triggers (app/models/tallies.py), filled
-from the judgments already stored; indexes for the median time per rater and for the pairs
-triage decided
+from the judgments already stored; indexes for the median time per rater, the edit judgments
+and the pairs triage decided
 
 Revision ID: 0016_tallies
 Revises: 0015_triage
@@ -394,6 +394,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_judgments_project_rater_time", "judgments", ["project_id", "rater_id", "time_spent_ms"]
     )
+    edits = sa.text("source = 'edit'")
+    op.create_index(
+        "ix_judgments_edits", "judgments", ["comparison_id"], postgresql_where=edits, sqlite_where=edits
+    )
     triaged = sa.text("triage <> 'untriaged'")
     op.create_index(
         "ix_comparisons_triaged",
@@ -409,6 +413,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     drop_triggers()
     op.drop_index("ix_comparisons_triaged", table_name="comparisons")
+    op.drop_index("ix_judgments_edits", table_name="judgments")
     op.drop_index("ix_judgments_project_rater_time", table_name="judgments")
     for table in reversed(TABLES):
         op.drop_table(table)
