@@ -52,19 +52,24 @@ t AS (
          count(*) FILTER (WHERE counted AND choice = 'B') AS nb,
          coalesce(sum(strength) FILTER (WHERE counted AND choice = 'A'), 0) AS sa,
          coalesce(sum(strength) FILTER (WHERE counted AND choice = 'B'), 0) AS sb{aggregates}
-  FROM c GROUP BY cid
+  FROM {source} GROUP BY cid
 )"""
 
+# The aggregates of a majority or mean-strength row: the lists are in judgment order because
+# their input is (`_SORTED_VOTES`), which PostgreSQL keeps when the aggregation reads a sorted
+# subquery with no join; one sort of the votes instead of one per list per comparison.
+_SORTED_VOTES = "(SELECT * FROM c ORDER BY cid, jid) c"
+_SORTED_DECIDED = "(SELECT * FROM decided ORDER BY cid, jid)"  # a per-rater comparison's lines
 _AGGREGATES = """,
-         string_agg(jid::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS judgment_ids,
-         string_agg('"' || rater_name || '"', ', ' ORDER BY jid) FILTER (WHERE counted) AS raters,
-         string_agg('"' || choice || '"', ', ' ORDER BY jid) FILTER (WHERE counted) AS choices,
-         string_agg(strength::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS strengths,
+         string_agg(jid::text, ', ') FILTER (WHERE counted) AS judgment_ids,
+         string_agg('"' || rater_name || '"', ', ') FILTER (WHERE counted) AS raters,
+         string_agg('"' || choice || '"', ', ') FILTER (WHERE counted) AS choices,
+         string_agg(strength::text, ', ') FILTER (WHERE counted) AS strengths,
          count(*) FILTER (WHERE counted AND both_bad) AS both_bad_votes,
          jsonb_agg(flags) FILTER (WHERE counted AND flags <> '[]'::jsonb) AS flag_lists,
-         string_agg(to_json(rationale)::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS rationales,
-         string_agg(time_spent_ms::text, ', ' ORDER BY jid) FILTER (WHERE counted) AS times,
-         string_agg(CASE WHEN a_on_left THEN 'true' ELSE 'false' END, ', ' ORDER BY jid)
+         string_agg(to_json(rationale)::text, ', ') FILTER (WHERE counted) AS rationales,
+         string_agg(time_spent_ms::text, ', ') FILTER (WHERE counted) AS times,
+         string_agg(CASE WHEN a_on_left THEN 'true' ELSE 'false' END, ', ')
              FILTER (WHERE counted) AS lefts,
          string_agg(DISTINCT source::text COLLATE "C", '+' ORDER BY source::text COLLATE "C")
              FILTER (WHERE counted) AS sources"""
@@ -169,8 +174,8 @@ _SELECT = (
 (SELECT CASE WHEN tx.test THEN 'test' ELSE 'train' END, char_length(tx.a_text), char_length(tx.b_text),
        coalesce(tx.a_vid, 0), coalesce(tx.b_vid, 0), {values}x.lines
 FROM (
-  SELECT x.cid, x.n, x.prompt_id, x.kind, x.gold, {lines} AS lines
-  FROM decided x
+  SELECT x.cid, {shared}, {lines} AS lines
+  FROM {decided} x
   WHERE x.agreement_json::float8 >= %(x_min_agreement)s::float8
   {group}
 ) x
@@ -261,6 +266,7 @@ def decided(judgments: str, aggregated: bool) -> tuple[str, str]:
     votes = _VOTES.format(
         judgments=f"SELECT * FROM ({judgments}) AS r0({names})",
         aggregates=_AGGREGATES if aggregated else "",
+        source=_SORTED_VOTES if aggregated else "c",
     )
     number = _f6(_round6("s.x"))
     if aggregated:
@@ -292,10 +298,13 @@ def statement(judgments: str, columns: list[Column], layout: str, aggregated: bo
         ]
     )
     nulls = "NULL, " * (len(plan.comparison_sql) + len(plan.side_sql))
+    shared = "x.n, x.prompt_id, x.kind, x.gold"
     if aggregated:  # one line per comparison
-        lines, group = f"concat({row})", "ORDER BY x.cid"
-    else:
-        lines = f"string_agg(concat({row}), E'\\x1e' ORDER BY x.jid)"
-        group = "GROUP BY x.cid, x.n, x.prompt_id, x.kind, x.gold"
-    select = _SELECT.format(values=values, lines=lines, group=group, nulls=nulls)
+        lines, source, group = f"concat({row})", "decided", "ORDER BY x.cid"
+    else:  # the lines in judgment order, as their input is (see `_SORTED_VOTES`)
+        lines, source, group = f"string_agg(concat({row}), E'\\x1e')", _SORTED_DECIDED, "GROUP BY x.cid"
+        shared = ", ".join(f"min({value}) AS {value[2:]}" for value in shared.split(", "))
+    select = _SELECT.format(
+        values=values, shared=shared, lines=lines, decided=source, group=group, nulls=nulls
+    )
     return head + select.replace("json_build_array({figures})::text", summary), plan
