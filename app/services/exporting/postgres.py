@@ -168,6 +168,7 @@ class SqlExport:
         statement = self._statement()
         joiner = Lines(self.plan)
         row_sep, line_sep = ROW_SEP.encode(), LINE_SEP.encode()
+        single = self.aggregated
         with raw.cursor() as cursor:
             self._settings(cursor)
             batch: list[tuple[str, bytes]] = []
@@ -186,10 +187,13 @@ class SqlExport:
                     templates: dict[bytes, bytes] = {}  # by winner, made when first needed
                     for found in fields[-1][:-1].split(line_sep):
                         winner, agreement, margin, *segments = found.split(row_sep)
-                        template = templates.get(winner)
-                        if template is None:
-                            template = templates[winner] = joiner.template(values, winner == b"B")
-                        batch.append((name, template % tuple(segments)))
+                        if single:  # one line per comparison: no template for it
+                            batch.append((name, joiner.line(values + segments, winner == b"B")))
+                        else:
+                            template = templates.get(winner)
+                            if template is None:
+                                template = templates[winner] = joiner.template(values, winner == b"B")
+                            batch.append((name, template % tuple(segments)))
                         a_wins = winner == b"A"
                         stats.splits.append(name)
                         stats.agreements.append(float(agreement))

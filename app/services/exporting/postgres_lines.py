@@ -244,8 +244,29 @@ class Lines:
                 else:
                     runs.append([])
             self._runs.append([_Template(run) for run in runs])
+        # For A winning, then for B: the whole line over the comparison's fields and then the
+        # line's row segments (a comparison with a single line needs no template of its own).
+        self._lines: list[_Template] = []
+        width = n + len(plan.side_sql)
+        for flip in (0, 1):
+            parts: list[bytes | int] = []
+            for kind, key, index, which in plan.pieces:
+                if kind == "key":
+                    parts.append(key.encode())
+                elif kind == "comparison":
+                    parts.append(index)
+                elif kind == "side":
+                    parts.append(n + 2 * index + (which ^ flip))
+                else:
+                    parts.append(width + index)
+            self._lines.append(_Template(parts))
 
     def template(self, fields: list[bytes], b_wins: bool) -> bytes:
         """The lines of this comparison (``fields``) whose winner is B (or A): ``template %
         row_segments`` is the line."""
         return b"%b".join([run(fields).replace(b"%", b"%%") for run in self._runs[b_wins]])
+
+    def line(self, fields: list[bytes], b_wins: bool) -> bytes:
+        """The line whose winner is B (or A) from its comparison's fields followed by its row
+        segments."""
+        return self._lines[b_wins](fields)
