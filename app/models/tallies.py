@@ -38,7 +38,17 @@ def _count() -> Mapped[int]:
     return mapped_column(Integer, default=0)
 
 
-class ComparisonTally(Base):
+class _SignedCounts:
+    """Votes per signed strength: -2 (B much better) .. +2 (A much better), 0 a tie."""
+
+    s_m2: Mapped[int] = _count()
+    s_m1: Mapped[int] = _count()
+    s_0: Mapped[int] = _count()
+    s_p1: Mapped[int] = _count()
+    s_p2: Mapped[int] = _count()
+
+
+class ComparisonTally(_SignedCounts, Base):
     __tablename__ = "comparison_tallies"
     __table_args__ = (Index("ix_comparison_tallies_project", "project_id", "source"),)
 
@@ -51,16 +61,11 @@ class ComparisonTally(Base):
     a: Mapped[int] = _count()
     b: Mapped[int] = _count()
     tie: Mapped[int] = _count()
-    s_m2: Mapped[int] = _count()  # signed strength -2: B much better
-    s_m1: Mapped[int] = _count()
-    s_0: Mapped[int] = _count()
-    s_p1: Mapped[int] = _count()
-    s_p2: Mapped[int] = _count()  # +2: A much better
     chars_a: Mapped[int] = _count()  # length of completion A in characters
     chars_b: Mapped[int] = _count()
 
 
-class RaterTally(Base):
+class RaterTally(_SignedCounts, Base):
     __tablename__ = "rater_tallies"
 
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
@@ -72,11 +77,6 @@ class RaterTally(Base):
     non_tie: Mapped[int] = _count()
     left_picks: Mapped[int] = _count()  # non-tie votes for the completion shown on the left
     flagged: Mapped[int] = _count()  # judgments with at least one flag
-    s_m2: Mapped[int] = _count()
-    s_m1: Mapped[int] = _count()
-    s_0: Mapped[int] = _count()
-    s_p1: Mapped[int] = _count()
-    s_p2: Mapped[int] = _count()
 
 
 class RaterHour(Base):

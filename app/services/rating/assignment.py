@@ -327,6 +327,11 @@ _PAIR_TEXTS = (
 
 def pair_view(session: Session, assignment: Assignment) -> PairView:
     messages, text_a, text_b = session.execute(_PAIR_TEXTS, {"comparison_id": assignment.comparison_id}).one()
+    return _view(assignment, messages, text_a, text_b)
+
+
+def _view(assignment: Assignment, messages: list[dict[str, str]], text_a: str, text_b: str) -> PairView:
+    """The pair as the rater sees it: the texts in the lease's left/right order."""
     left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
     return PairView(
         assignment_id=assignment.id,
@@ -416,13 +421,6 @@ def pair_with_progress(
         "midnight": now.replace(hour=0, minute=0, second=0, microsecond=0),
     }
     messages, text_a, text_b, today, total, remaining = session.execute(_PAIR_AND_PROGRESS, params).one()
-    left, right = (text_a, text_b) if assignment.a_on_left else (text_b, text_a)
-    view = PairView(
-        assignment_id=assignment.id,
-        comparison_id=assignment.comparison_id,
-        messages=messages,
-        left_text=left,
-        right_text=right,
-        lease_expires_at=assignment.lease_expires_at,
+    return _view(assignment, messages, text_a, text_b), Progress(
+        done_today=today, done_total=total, remaining=remaining
     )
-    return view, Progress(done_today=today, done_total=total, remaining=remaining)

@@ -47,10 +47,9 @@ from app.services.rating.common import (
     note_no_lease,
     require_rater,
 )
-from app.services.rating.store import STORE_ON_LEASE, judgment_values
+from app.services.rating.store import CLOSE_LEASE, MAX_TIME_SPENT_MS, STORE_ON_LEASE, judgment_values
 
 MAX_RATIONALE_CHARS = 10_000
-MAX_TIME_SPENT_MS = 60 * 60 * 1000
 
 
 def pick_to_choice(pick: int | None, *, a_on_left: bool) -> tuple[Choice, int]:
@@ -102,23 +101,6 @@ def _stored_judgment(session: Session, comparison_id: int, rater_id: int) -> Jud
     ).one()
 
 
-# The common case in one statement: the rater's own lease, active and unexpired, closed as done,
-# returning what the judgment needs. The row lock it takes orders concurrent submits of the same
-# assignment: the second one finds it done and takes the careful path (a repeat).
-_CLOSE_LEASE = (
-    update(Assignment)
-    .where(
-        Assignment.id == bindparam("lease_id"),
-        Assignment.rater_id == bindparam("lease_rater_id"),
-        Assignment.project_id == bindparam("lease_project_id"),
-        Assignment.status == AssignmentStatus.active,
-        Assignment.lease_expires_at > bindparam("now"),
-    )
-    .values(status=AssignmentStatus.done)
-    .returning(Assignment.comparison_id, Assignment.a_on_left, Assignment.leased_at)
-)
-
-
 def submit_judgment(
     session: Session,
     *,
@@ -130,7 +112,7 @@ def submit_judgment(
     """Store a judgment; returns (judgment, created). A repeat returns the stored one.
 
     An answer on the rater's unexpired lease takes three statements: the lease closed
-    (`_CLOSE_LEASE`), the judgment inserted, the comparison's count raised (a fourth when the
+    (`store.CLOSE_LEASE`), the judgment inserted, the comparison's count raised (a fourth when the
     pair's last vote may widen it). Anything else (a repeat, a late or foreign assignment, an
     invalid answer) reads the assignment first and is decided as before.
     """
@@ -147,8 +129,8 @@ def submit_judgment(
         if stored is not None:
             return stored
     elif problem is None:
-        mine = {"lease_id": data.assignment_id, "lease_rater_id": rater_id, "lease_project_id": project.id}
-        closed = session.execute(_CLOSE_LEASE, {**mine, "now": now}).one_or_none()
+        lease = {"lease": data.assignment_id, "rater": rater_id, "project": project.id, "now": now}
+        closed = session.execute(CLOSE_LEASE, lease).one_or_none()
     if closed is not None:
         comparison_id, a_on_left, leased_at = closed
     else:

@@ -43,7 +43,10 @@ MAX_TIME_SPENT_MS = 60 * 60 * 1000
 
 _judgments = cast(Table, Judgment.__table__)
 
-_closed = (
+# The rater's own lease, active and unexpired, closed as done, returning what the judgment needs
+# (parameters: lease, rater, project, now). The row lock it takes orders concurrent submits of the
+# same assignment: the second one finds it done. SQLite runs it alone (`submit_judgment`).
+CLOSE_LEASE = (
     update(Assignment)
     .where(
         Assignment.id == bindparam("lease"),
@@ -54,8 +57,8 @@ _closed = (
     )
     .values(status=AssignmentStatus.done)
     .returning(Assignment.comparison_id, Assignment.a_on_left, Assignment.leased_at)
-    .cte("closed")
 )
+_closed = CLOSE_LEASE.cte("closed")
 _elapsed_ms = func.floor(
     func.extract("epoch", bindparam("now", type_=UTCDateTime) - _closed.c.leased_at) * 1000
 )
